@@ -1,0 +1,84 @@
+"""Shared command-line plumbing: output formats, policy loading with readable errors, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from corral.model.errors import PolicyError, Problem
+from corral.model.load import load_policy_checked
+from corral.model.policy import Policy
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+DEFAULT_POLICY = "corral.yaml"
+
+
+class CliError(Exception):
+    """A failure already explained to the user; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def stderr() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def stdout() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def err(message: str) -> None:
+    stderr().print(f"[bold red]error:[/] {message}" if sys.stderr.isatty() else f"error: {message}",
+                   markup=sys.stderr.isatty())
+
+
+def add_policy_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--policy", default=DEFAULT_POLICY, metavar="FILE",
+                   help=f"policy file (default: {DEFAULT_POLICY})")
+
+
+def add_output_arg(p: argparse.ArgumentParser, choices: tuple[str, ...] = ("text", "json", "yaml"),
+                   flag: str = "--output", short: str = "-o") -> None:
+    p.add_argument(short, flag, dest="output", choices=choices, default=choices[0],
+                   help=f"output format: {', '.join(choices)} (default: {choices[0]})")
+
+
+def print_problems(problems: list[Problem]) -> None:
+    con = stderr()
+    for prob in problems:
+        con.print(str(prob), markup=False)
+
+
+def load(path: str, *, quiet_warnings: bool = False) -> Policy:
+    """Load a policy or exit 2 with every problem listed (file, line, path, expectation)."""
+    if not Path(path).exists():
+        raise CliError(f"policy file {path!r} not found (pass -f FILE)")
+    try:
+        policy, warnings = load_policy_checked(path)
+    except PolicyError as exc:
+        print_problems(list(exc.problems))
+        n = len(exc.problems)
+        raise CliError(f"{path}: {n} error{'s' if n != 1 else ''}; nothing was written") from None
+    if warnings and not quiet_warnings:
+        print_problems(warnings)
+    return policy
+
+
+def emit(data: Any, fmt: str) -> None:
+    """Print structured data as JSON or YAML (text formats are the caller's own)."""
+    if fmt == "json":
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    elif fmt == "yaml":
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+    else:
+        raise ValueError(fmt)

@@ -1,0 +1,25 @@
+"""Every target ``corral render`` writes, in order, and the function that compiles them all. Pure.
+
+A target is ``(folder, compile)``: ``compile(policy) -> Files``. Add a target here and in nothing
+else; the writer, the CLI and the schema tests pick it up from this list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from corral.compile import gateway, network
+from corral.compile.output import Files
+from corral.model.policy import Policy
+
+Target = tuple[str, Callable[[Policy], Files]]
+
+TARGETS: tuple[Target, ...] = (
+    ("network", network.compile_network),
+    ("gateway", gateway.compile_gateway),
+)
+
+
+def render_all(policy: Policy, only: set[str] | None = None) -> dict[str, Files]:
+    """folder -> files, for every target (or those named in ``only``)."""
+    return {folder: fn(policy) for folder, fn in TARGETS if only is None or folder in only}

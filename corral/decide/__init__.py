@@ -1,0 +1,1 @@
+"""The decide layer: the pure egress decision, its matchers and the address classifier."""

@@ -1,0 +1,242 @@
+"""The policy schema: ``corral.yaml`` as typed, frozen, normalised values.
+
+Every layer reads the policy through these classes. Domain patterns, registry prefixes, CIDRs and
+byte quantities are parsed on load, so downstream code never sees raw strings it would have to
+re-validate. Unknown fields are errors (a typo must not silently drop a control).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
+
+from corral.model.domains import DomainPattern, parse_pattern
+from corral.model.images import RegistryPrefix, parse_registry_prefix
+from corral.model.quantity import format_bytes, parse_bytes
+
+API_VERSION = "corral.dev/v1alpha1"
+QUARANTINE_LABEL = "corral.dev/quarantine"
+AGENT_LABEL = "corral.dev/agent"
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_PROCESS = re.compile(r"^[A-Za-z0-9_.+-]{1,15}$")
+
+
+def _dns_label(value: object) -> str:
+    if not isinstance(value, str) or not _DNS1123_LABEL.match(value):
+        raise ValueError(
+            f"expected a DNS-1123 label (lower-case letters, digits, '-', at most 63), got {value!r}"
+        )
+    return value
+
+
+def _label_key(key: str) -> str:
+    prefix, _, name = key.rpartition("/")
+    if (prefix and not _PREFIX.match(prefix)) or not _LABEL_NAME.match(name):
+        raise ValueError(f"{key!r} is not a Kubernetes label key")
+    return key
+
+
+def _labels(value: object) -> dict[str, str]:
+    if not isinstance(value, dict) or not value:
+        raise ValueError("expected a non-empty map of Kubernetes labels (matchLabels)")
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if not isinstance(v, str) or not _LABEL_VALUE.match(v):
+            raise ValueError(f"label {k!r}: {v!r} is not a Kubernetes label value")
+        out[_label_key(str(k))] = v
+    return dict(sorted(out.items()))
+
+
+def _pattern(value: object) -> DomainPattern:
+    if isinstance(value, DomainPattern):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a domain pattern string, got {type(value).__name__}")
+    return parse_pattern(value)
+
+
+def _prefix(value: object) -> RegistryPrefix:
+    if isinstance(value, RegistryPrefix):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected a registry prefix like registry.example.com/agents/")
+    return parse_registry_prefix(value)
+
+
+def _cidr(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return value
+    try:
+        return ipaddress.ip_network(str(value), strict=True)
+    except ValueError as exc:
+        raise ValueError(f"expected a CIDR such as 10.20.0.0/16 ({exc})") from None
+
+
+def _process(value: object) -> str:
+    if not isinstance(value, str) or not _PROCESS.match(value):
+        raise ValueError(
+            "expected a process name as Falco's proc.name sees it (at most 15 characters, "
+            f"no path), got {value!r}"
+        )
+    return value
+
+
+Name = Annotated[str, BeforeValidator(_dns_label)]
+Labels = Annotated[dict[str, str], BeforeValidator(_labels)]
+Pattern = Annotated[DomainPattern, BeforeValidator(_pattern), PlainSerializer(str)]
+Prefix = Annotated[RegistryPrefix, BeforeValidator(_prefix), PlainSerializer(str)]
+Bytes = Annotated[int, BeforeValidator(parse_bytes), PlainSerializer(format_bytes)]
+Cidr = Annotated[
+    ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_cidr), PlainSerializer(str)
+]
+Process = Annotated[str, BeforeValidator(_process)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Strict(BaseModel):
+    """Base of every policy class: unknown fields are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Rate(Strict):
+    requests_per_minute: int = Field(gt=0)
+
+
+class Quota(Strict):
+    bytes_out_per_hour: Bytes = Field(gt=0)
+
+
+class Egress(Strict):
+    """What one agent may reach through the gateway."""
+
+    mode: Literal["enforce", "learn"] = "enforce"
+    allow: tuple[Pattern, ...] = ()
+    deny: tuple[Pattern, ...] = ()
+    allow_cidrs: tuple[Cidr, ...] = ()
+    sni_check: bool = True
+    rate: Rate | None = None
+    quota: Quota | None = None
+    max_tunnels: int = Field(default=1024, gt=0)
+
+
+class Agent(Strict):
+    """One agent profile: which pods, which listener port (its identity), what it may do."""
+
+    name: Name
+    selector: Labels
+    port: Port | None = None
+    egress: Egress = Egress()
+    processes: tuple[Process, ...] = ()
+
+
+class ResourceList(Strict):
+    cpu: str
+    memory: str
+
+
+class Resources(Strict):
+    requests: ResourceList = ResourceList(cpu="250m", memory="128Mi")
+    limits: ResourceList = ResourceList(cpu="1", memory="512Mi")
+
+
+class GatewayLimits(Strict):
+    """Protocol limits of every listener; defaults follow what Envoy and Squid ship."""
+
+    header_bytes: int = Field(default=16384, ge=1024)
+    headers: int = Field(default=100, ge=8)
+    idle_timeout_s: float = Field(default=300.0, gt=0)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class Gateway(Strict):
+    namespace: Name = "egress-gateway"
+    replicas: int = Field(default=2, ge=1)
+    image: str = "ghcr.io/corral-dev/corral:0.1.0"
+    base_port: Port = 8080
+    admin_port: Port = 9090
+    resources: Resources = Resources()
+    limits: GatewayLimits = GatewayLimits()
+
+
+class Dns(Strict):
+    """Where cluster DNS runs; the default-deny policy must still let pods resolve names."""
+
+    namespace: Name = "kube-system"
+    selector: Labels = Field(default_factory=lambda: {"k8s-app": "kube-dns"})
+
+
+class Network(Strict):
+    cilium: bool = False
+
+
+class Spec(Strict):
+    namespace: Name
+    registries: tuple[Prefix, ...] = ()
+    gateway: Gateway = Gateway()
+    dns: Dns = Dns()
+    network: Network = Network()
+    agents: tuple[Agent, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _identities_unique(self) -> Spec:
+        seen_names: set[str] = set()
+        seen_ports: dict[int, str] = {}
+        for agent, port in zip(self.agents, self.listener_ports().values(), strict=True):
+            if agent.name in seen_names:
+                raise ValueError(f"agent name {agent.name!r} is used twice; names must be unique")
+            seen_names.add(agent.name)
+            if port in seen_ports or port == self.gateway.admin_port:
+                other = seen_ports.get(port, "the gateway admin port")
+                raise ValueError(
+                    f"agent {agent.name!r} would listen on port {port}, already used by "
+                    f"{other}; the port is the agent's identity and must be unique"
+                )
+            seen_ports[port] = agent.name
+        return self
+
+    def listener_ports(self) -> dict[str, int]:
+        """Agent name -> gateway listener port (explicit ``port`` or base_port + index)."""
+        return {
+            a.name: a.port if a.port is not None else self.gateway.base_port + i
+            for i, a in enumerate(self.agents)
+        }
+
+    def agent(self, name: str) -> Agent:
+        for a in self.agents:
+            if a.name == name:
+                return a
+        raise KeyError(name)
+
+
+class Metadata(Strict):
+    name: Name
+    labels: Labels | None = None
+
+
+class Policy(Strict):
+    """The whole ``corral.yaml`` document."""
+
+    api_version: Literal["corral.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["Policy"]
+    metadata: Metadata
+    spec: Spec
+
+    def dump(self) -> dict[str, Any]:
+        """Normalised plain data (patterns as strings), e.g. for the gateway's ConfigMap."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
