@@ -10,39 +10,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
+from corral.model.ranges import SPECIAL_V4, SPECIAL_V6
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-_V4_SPECIAL: tuple[tuple[str, str], ...] = (
-    ("0.0.0.0/8", "unspecified"),
-    ("10.0.0.0/8", "private"),
-    ("100.64.0.0/10", "cgnat"),
-    ("127.0.0.0/8", "loopback"),
-    ("169.254.0.0/16", "link_local"),
-    ("172.16.0.0/12", "private"),
-    ("192.0.0.0/24", "reserved"),
-    ("192.0.2.0/24", "documentation"),
-    ("192.88.99.0/24", "reserved"),
-    ("192.168.0.0/16", "private"),
-    ("198.18.0.0/15", "benchmarking"),
-    ("198.51.100.0/24", "documentation"),
-    ("203.0.113.0/24", "documentation"),
-    ("224.0.0.0/4", "multicast"),
-    ("240.0.0.0/4", "reserved"),
-)
-_V6_SPECIAL: tuple[tuple[str, str], ...] = (
-    ("::/128", "unspecified"),
-    ("::1/128", "loopback"),
-    ("100::/64", "reserved"),
-    ("2001:db8::/32", "documentation"),
-    ("2001:10::/28", "reserved"),
-    ("fc00::/7", "private"),
-    ("fe80::/10", "link_local"),
-    ("fec0::/10", "private"),
-    ("ff00::/8", "multicast"),
-)
-_V4 = tuple((ipaddress.IPv4Network(n), c) for n, c in _V4_SPECIAL)
-_V6 = tuple((ipaddress.IPv6Network(n), c) for n, c in _V6_SPECIAL)
+_V4 = tuple((ipaddress.IPv4Network(n), c) for n, c in SPECIAL_V4)
+_V6 = tuple((ipaddress.IPv6Network(n), c) for n, c in SPECIAL_V6)
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 _6TO4 = ipaddress.IPv6Network("2002::/16")

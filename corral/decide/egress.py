@@ -13,8 +13,13 @@ from typing import Literal
 
 from corral.decide import reasons
 from corral.decide.addresses import IPAddress, IPNetwork, vet
-from corral.model.domains import DomainError, PatternSet, looks_like_ip, normalise_host, \
-    parse_ip_literal
+from corral.model.domains import (
+    DomainError,
+    PatternSet,
+    looks_like_ip,
+    normalise_host,
+    parse_ip_literal,
+)
 from corral.model.policy import Agent
 from corral.model.records import Outcome
 
@@ -77,7 +82,7 @@ def _policy_denial(rules: AgentRules, host: str, reason: str, rule: str | None,
     return Decision(outcome, reason, host, rule, ip)
 
 
-def decide(rules: AgentRules, request: EgressRequest) -> Decision:
+def decide(rules: AgentRules, request: EgressRequest) -> Decision:  # noqa: PLR0911 - one return per reason is the point
     """Decide one request of one agent. Never raises; never does I/O."""
     if rules.quarantined:
         return Decision("deny", reasons.QUARANTINED, request.host.lower(), "quarantine")

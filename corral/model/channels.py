@@ -26,42 +26,45 @@ _SHARE = "file sharing: built to move files out anonymously"
 _CATCH = "request catcher / out-of-band service: used to confirm and receive exfiltration"
 _CHAT = "chat webhook/bot API: a common command-and-control and exfiltration channel"
 
-_TABLE: dict[str, tuple[str, str]] = {
-    **{d: ("paste", _PASTE) for d in (
+_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("paste", _PASTE, (
         "pastebin.com", "paste.ee", "hastebin.com", "rentry.co", "rentry.org", "dpaste.org",
         "dpaste.com", "termbin.com", "ghostbin.com", "controlc.com", "privatebin.net",
         "paste.mozilla.org", "justpaste.it", "pastes.io", "gist.githubusercontent.com",
-        "gist.github.com",
-    )},
-    **{d: ("tunnel", _TUNNEL) for d in (
-        "ngrok.io", "ngrok.app", "ngrok-free.app", "ngrok.dev", "trycloudflare.com",
-        "loca.lt", "localtunnel.me", "serveo.net", "localhost.run", "lhr.life", "pagekite.me",
-        "tunnelmole.net", "bore.pub", "telebit.cloud", "playit.gg",
-    )},
-    **{d: ("cdn-front", _FRONT) for d in (
+        "gist.github.com"
+    )),
+    ("tunnel", _TUNNEL, (
+        "ngrok.io", "ngrok.app", "ngrok-free.app", "ngrok.dev", "trycloudflare.com", "loca.lt",
+        "localtunnel.me", "serveo.net", "localhost.run", "lhr.life", "pagekite.me",
+        "tunnelmole.net", "bore.pub", "telebit.cloud", "playit.gg"
+    )),
+    ("cdn-front", _FRONT, (
         "cloudfront.net", "azureedge.net", "azurefd.net", "fastly.net", "akamaiedge.net",
         "akamaized.net", "edgekey.net", "appspot.com", "herokuapp.com", "workers.dev",
         "pages.dev", "vercel.app", "netlify.app", "blob.core.windows.net", "s3.amazonaws.com",
-        "storage.googleapis.com", "web.app", "firebaseapp.com", "r2.dev", "b-cdn.net",
-    )},
-    **{d: ("doh", _DOH) for d in (
+        "storage.googleapis.com", "web.app", "firebaseapp.com", "r2.dev", "b-cdn.net"
+    )),
+    ("doh", _DOH, (
         "dns.google", "dns.google.com", "cloudflare-dns.com", "one.one.one.one",
         "dns.quad9.net", "doh.opendns.com", "dns.nextdns.io", "doh.pub", "dns.adguard.com",
-        "doh.cleanbrowsing.org", "dns.alidns.com",
-    )},
-    **{d: ("file-sharing", _SHARE) for d in (
+        "doh.cleanbrowsing.org", "dns.alidns.com"
+    )),
+    ("file-sharing", _SHARE, (
         "transfer.sh", "file.io", "0x0.st", "wetransfer.com", "we.tl", "mega.nz", "mega.io",
         "anonfiles.com", "gofile.io", "catbox.moe", "litterbox.catbox.moe", "sendspace.com",
-        "temp.sh", "bashupload.com",
-    )},
-    **{d: ("request-catcher", _CATCH) for d in (
+        "temp.sh", "bashupload.com"
+    )),
+    ("request-catcher", _CATCH, (
         "webhook.site", "requestbin.com", "pipedream.net", "interact.sh", "oast.fun",
-        "oast.pro", "oast.live", "oast.site", "oast.online", "oast.me",
-        "burpcollaborator.net", "canarytokens.com", "requestcatcher.com", "beeceptor.com",
-    )},
-    **{d: ("chat-webhook", _CHAT) for d in (
-        "discord.com", "discordapp.com", "api.telegram.org", "hooks.slack.com",
-    )},
+        "oast.pro", "oast.live", "oast.site", "oast.online", "oast.me", "burpcollaborator.net",
+        "canarytokens.com", "requestcatcher.com", "beeceptor.com"
+    )),
+    ("chat-webhook", _CHAT, (
+        "discord.com", "discordapp.com", "api.telegram.org", "hooks.slack.com"
+    )),
+)
+_TABLE: dict[str, tuple[str, str]] = {
+    domain: (category, reason) for category, reason, domains in _GROUPS for domain in domains
 }
 
 CHANNELS: tuple[Channel, ...] = tuple(

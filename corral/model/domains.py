@@ -142,8 +142,12 @@ def _split_port(text: str) -> tuple[str, int | None]:
     return host, int(port_text)
 
 
-def parse_pattern(text: str) -> DomainPattern:
-    """Parse one allow/deny entry; ``DomainError`` says what was expected."""
+def parse_pattern(text: str, *, for_deny: bool = False) -> DomainPattern:
+    """Parse one allow/deny entry; ``DomainError`` says what was expected.
+
+    A wildcard over a public suffix is refused in an allowlist (it opens names anyone can
+    register) but accepted in a denylist, where ``*.ngrok.io`` is exactly what is meant.
+    """
     if not isinstance(text, str):
         raise DomainError(f"expected a domain pattern string, got {type(text).__name__}")
     raw = text.strip()
@@ -163,7 +167,7 @@ def parse_pattern(text: str) -> DomainPattern:
             f"{text!r}: IP addresses are not patterns; list CIDRs under egress.allow_cidrs"
         )
     name = normalise_host(body)
-    if wildcard and (is_public_suffix(name) or "." not in name):
+    if wildcard and not for_deny and (is_public_suffix(name) or "." not in name):
         raise DomainError(
             f"{text!r} is a wildcard over the public suffix {name!r}: it would match "
             "names anyone can register; list the registrable domains instead"

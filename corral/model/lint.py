@@ -34,5 +34,6 @@ def lint_policy(policy: Policy) -> list[tuple[Loc, str]]:
                 "logged as would_deny; switch to enforce once `corral review` shows it is stable",
             ))
     if not policy.spec.registries:
-        out.append((("spec", "registries"), "no approved registries: admission refuses every image"))
+        out.append((("spec", "registries"),
+                    "no approved registries: admission refuses every image"))
     return out

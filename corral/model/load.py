@@ -127,7 +127,8 @@ def parse_policy(text: str, file: str = "<policy>") -> tuple[Policy, list[Proble
         raise PolicyError([Problem(file, "(document)", f"not valid YAML: {exc}")]) from None
     if not isinstance(doc, dict):
         raise PolicyError(
-            [Problem(file, "(document)", "expected a mapping with apiVersion, kind, metadata, spec")]
+            [Problem(file, "(document)",
+                     "expected a mapping with apiVersion, kind, metadata and spec")]
         )
     try:
         policy = Policy.model_validate(doc)

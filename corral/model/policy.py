@@ -12,16 +12,16 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PlainSerializer,
     model_validator,
 )
 
+from corral.model.control import Response
 from corral.model.domains import DomainPattern, parse_pattern
 from corral.model.images import RegistryPrefix, parse_registry_prefix
+from corral.model.policy_base import Strict
 from corral.model.quantity import format_bytes, parse_bytes
 
 API_VERSION = "corral.dev/v1alpha1"
@@ -38,7 +38,8 @@ _PROCESS = re.compile(r"^[A-Za-z0-9_.+-]{1,15}$")
 def _dns_label(value: object) -> str:
     if not isinstance(value, str) or not _DNS1123_LABEL.match(value):
         raise ValueError(
-            f"expected a DNS-1123 label (lower-case letters, digits, '-', at most 63), got {value!r}"
+            "expected a DNS-1123 label (lower-case letters, digits, '-', at most 63 "
+            f"characters), got {value!r}"
         )
     return value
 
@@ -61,12 +62,16 @@ def _labels(value: object) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def _pattern(value: object) -> DomainPattern:
+def _pattern(value: object, *, for_deny: bool = False) -> DomainPattern:
     if isinstance(value, DomainPattern):
         return value
     if not isinstance(value, str):
         raise ValueError(f"expected a domain pattern string, got {type(value).__name__}")
-    return parse_pattern(value)
+    return parse_pattern(value, for_deny=for_deny)
+
+
+def _deny_pattern(value: object) -> DomainPattern:
+    return _pattern(value, for_deny=True)
 
 
 def _prefix(value: object) -> RegistryPrefix:
@@ -98,6 +103,7 @@ def _process(value: object) -> str:
 Name = Annotated[str, BeforeValidator(_dns_label)]
 Labels = Annotated[dict[str, str], BeforeValidator(_labels)]
 Pattern = Annotated[DomainPattern, BeforeValidator(_pattern), PlainSerializer(str)]
+DenyPattern = Annotated[DomainPattern, BeforeValidator(_deny_pattern), PlainSerializer(str)]
 Prefix = Annotated[RegistryPrefix, BeforeValidator(_prefix), PlainSerializer(str)]
 Bytes = Annotated[int, BeforeValidator(parse_bytes), PlainSerializer(format_bytes)]
 Cidr = Annotated[
@@ -105,12 +111,6 @@ Cidr = Annotated[
 ]
 Process = Annotated[str, BeforeValidator(_process)]
 Port = Annotated[int, Field(ge=1, le=65535)]
-
-
-class Strict(BaseModel):
-    """Base of every policy class: unknown fields are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class Rate(Strict):
@@ -126,7 +126,7 @@ class Egress(Strict):
 
     mode: Literal["enforce", "learn"] = "enforce"
     allow: tuple[Pattern, ...] = ()
-    deny: tuple[Pattern, ...] = ()
+    deny: tuple[DenyPattern, ...] = ()
     allow_cidrs: tuple[Cidr, ...] = ()
     sni_check: bool = True
     rate: Rate | None = None
@@ -192,6 +192,7 @@ class Spec(Strict):
     dns: Dns = Dns()
     network: Network = Network()
     agents: tuple[Agent, ...] = Field(min_length=1)
+    response: Response = Response()  # control plane: incidents, sinks, quarantine
 
     @model_validator(mode="after")
     def _identities_unique(self) -> Spec:

@@ -1,0 +1,204 @@
+"""The egress gateway's own objects: Namespace, ConfigMap with the normalised policy, Deployment,
+Service (one port per agent), PodDisruptionBudget and NetworkPolicies. Pure.
+
+The ConfigMap carries the policy in the same format ``corral gateway -f`` reads, normalised, so the
+gateway in the cluster and ``corral up`` on a laptop run the very same document. Pods are not
+restarted when it changes: the gateway watches the mounted file and reloads without dropping
+tunnels, which a checksum annotation (the usual Helm trick) would defeat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from corral.compile import k8s
+from corral.compile.network import dns_peer, dns_ports, psa_labels
+from corral.compile.output import Files, manifest, to_yaml
+from corral.model.policy import Policy
+from corral.model.ranges import SPECIAL_V4, SPECIAL_V6
+
+CONFIG_DIR = "/etc/corral"
+POLICY_FILE = "policy.yaml"
+NAME = "corral-gateway"
+UID = 65532  # distroless "nonroot"
+
+
+def compile_gateway(policy: Policy) -> Files:
+    cm = config_map(policy)
+    return {
+        "00-namespace.yaml": manifest(gateway_namespace(policy)),
+        "10-serviceaccount.yaml": manifest(service_account(policy)),
+        "20-configmap.yaml": manifest(cm),
+        "30-deployment.yaml": manifest(deployment(policy)),
+        "40-service.yaml": manifest(service(policy)),
+        "50-pdb.yaml": manifest(pdb(policy)),
+        "60-networkpolicy.yaml": manifest(default_deny(policy), ingress_policy(policy),
+                                          egress_policy(policy)),
+    }
+
+
+def policy_document(policy: Policy) -> str:
+    return to_yaml(policy.dump())
+
+
+def policy_version(policy: Policy) -> str:
+    return hashlib.sha256(policy_document(policy).encode()).hexdigest()[:12]
+
+
+def _meta(policy: Policy, name: str = NAME, **kw: Any) -> dict[str, Any]:
+    return k8s.meta(name, policy.spec.gateway.namespace, policy=policy.metadata.name, **kw)
+
+
+def gateway_namespace(policy: Policy) -> dict[str, Any]:
+    return k8s.obj("v1", "Namespace", k8s.meta(policy.spec.gateway.namespace,
+                                                policy=policy.metadata.name, labels=psa_labels()))
+
+
+def service_account(policy: Policy) -> dict[str, Any]:
+    return k8s.obj("v1", "ServiceAccount", _meta(policy), automountServiceAccountToken=False)
+
+
+def config_map(policy: Policy) -> dict[str, Any]:
+    return k8s.obj("v1", "ConfigMap", _meta(policy, f"{NAME}-policy",
+                                            annotations={"corral.dev/policy-version":
+                                                         policy_version(policy)}),
+                   data={POLICY_FILE: policy_document(policy)})
+
+
+def _container_ports(policy: Policy) -> list[dict[str, Any]]:
+    ports = [{"name": f"a-{i}", "containerPort": port, "protocol": "TCP"}
+             for i, port in enumerate(policy.spec.listener_ports().values())]
+    ports.append({"name": "admin", "containerPort": policy.spec.gateway.admin_port,
+                  "protocol": "TCP"})
+    return ports
+
+
+def _probe(path: str, port: int, period: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": port}, "periodSeconds": period,
+            "timeoutSeconds": 2, "failureThreshold": 3}
+
+
+def _container(policy: Policy) -> dict[str, Any]:
+    gw = policy.spec.gateway
+    return {
+        "name": "gateway",
+        "image": gw.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": ["gateway", "-f", f"{CONFIG_DIR}/{POLICY_FILE}", "--listen", "0.0.0.0",
+                 "--admin-port", str(gw.admin_port), "--workers", "0", "--log", "-"],
+        "ports": _container_ports(policy),
+        "readinessProbe": _probe("/readyz", gw.admin_port, 5),
+        "livenessProbe": _probe("/healthz", gw.admin_port, 10),
+        "resources": {"requests": gw.resources.requests.model_dump(),
+                      "limits": gw.resources.limits.model_dump()},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": UID,
+            "runAsGroup": UID,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "policy", "mountPath": CONFIG_DIR, "readOnly": True},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+    }
+
+
+def deployment(policy: Policy) -> dict[str, Any]:
+    gw = policy.spec.gateway
+    labels = dict(k8s.GATEWAY_POD_LABELS)
+    pod_spec = {
+        "serviceAccountName": NAME,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "fsGroup": UID,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "terminationGracePeriodSeconds": 60,
+        "containers": [_container(policy)],
+        "volumes": [
+            {"name": "policy", "configMap": {"name": f"{NAME}-policy"}},
+            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+        ],
+        "topologySpreadConstraints": [{
+            "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": labels},
+        }],
+    }
+    return k8s.obj("apps/v1", "Deployment", _meta(policy, labels=labels), spec={
+        "replicas": gw.replicas,
+        "selector": {"matchLabels": labels},
+        "strategy": {"type": "RollingUpdate",
+                     "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+    })
+
+
+def service(policy: Policy) -> dict[str, Any]:
+    ports = [{"name": name, "port": port, "targetPort": port, "protocol": "TCP"}
+             for name, port in policy.spec.listener_ports().items()]
+    return k8s.obj("v1", "Service", _meta(policy), spec={
+        "type": "ClusterIP",
+        "selector": dict(k8s.GATEWAY_POD_LABELS),
+        "ports": ports,
+    })
+
+
+def pdb(policy: Policy) -> dict[str, Any]:
+    return k8s.obj("policy/v1", "PodDisruptionBudget", _meta(policy), spec={
+        "minAvailable": 1 if policy.spec.gateway.replicas > 1 else 0,
+        "selector": {"matchLabels": dict(k8s.GATEWAY_POD_LABELS)},
+    })
+
+
+def _np(policy: Policy, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return k8s.obj("networking.k8s.io/v1", "NetworkPolicy", _meta(policy, name), spec=spec)
+
+
+def default_deny(policy: Policy) -> dict[str, Any]:
+    return _np(policy, "default-deny-all",
+               {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})
+
+
+def ingress_policy(policy: Policy) -> dict[str, Any]:
+    """Each listener port admits only its own agent's (unquarantined) pods: port = identity."""
+    ports = policy.spec.listener_ports()
+    rules: list[dict[str, Any]] = [{
+        "from": [{"namespaceSelector": k8s.namespace_selector(policy.spec.namespace),
+                  "podSelector": k8s.not_quarantined(agent.selector)}],
+        "ports": [{"protocol": "TCP", "port": ports[agent.name]}],
+    } for agent in policy.spec.agents]
+    # Health and metrics: kubelet probes are not subject to NetworkPolicy; scrapers are.
+    rules.append({"from": [{"namespaceSelector": {}}],
+                  "ports": [{"protocol": "TCP", "port": policy.spec.gateway.admin_port}]})
+    return _np(policy, f"{NAME}-ingress", {
+        "podSelector": {"matchLabels": dict(k8s.GATEWAY_POD_LABELS)},
+        "policyTypes": ["Ingress"],
+        "ingress": rules,
+    })
+
+
+def _public_blocks(policy: Policy) -> list[dict[str, Any]]:
+    """The internet minus what the SSRF guard refuses: a second wall under the gateway's own."""
+    v4_except = [n for n, _ in SPECIAL_V4 if n != "0.0.0.0/8"]
+    v6_except = [n for n, _ in SPECIAL_V6 if n not in ("::/128", "::1/128")]
+    blocks: list[dict[str, Any]] = [
+        {"ipBlock": {"cidr": "0.0.0.0/0", "except": v4_except}},
+        {"ipBlock": {"cidr": "::/0", "except": v6_except}},
+    ]
+    allowed = sorted({str(c) for a in policy.spec.agents for c in a.egress.allow_cidrs})
+    blocks.extend({"ipBlock": {"cidr": c}} for c in allowed)
+    return blocks
+
+
+def egress_policy(policy: Policy) -> dict[str, Any]:
+    """The gateway may resolve names and reach public addresses (and CIDRs agents may reach)."""
+    return _np(policy, f"{NAME}-egress", {
+        "podSelector": {"matchLabels": dict(k8s.GATEWAY_POD_LABELS)},
+        "policyTypes": ["Egress"],
+        "egress": [
+            {"to": [dns_peer(policy)], "ports": dns_ports()},
+            {"to": _public_blocks(policy)},
+        ],
+    })
