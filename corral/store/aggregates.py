@@ -1,0 +1,216 @@
+"""The aggregate behaviour store: what agents did, kept as SQLite (WAL) aggregates.
+
+Sits below ``control`` (``corral serve`` records what it receives) and ``learn`` (``corral learn``
+ingests log files; ``corral review`` reads). Writers hand over access-log records or Falco events;
+the store folds each batch in memory (``access.py``, ``falco.py``) and upserts the aggregates and
+their rollups in one transaction, never one row per line. Readers use ``queries.py``.
+
+Stable API (other layers call exactly this)::
+
+    store = AggregateStore.open("corral.db")          # creates the file and schema if needed
+    stats = store.ingest_access(records)               # Iterable[Mapping]: access-log records
+    stats = store.ingest_access_lines(lines)           # Iterable[bytes | str]: JSON lines (fast)
+    stats = store.ingest_falco(events, selectors={"research": {"app": "research-agent"}})
+    store.close()                                      # or: with AggregateStore.open(p) as s:
+
+Each ingest call returns ``IngestStats`` (records accepted, skipped, rejected, first errors with
+their line). Bad records are counted and named, never fatal. One store object is safe to share
+between threads (calls are serialised); several processes may open the same file (WAL).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Self
+
+from corral.store import schema
+from corral.store.access import MAX_ERRORS, AccessBatch, Rows
+from corral.store.falco import FalcoFacts, Selectors, facts
+
+BATCH_LINES: Final = 100_000
+Progress = Callable[[int], None]  # called with the number of lines consumed so far
+
+
+@dataclass(slots=True)
+class IngestStats:
+    """What one ingest call did."""
+
+    records: int = 0
+    skipped: int = 0  # not access records (another ``kind``)
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)  # the first MAX_ERRORS, with line numbers
+
+    def add(self, other: IngestStats) -> None:
+        self.records += other.records
+        self.skipped += other.skipped
+        self.rejected += other.rejected
+        self.errors.extend(other.errors[: max(0, MAX_ERRORS - len(self.errors))])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"records": self.records, "skipped": self.skipped, "rejected": self.rejected,
+                "errors": list(self.errors)}
+
+
+class AggregateStore:
+    """One SQLite database of behaviour aggregates (see ``schema`` for the tables)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self.conn = conn
+        self.path = path
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: str | Path, *, readonly: bool = False) -> AggregateStore:
+        """Open (and, unless ``readonly``, create and migrate) the store at ``path``."""
+        p = str(path)
+        if readonly:
+            if not Path(p).exists():
+                raise FileNotFoundError(f"store {p!r} does not exist (run `corral learn` first)")
+            conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, check_same_thread=False)
+        else:
+            conn = sqlite3.connect(p, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            _migrate(conn)
+        conn.execute("PRAGMA cache_size=-65536")
+        return cls(conn, p)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    # -- access log -------------------------------------------------------------------------
+
+    def ingest_access(self, records: Iterable[Mapping[str, Any]], *,
+                      where: str = "<records>") -> IngestStats:
+        """Fold access-log records (``corral.model.records`` fields) into the store."""
+        total = IngestStats()
+        numbered = enumerate(records, 1)
+        while chunk := list(islice(numbered, BATCH_LINES)):
+            batch = AccessBatch(where=where)
+            batch.add_records(chunk)
+            total.add(self._flush(batch))
+        return total
+
+    def ingest_access_lines(self, lines: Iterable[bytes | str], *, where: str = "<stdin>",
+                            progress: Progress | None = None) -> IngestStats:
+        """Parse JSON lines (one access record each) and fold them in, ``BATCH_LINES`` at once."""
+        total = IngestStats()
+        it = iter(lines)
+        consumed = 0
+        while chunk := list(islice(it, BATCH_LINES)):
+            batch = AccessBatch(where=where)
+            consumed += batch.add_lines(chunk, consumed + 1)
+            total.add(self._flush(batch))
+            if progress is not None:
+                progress(consumed)
+        return total
+
+    def _flush(self, batch: AccessBatch) -> IngestStats:
+        rows = batch.rows()
+        with self._lock:
+            self._write(rows)
+        return IngestStats(batch.records, batch.skipped, batch.rejected, batch.errors)
+
+    def _write(self, rows: Rows) -> None:
+        with _transaction(self.conn) as c:
+            c.executemany(schema.UPSERT_DEST_DAY, rows.dest_day)
+            c.executemany(schema.UPSERT_DEST_TOTAL, rows.dest_total)
+            c.executemany(schema.UPSERT_AGENT_DAY, rows.agent_day)
+            c.executemany(schema.UPSERT_RULE_USE, rows.rule_use)
+            c.executemany(schema.UPSERT_DEST_POD, rows.dest_pod)
+
+    # -- Falco ------------------------------------------------------------------------------
+
+    def ingest_falco(self, events: Iterable[Any], *, selectors: Selectors | None = None,
+                     where: str = "<falco>") -> IngestStats:
+        """Fold Falco ``http_output`` events in; ``selectors`` (agent -> matchLabels) attribute
+        events that carry pod labels (see ``falco.agent_of``)."""
+        stats = IngestStats()
+        found: list[FalcoFacts] = []
+        for n, event in enumerate(events, 1):
+            try:
+                found.append(facts(event, selectors))
+            except ValueError as exc:
+                stats.rejected += 1
+                if len(stats.errors) < MAX_ERRORS:
+                    stats.errors.append(f"{where}:{n}: {exc}")
+        stats.records = len(found)
+        with self._lock, _transaction(self.conn) as c:
+            c.executemany(schema.UPSERT_FALCO_DAY, _falco_day_rows(found))
+            c.executemany(schema.UPSERT_FALCO_SIG, _falco_sig_rows(found))
+            c.executemany(schema.UPSERT_PROC, _proc_rows(found))
+        return stats
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > schema.SCHEMA_VERSION:
+        raise RuntimeError(f"store schema {version} is newer than this corral "
+                           f"({schema.SCHEMA_VERSION}); upgrade corral")
+    with _transaction(conn) as c:
+        for ddl in schema.DDL:
+            c.execute(ddl)
+        c.execute(f"PRAGMA user_version={schema.SCHEMA_VERSION}")
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error) on an autocommit connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.conn.execute("COMMIT" if et is None else "ROLLBACK")
+
+
+def _span(into: dict[tuple[Any, ...], list[Any]], key: tuple[Any, ...], t: str) -> list[Any]:
+    row = into.get(key)
+    if row is None:
+        row = into[key] = [0, t, t]
+    row[0] += 1
+    row[1], row[2] = min(row[1], t), max(row[2], t)
+    return row
+
+
+def _falco_day_rows(found: list[FalcoFacts]) -> Iterator[tuple[Any, ...]]:
+    rows: dict[tuple[Any, ...], list[Any]] = {}
+    prio: dict[tuple[Any, ...], str] = {}
+    for f in found:
+        key = (f.agent, f.rule, f.day)
+        _span(rows, key, f.time)
+        prio[key] = f.priority
+    return ((*k, prio[k], *v) for k, v in rows.items())
+
+
+def _falco_sig_rows(found: list[FalcoFacts]) -> Iterator[tuple[Any, ...]]:
+    rows: dict[tuple[Any, ...], list[Any]] = {}
+    for f in found:
+        _span(rows, (f.agent, f.rule, f.proc, f.parent, f.file, f.image), f.time)
+    return ((*k, *v) for k, v in rows.items())
+
+
+def _proc_rows(found: list[FalcoFacts]) -> Iterator[tuple[Any, ...]]:
+    rows: dict[tuple[Any, ...], list[Any]] = {}
+    for f in found:
+        if f.proc:
+            _span(rows, (f.agent, f.proc), f.time)
+    return ((*k, *v) for k, v in rows.items())

@@ -1,0 +1,106 @@
+"""SQLite schema of the aggregate behaviour store (the tables ``aggregates.py`` writes).
+
+Sits at the bottom of the store layer: plain DDL, versioned by ``user_version``. Every table is an
+aggregate keyed by what behaviour is *distinct* (agent, destination, day, rule, process), so the
+store grows with new behaviour, not with traffic. Times are RFC 3339 UTC text (sortable as text),
+days are integers (days since 1970-01-01, UTC).
+
+Base tables:
+  dest_day    agent x host:port x day: requests, bytes, decisions, first/last seen
+  dest_pod    agent x host:port x pod (client address): first/last day
+  proc_total  agent x process (Falco proc.name): count, first/last seen
+  falco_day   agent x Falco rule x day: count, priority, first/last seen
+  falco_sig   agent x Falco rule x signature (proc, parent, file, image): count, first/last seen
+Rollups maintained at ingest, so fleet-wide questions never scan ``dest_day``:
+  dest_total  agent x host:port all time: first/last seen, totals, decisions
+  agent_day   agent x day: totals and decisions (charts, denials per agent)
+  rule_use    agent x policy rule x decision: count, first/last seen (unused allow entries)
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+SCHEMA_VERSION: Final = 1
+
+_COUNTS = """
+    requests INTEGER NOT NULL,
+    bytes_up INTEGER NOT NULL,
+    bytes_down INTEGER NOT NULL,
+    n_allow INTEGER NOT NULL,
+    n_deny INTEGER NOT NULL,
+    n_would_deny INTEGER NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL"""
+
+DDL: Final = (
+    f"""CREATE TABLE IF NOT EXISTS dest_day (
+    agent TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL, day INTEGER NOT NULL,{_COUNTS},
+    PRIMARY KEY (agent, host, port, day)) WITHOUT ROWID""",
+    # covering index for window scans (volume anomalies): day range, bytes filter, key included
+    "CREATE INDEX IF NOT EXISTS dest_day_by_day ON dest_day (day, bytes_up)",
+    f"""CREATE TABLE IF NOT EXISTS dest_total (
+    agent TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL,{_COUNTS},
+    PRIMARY KEY (agent, host, port)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS dest_total_by_first ON dest_total (first_seen)",
+    f"""CREATE TABLE IF NOT EXISTS agent_day (
+    agent TEXT NOT NULL, day INTEGER NOT NULL,{_COUNTS},
+    PRIMARY KEY (agent, day)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS agent_day_by_day ON agent_day (day)",
+    """CREATE TABLE IF NOT EXISTS rule_use (
+    agent TEXT NOT NULL, rule TEXT NOT NULL, decision TEXT NOT NULL, count INTEGER NOT NULL,
+    first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
+    PRIMARY KEY (agent, rule, decision)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS dest_pod (
+    agent TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL, pod TEXT NOT NULL,
+    first_day INTEGER NOT NULL, last_day INTEGER NOT NULL,
+    PRIMARY KEY (agent, host, port, pod)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS proc_total (
+    agent TEXT NOT NULL, proc TEXT NOT NULL, count INTEGER NOT NULL,
+    first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
+    PRIMARY KEY (agent, proc)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS falco_day (
+    agent TEXT NOT NULL, rule TEXT NOT NULL, day INTEGER NOT NULL, priority TEXT NOT NULL,
+    count INTEGER NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
+    PRIMARY KEY (agent, rule, day)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS falco_sig (
+    agent TEXT NOT NULL, rule TEXT NOT NULL, proc TEXT NOT NULL, parent TEXT NOT NULL,
+    file TEXT NOT NULL, image TEXT NOT NULL, count INTEGER NOT NULL,
+    first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
+    PRIMARY KEY (agent, rule, proc, parent, file, image)) WITHOUT ROWID""",
+)
+
+_ADD_COUNTS = """requests = requests + excluded.requests,
+    bytes_up = bytes_up + excluded.bytes_up, bytes_down = bytes_down + excluded.bytes_down,
+    n_allow = n_allow + excluded.n_allow, n_deny = n_deny + excluded.n_deny,
+    n_would_deny = n_would_deny + excluded.n_would_deny,
+    first_seen = min(first_seen, excluded.first_seen),
+    last_seen = max(last_seen, excluded.last_seen)"""
+
+UPSERT_DEST_DAY: Final = f"""INSERT INTO dest_day VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+    ON CONFLICT (agent, host, port, day) DO UPDATE SET {_ADD_COUNTS}"""
+UPSERT_DEST_TOTAL: Final = f"""INSERT INTO dest_total VALUES (?,?,?,?,?,?,?,?,?,?,?)
+    ON CONFLICT (agent, host, port) DO UPDATE SET {_ADD_COUNTS}"""
+UPSERT_AGENT_DAY: Final = f"""INSERT INTO agent_day VALUES (?,?,?,?,?,?,?,?,?,?)
+    ON CONFLICT (agent, day) DO UPDATE SET {_ADD_COUNTS}"""
+UPSERT_RULE_USE: Final = """INSERT INTO rule_use VALUES (?,?,?,?,?,?)
+    ON CONFLICT (agent, rule, decision) DO UPDATE SET count = count + excluded.count,
+    first_seen = min(first_seen, excluded.first_seen),
+    last_seen = max(last_seen, excluded.last_seen)"""
+UPSERT_DEST_POD: Final = """INSERT INTO dest_pod VALUES (?,?,?,?,?,?)
+    ON CONFLICT (agent, host, port, pod) DO UPDATE SET
+    first_day = min(first_day, excluded.first_day), last_day = max(last_day, excluded.last_day)"""
+UPSERT_PROC: Final = """INSERT INTO proc_total VALUES (?,?,?,?,?)
+    ON CONFLICT (agent, proc) DO UPDATE SET count = count + excluded.count,
+    first_seen = min(first_seen, excluded.first_seen),
+    last_seen = max(last_seen, excluded.last_seen)"""
+UPSERT_FALCO_DAY: Final = """INSERT INTO falco_day VALUES (?,?,?,?,?,?,?)
+    ON CONFLICT (agent, rule, day) DO UPDATE SET count = count + excluded.count,
+    priority = excluded.priority,
+    first_seen = min(first_seen, excluded.first_seen),
+    last_seen = max(last_seen, excluded.last_seen)"""
+UPSERT_FALCO_SIG: Final = """INSERT INTO falco_sig VALUES (?,?,?,?,?,?,?,?,?)
+    ON CONFLICT (agent, rule, proc, parent, file, image) DO UPDATE SET
+    count = count + excluded.count,
+    first_seen = min(first_seen, excluded.first_seen),
+    last_seen = max(last_seen, excluded.last_seen)"""
