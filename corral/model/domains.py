@@ -58,7 +58,7 @@ def looks_like_ip(host: str) -> bool:
         return True
     try:
         socket.inet_aton(h)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: embedded NUL
         return bool(_NUMERIC_LABEL.match(h.rsplit(".", 1)[-1]))
     return True
 
@@ -73,7 +73,7 @@ def parse_ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address
             return None
     try:
         return ipaddress.IPv4Address(socket.inet_aton(h))
-    except OSError:
+    except (OSError, ValueError):  # ValueError: embedded NUL
         return None
 
 
