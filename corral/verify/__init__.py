@@ -1,0 +1,1 @@
+"""Validation on one machine: the network-namespace test bed (``netns``), later verify and drill."""
