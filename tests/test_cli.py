@@ -49,3 +49,20 @@ def test_validate_exit_codes(tmp_path: pytest.TempPathFactory) -> None:
     bad = Path(str(tmp_path)) / "bad.yaml"
     bad.write_text("apiVersion: corral.dev/v1alpha1\nkind: Policy\n")
     assert main(["validate", "-f", str(bad), "-o", "json"]) == 2
+
+
+def test_schema_describes_the_example(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    from pathlib import Path
+
+    import jsonschema
+    import yaml
+
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    example = yaml.safe_load((Path(__file__).parents[1] / "examples" / "corral.yaml").read_text())
+    jsonschema.validate(example, schema)
+    example["spec"]["agents"][0]["egress"]["mode"] = "enforced"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(example, schema)

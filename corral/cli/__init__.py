@@ -17,6 +17,7 @@ from corral.cli import _common
 COMMANDS: tuple[str, ...] = (
     "render",
     "validate",
+    "schema",
     "audit",
 )
 

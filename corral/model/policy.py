@@ -15,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     PlainSerializer,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -102,12 +103,21 @@ def _process(value: object) -> str:
 
 Name = Annotated[str, BeforeValidator(_dns_label)]
 Labels = Annotated[dict[str, str], BeforeValidator(_labels)]
-Pattern = Annotated[DomainPattern, BeforeValidator(_pattern), PlainSerializer(str)]
-DenyPattern = Annotated[DomainPattern, BeforeValidator(_deny_pattern), PlainSerializer(str)]
-Prefix = Annotated[RegistryPrefix, BeforeValidator(_prefix), PlainSerializer(str)]
-Bytes = Annotated[int, BeforeValidator(parse_bytes), PlainSerializer(format_bytes)]
+_PATTERN_SCHEMA = WithJsonSchema({
+    "type": "string", "examples": ["api.openai.com", "*.weather.gov", "git.corp.example:8443"],
+    "description": "exact name or *.name (any depth below, never the apex), optional :port",
+})
+Pattern = Annotated[DomainPattern, BeforeValidator(_pattern), PlainSerializer(str),
+                    _PATTERN_SCHEMA]
+DenyPattern = Annotated[DomainPattern, BeforeValidator(_deny_pattern), PlainSerializer(str),
+                        _PATTERN_SCHEMA]
+Prefix = Annotated[RegistryPrefix, BeforeValidator(_prefix), PlainSerializer(str),
+                   WithJsonSchema({"type": "string", "examples": ["registry.example.com/agents/"]})]
+Bytes = Annotated[int, BeforeValidator(parse_bytes), PlainSerializer(format_bytes),
+                  WithJsonSchema({"type": ["string", "integer"], "examples": ["50Mi", "1G"]})]
 Cidr = Annotated[
-    ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_cidr), PlainSerializer(str)
+    ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_cidr), PlainSerializer(str),
+    WithJsonSchema({"type": "string", "examples": ["10.96.0.0/12"]}),
 ]
 Process = Annotated[str, BeforeValidator(_process)]
 Port = Annotated[int, Field(ge=1, le=65535)]
