@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from corral.compile import gateway, network
+from corral.compile import falco, gateway, network
 from corral.compile.output import Files
 from corral.model.policy import Policy
 
@@ -17,6 +17,7 @@ Target = tuple[str, Callable[[Policy], Files]]
 TARGETS: tuple[Target, ...] = (
     ("network", network.compile_network),
     ("gateway", gateway.compile_gateway),
+    ("falco", falco.compile_falco),
 )
 
 

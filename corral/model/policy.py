@@ -24,6 +24,7 @@ from corral.model.domains import DomainPattern, parse_pattern
 from corral.model.images import RegistryPrefix, parse_registry_prefix
 from corral.model.policy_base import Strict
 from corral.model.quantity import format_bytes, parse_bytes
+from corral.model.runtime import Runtime
 
 API_VERSION = "corral.dev/v1alpha1"
 QUARANTINE_LABEL = "corral.dev/quarantine"
@@ -203,6 +204,7 @@ class Spec(Strict):
     network: Network = Network()
     agents: tuple[Agent, ...] = Field(min_length=1)
     response: Response = Response()  # control plane: incidents, sinks, quarantine
+    runtime: Runtime = Runtime()  # Falco rules per agent (corral.model.runtime)
 
     @model_validator(mode="after")
     def _identities_unique(self) -> Spec:
