@@ -37,10 +37,13 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     policy = _common.load(args.policy, quiet_warnings=True) if args.policy else None
+    skipped: list[str] = []
     try:
-        objs = load_paths(args.paths)
+        objs = load_paths(args.paths, skipped)
     except (InputError, OSError, UnicodeDecodeError) as exc:
         raise _common.CliError(str(exc)) from None
+    for path in skipped:
+        _common.stderr().print(f"note: {path}: not Kubernetes objects, skipped", markup=False)
     findings = audit_mod.audit(objs, policy, include_system=args.include_system)
     if args.output == "sarif":
         sys.stdout.write(json.dumps(audit_mod.to_sarif(findings, __version__), indent=2) + "\n")

@@ -100,15 +100,27 @@ def _files(path: Path) -> list[Path]:
     raise InputError(f"{path}: no such file or directory (expected manifests or a kubectl dump)")
 
 
-def load_paths(paths: Iterable[str]) -> list[Located]:
-    """Objects from files, folders (``*.yaml``, ``*.yml``, ``*.json`` below it) or ``-`` (stdin)."""
+def load_paths(paths: Iterable[str], skipped: list[str] | None = None) -> list[Located]:
+    """Objects from files, folders (``*.yaml``, ``*.yml``, ``*.json`` below it) or ``-`` (stdin).
+
+    A file named explicitly must hold Kubernetes objects; a file found in a folder that does not
+    (e.g. the Falco rules ``corral render`` writes next to the manifests) is skipped and its path
+    appended to ``skipped``.
+    """
     out: list[Located] = []
     for p in paths:
         if p == "-":
             out.extend(parse_text(sys.stdin.read(), "-"))
             continue
-        for f in _files(Path(p)):
-            out.extend(parse_text(f.read_text(encoding="utf-8"), str(f)))
+        path = Path(p)
+        for f in _files(path):
+            try:
+                out.extend(parse_text(f.read_text(encoding="utf-8"), str(f)))
+            except InputError:
+                if not path.is_dir():
+                    raise
+                if skipped is not None:
+                    skipped.append(str(f))
     return out
 
 
