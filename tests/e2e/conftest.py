@@ -15,6 +15,7 @@ the real ``corral gateway`` process. The whole world is torn down at the end, al
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -228,9 +229,11 @@ def _gateway_missing() -> str | None:
 
 @pytest.fixture(scope="session")
 def bed_dir() -> Iterator[Path]:
+    """Work folder of the e2e world; kept for inspection when CORRAL_E2E_KEEP=1."""
     path = Path(tempfile.mkdtemp(prefix="corral-e2e-"))
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if os.environ.get("CORRAL_E2E_KEEP") != "1":
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
