@@ -17,8 +17,15 @@ from corral.cli import _common
 COMMANDS: tuple[str, ...] = (
     "render",
     "validate",
+    "check",
+    "learn",
+    "review",
+    "gateway",
+    "up",
     "schema",
     "audit",
+    "serve",
+    "release",
 )
 
 

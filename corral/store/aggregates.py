@@ -132,6 +132,7 @@ class AggregateStore:
             c.executemany(schema.UPSERT_AGENT_DAY, rows.agent_day)
             c.executemany(schema.UPSERT_RULE_USE, rows.rule_use)
             c.executemany(schema.UPSERT_DEST_POD, rows.dest_pod)
+            c.executemany(schema.UPSERT_TLD, rows.tld)
 
     # -- Falco ------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ Rollups maintained at ingest, so fleet-wide questions never scan ``dest_day``:
   dest_total  agent x host:port all time: first/last seen, totals, decisions
   agent_day   agent x day: totals and decisions (charts, denials per agent)
   rule_use    agent x policy rule x decision: count, first/last seen (unused allow entries)
+  tld_seen    top-level domain: first seen anywhere in the fleet (newly seen TLDs)
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ DDL: Final = (
     PRIMARY KEY (agent, host, port, day)) WITHOUT ROWID""",
     # covering index for window scans (volume anomalies): day range, bytes filter, key included
     "CREATE INDEX IF NOT EXISTS dest_day_by_day ON dest_day (day, bytes_up)",
+    # partial index: the few rows with denials (denials per agent and destination in a window)
+    """CREATE INDEX IF NOT EXISTS dest_day_denied ON dest_day (day)
+    WHERE n_deny + n_would_deny > 0""",
     f"""CREATE TABLE IF NOT EXISTS dest_total (
     agent TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL,{_COUNTS},
     PRIMARY KEY (agent, host, port)) WITHOUT ROWID""",
@@ -51,6 +55,8 @@ DDL: Final = (
     agent TEXT NOT NULL, rule TEXT NOT NULL, decision TEXT NOT NULL, count INTEGER NOT NULL,
     first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
     PRIMARY KEY (agent, rule, decision)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS tld_seen (
+    tld TEXT NOT NULL PRIMARY KEY, first_seen TEXT NOT NULL) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS dest_pod (
     agent TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL, pod TEXT NOT NULL,
     first_day INTEGER NOT NULL, last_day INTEGER NOT NULL,
@@ -87,6 +93,8 @@ UPSERT_RULE_USE: Final = """INSERT INTO rule_use VALUES (?,?,?,?,?,?)
     ON CONFLICT (agent, rule, decision) DO UPDATE SET count = count + excluded.count,
     first_seen = min(first_seen, excluded.first_seen),
     last_seen = max(last_seen, excluded.last_seen)"""
+UPSERT_TLD: Final = """INSERT INTO tld_seen VALUES (?,?)
+    ON CONFLICT (tld) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen)"""
 UPSERT_DEST_POD: Final = """INSERT INTO dest_pod VALUES (?,?,?,?,?,?)
     ON CONFLICT (agent, host, port, pod) DO UPDATE SET
     first_day = min(first_day, excluded.first_day), last_day = max(last_day, excluded.last_day)"""

@@ -1,0 +1,90 @@
+"""Risk flags for a newly seen destination: known channels, raw IPs, new TLDs, exfil-looking names.
+
+Sits under ``report.py``: pure functions of a host name (and the fleet's TLD history). A flag
+makes a destination *risky*: the review never suggests allowing it unless asked to
+(``--include-risky``), and says why in one line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Final
+
+from publicsuffixlist import PublicSuffixList
+
+from corral.model.channels import channel_for_host
+from corral.model.domains import looks_like_ip
+
+LONG_LABEL: Final = 40  # DNS labels this long are data, not names (max 63)
+ENTROPY_LABEL: Final = 16  # shorter labels are too short to judge by entropy
+ENTROPY_BITS: Final = 3.5  # bits per character; English-like names stay below this
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    kind: str  # paste | tunnel | cdn-front | doh | file-sharing | ... | raw-ip | new-tld | encoded
+    reason: str
+
+
+@lru_cache(maxsize=1)
+def _psl() -> PublicSuffixList:
+    return PublicSuffixList()
+
+
+def registrable(host: str) -> str:
+    """``a.b.example.co.uk`` -> ``example.co.uk`` (the host itself when there is none)."""
+    if looks_like_ip(host):
+        return host
+    found = _psl().privatesuffix(host)
+    return found if isinstance(found, str) else host
+
+
+def entropy(text: str) -> float:
+    """Shannon entropy in bits per character."""
+    n = len(text)
+    return -sum(c / n * math.log2(c / n) for c in Counter(text).values()) if n else 0.0
+
+
+def _consonant_run(text: str) -> int:
+    best = run = 0
+    for ch in text:
+        run = run + 1 if ch.isalpha() and ch not in "aeiouy" else 0
+        best = max(best, run)
+    return best
+
+
+def encoded_label(host: str) -> str | None:
+    """The subdomain label that looks like encoded data (DNS/subdomain exfiltration), if any."""
+    base = registrable(host)
+    if base == host:
+        return None
+    for label in host[: -len(base) - 1].split("."):
+        if len(label) >= LONG_LABEL:
+            return label
+        digits = sum(ch.isdigit() for ch in label)
+        if (len(label) >= ENTROPY_LABEL and entropy(label) >= ENTROPY_BITS
+                and (digits >= 3 or _consonant_run(label) >= 5)):
+            return label
+    return None
+
+
+def flags_for(host: str, known_tlds: frozenset[str]) -> list[Flag]:
+    """Every risk flag of ``host``; ``known_tlds`` are TLDs seen before the review window."""
+    if looks_like_ip(host):
+        return [Flag("raw-ip", "raw IP address: no name to review, bypasses DNS-based controls")]
+    out: list[Flag] = []
+    channel = channel_for_host(host)
+    if channel is not None:
+        out.append(Flag(channel.category, f"{channel.domain}: {channel.reason}"))
+    label = encoded_label(host)
+    if label is not None:
+        out.append(Flag("encoded", f"subdomain label {label[:24]}... ({len(label)} chars, "
+                                   f"{entropy(label):.1f} bits/char) looks like encoded data: "
+                                   "DNS/subdomain exfiltration"))
+    tld = host.rpartition(".")[2]
+    if known_tlds and tld not in known_tlds:
+        out.append(Flag("new-tld", f".{tld} was never seen in this fleet before the window"))
+    return out

@@ -1,0 +1,155 @@
+"""Read side of the aggregate store: the questions the weekly review asks, as indexed queries.
+
+Sits under ``corral.learn.report``. Every query here is answered from a rollup or an index range
+(``dest_total`` by first seen, ``agent_day`` by day, the partial index of denied rows, the
+``(day, bytes_up)`` covering index), so a fleet-wide review never scans ``dest_day`` whole.
+Windows are given as ``since`` (RFC 3339 text, compared as text) and the matching day number.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+Counts = tuple[int, int, int, int, int, int]  # requests, up, down, allow, deny, would_deny
+
+
+@dataclass(frozen=True, slots=True)
+class DestRow:
+    agent: str
+    host: str
+    port: int
+    requests: int
+    bytes_up: int
+    bytes_down: int
+    n_allow: int
+    n_deny: int
+    n_would_deny: int
+    first_seen: str
+    last_seen: str
+
+
+_DEST_COLS = ("agent, host, port, requests, bytes_up, bytes_down, n_allow, n_deny, n_would_deny,"
+              " first_seen, last_seen")
+
+
+def span(conn: sqlite3.Connection) -> tuple[int | None, int | None]:
+    """First and last day with any access record."""
+    row = conn.execute("SELECT min(day), max(day) FROM agent_day").fetchone()
+    return row[0], row[1]
+
+
+def new_destinations(conn: sqlite3.Connection, since: str) -> list[DestRow]:
+    """Destinations whose first sighting (per agent) is at or after ``since``."""
+    rows = conn.execute(f"SELECT {_DEST_COLS} FROM dest_total WHERE first_seen >= ? "
+                        "ORDER BY agent, host, port", (since,))
+    return [DestRow(*r) for r in rows]
+
+
+def pods_since(conn: sqlite3.Connection, keys: Iterable[tuple[str, str, int]],
+               since_day: int) -> dict[tuple[str, str, int], int]:
+    """How many distinct pods used each (agent, host, port) on or after ``since_day``."""
+    out: dict[tuple[str, str, int], int] = {}
+    for agent, host, port in keys:
+        row = conn.execute("SELECT count(*) FROM dest_pod WHERE agent=? AND host=? AND port=? "
+                           "AND last_day >= ?", (agent, host, port, since_day)).fetchone()
+        out[(agent, host, port)] = row[0]
+    return out
+
+
+def tld_first_seen(conn: sqlite3.Connection) -> dict[str, str]:
+    return dict(conn.execute("SELECT tld, first_seen FROM tld_seen"))
+
+
+def agent_window(conn: sqlite3.Connection, since_day: int) -> dict[str, Counts]:
+    """Per agent: totals and decisions over the days from ``since_day``."""
+    rows = conn.execute(
+        "SELECT agent, sum(requests), sum(bytes_up), sum(bytes_down), sum(n_allow), sum(n_deny),"
+        " sum(n_would_deny) FROM agent_day WHERE day >= ? GROUP BY agent", (since_day,))
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+def agent_first_day(conn: sqlite3.Connection) -> dict[str, int]:
+    return dict(conn.execute("SELECT agent, min(day) FROM agent_day GROUP BY agent"))
+
+
+def agent_series(conn: sqlite3.Connection, since_day: int) -> list[tuple[Any, ...]]:
+    """(agent, day, requests, bytes_up, bytes_down, allow, deny, would_deny) from ``since_day``."""
+    return conn.execute(
+        "SELECT agent, day, requests, bytes_up, bytes_down, n_allow, n_deny, n_would_deny "
+        "FROM agent_day WHERE day >= ? ORDER BY agent, day", (since_day,)).fetchall()
+
+
+def new_destination_days(conn: sqlite3.Connection, since: str) -> list[tuple[str, str, int]]:
+    """(agent, first-seen date, how many new destinations) from ``since``."""
+    return conn.execute(
+        "SELECT agent, substr(first_seen, 1, 10) AS d, count(*) FROM dest_total "
+        "WHERE first_seen >= ? GROUP BY agent, d ORDER BY d", (since,)).fetchall()
+
+
+def last_new_destination(conn: sqlite3.Connection, agents: Iterable[str]) -> dict[str, str]:
+    """Per agent: when its newest destination was first seen."""
+    out: dict[str, str] = {}
+    for agent in agents:
+        row = conn.execute("SELECT max(first_seen) FROM dest_total WHERE agent=?",
+                           (agent,)).fetchone()
+        if row[0] is not None:
+            out[agent] = row[0]
+    return out
+
+
+def denied_in_window(conn: sqlite3.Connection, since_day: int) -> list[DestRow]:
+    """Destinations denied (or would-be denied) on or after ``since_day``, summed per key."""
+    rows = conn.execute(
+        "SELECT agent, host, port, sum(requests), sum(bytes_up), sum(bytes_down), sum(n_allow),"
+        " sum(n_deny), sum(n_would_deny), min(first_seen), max(last_seen) FROM dest_day "
+        "INDEXED BY dest_day_denied WHERE day >= ? AND n_deny + n_would_deny > 0 "
+        "GROUP BY agent, host, port ORDER BY agent, host, port", (since_day,))
+    return [DestRow(*r) for r in rows]
+
+
+def rule_last_allowed(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
+    """(agent, rule) -> when that policy entry last allowed a request."""
+    rows = conn.execute("SELECT agent, rule, last_seen FROM rule_use WHERE decision='allow'")
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def heavy_days(conn: sqlite3.Connection, since_day: int,
+               min_bytes: int) -> list[tuple[str, str, int, int, int]]:
+    """(agent, host, port, day, bytes_up) rows from ``since_day`` with at least ``min_bytes`` up."""
+    return conn.execute(
+        "SELECT agent, host, port, day, bytes_up FROM dest_day INDEXED BY dest_day_by_day "
+        "WHERE day >= ? AND bytes_up >= ?", (since_day, min_bytes)).fetchall()
+
+
+def daily_bytes_up(conn: sqlite3.Connection, key: tuple[str, str, int], from_day: int,
+                   to_day: int) -> list[tuple[int, int]]:
+    """(day, bytes_up) of one agent x destination for days in ``[from_day, to_day)``."""
+    agent, host, port = key
+    return conn.execute(
+        "SELECT day, bytes_up FROM dest_day WHERE agent=? AND host=? AND port=? "
+        "AND day >= ? AND day < ? ORDER BY day", (agent, host, port, from_day, to_day)).fetchall()
+
+
+def falco_window(conn: sqlite3.Connection, since_day: int) -> list[tuple[str, str, str, int]]:
+    """(agent, rule, priority, count) from ``since_day``, noisiest first."""
+    return conn.execute(
+        "SELECT agent, rule, max(priority), sum(count) AS n FROM falco_day WHERE day >= ? "
+        "GROUP BY agent, rule ORDER BY n DESC, agent, rule", (since_day,)).fetchall()
+
+
+def falco_signatures(conn: sqlite3.Connection, agent: str, rule: str,
+                     since: str) -> list[tuple[str, str, str, str, int]]:
+    """(proc, parent, file, image, count) of one agent x rule seen since ``since``."""
+    return conn.execute(
+        "SELECT proc, parent, file, image, count FROM falco_sig WHERE agent=? AND rule=? "
+        "AND last_seen >= ? ORDER BY count DESC", (agent, rule, since)).fetchall()
+
+
+def processes(conn: sqlite3.Connection, since: str) -> list[tuple[str, str, int, str, str]]:
+    """(agent, process, count, first seen, last seen) for processes active since ``since``."""
+    return conn.execute(
+        "SELECT agent, proc, count, first_seen, last_seen FROM proc_total WHERE last_seen >= ? "
+        "ORDER BY agent, proc", (since,)).fetchall()
