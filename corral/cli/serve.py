@@ -1,0 +1,116 @@
+"""``corral serve``: run the control plane (Falco + gateway events in, incidents, sinks, response).
+
+Thin: parse arguments, build ``corral.control`` settings, run the server until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from corral.cli import _common
+from corral.control.app import ControlPlane, Settings
+from corral.control.response import KubeConfig, ResponseSettings
+from corral.control.rules import rule_names
+from corral.control.server import Router, ServerSettings, serve
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "serve", help="run the control plane: Falco and gateway events -> incidents -> sinks",
+        description="Receive Falco http_output alerts (POST /v1/falco) and gateway access-log "
+                    "lines (POST /v1/gateway, or --tail FILE), group them into incidents, "
+                    "forward to the policy's sinks and quarantine agents past the threshold.")
+    _common.add_policy_arg(p)
+    p.add_argument("--listen", default="127.0.0.1:8765", metavar="HOST:PORT",
+                   help="address to listen on (default 127.0.0.1:8765)")
+    p.add_argument("--state", default=".corral/control", metavar="DIR",
+                   help="state directory: incidents.db, behaviour.db, sink queues")
+    p.add_argument("--tail", action="append", default=[], metavar="FILE",
+                   help="follow a gateway access-log file (repeatable; survives rotation)")
+    p.add_argument("--rules", action="append", default=[], metavar="FILE",
+                   help="Falco rules file(s); when given, alerts of other rules get 422")
+    p.add_argument("--gateway-admin", action="append", default=[], metavar="URL",
+                   help="gateway admin base URL for quarantine (repeatable)")
+    p.add_argument("--overlay", metavar="FILE", help="gateway overlay file to write quarantines to")
+    p.add_argument("--kube", choices=("auto", "off"), default="auto",
+                   help="label pods through the Kubernetes API when running in a cluster")
+    p.add_argument("--overlay-configmap", metavar="NS/NAME",
+                   help="in a cluster: the gateway overlay ConfigMap to patch")
+    p.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES",
+                   help="largest accepted request body (default 1 MiB)")
+    p.add_argument("--admin-token-file", metavar="FILE",
+                   help="require this bearer token for quarantine/release API calls")
+    p.add_argument("--no-aggregates", action="store_true",
+                   help="do not keep behaviour aggregates (corral review reads them)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(run=run)
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise _common.CliError(f"--listen {value!r}: expected HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def settings_from(args: argparse.Namespace, policy_namespace: str,
+                  selectors: dict[str, dict[str, str]]) -> Settings:
+    overlay_cm = None
+    if args.overlay_configmap:
+        ns, sep, name = args.overlay_configmap.partition("/")
+        if not sep:
+            raise _common.CliError("--overlay-configmap: expected NAMESPACE/NAME")
+        overlay_cm = (ns, name)
+    kube = KubeConfig.in_cluster(overlay_configmap=overlay_cm) if args.kube == "auto" else None
+    try:
+        known = frozenset(n for f in args.rules for n in rule_names(Path(f)))
+    except (OSError, ValueError) as exc:
+        raise _common.CliError(f"--rules: {exc}") from None
+    return Settings(
+        state_dir=Path(args.state), known_rules=known, aggregates=not args.no_aggregates,
+        response=ResponseSettings(
+            gateway_admin=tuple(args.gateway_admin),
+            overlay_file=Path(args.overlay) if args.overlay else None,
+            namespace=policy_namespace, selectors=selectors),
+        kube=kube)
+
+
+def run(args: argparse.Namespace) -> int:
+    policy = _common.load(args.policy)
+    host, port = _listen(args.listen)
+    selectors = {a.name: dict(a.selector) for a in policy.spec.agents}
+    settings = settings_from(args, policy.spec.namespace, selectors)
+    token = Path(args.admin_token_file).read_text().strip() if args.admin_token_file else None
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvloop.install()
+    asyncio.run(_main(policy, settings, ServerSettings(args.max_body, token), host=host,
+                      port=port, tails=[Path(t) for t in args.tail]))
+    return _common.EXIT_OK
+
+
+async def _main(policy: Any, settings: Settings, server: ServerSettings, *, host: str,
+                port: int, tails: list[Path]) -> None:
+    plane = ControlPlane(policy, settings)
+    for path in tails:
+        plane.tail(path)
+    await plane.start()
+    listener = await serve(Router(plane, server), host, port)
+    logging.getLogger("corral.control").info(
+        "corral serve listening on %s:%d (state %s, %d sinks)", host, port, settings.state_dir,
+        len(plane.deliverers))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    listener.close()
+    await listener.wait_closed()
+    await plane.aclose()

@@ -1,0 +1,354 @@
+"""The control plane wired together: ingest -> steps -> outbox -> store, sinks, response.
+
+``ControlPlane`` owns the processor chain (``STEPS`` order: enrich, dedup, group, respond, route),
+the stores, one disk queue + deliverer per sink, and the responder. Ingest calls are synchronous
+and cheap (parse, run the steps, append to the outbox); a ticker drains the outbox every
+``flush_interval`` in one transaction per store, so memory stays bounded and writes are batched.
+When the outbox is over ``max_pending`` the server answers 503 instead of growing a list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from corral.control.events import BadEvent, Event
+from corral.control.incidents import IdMaker, Incident
+from corral.control.ingest.body import objects
+from corral.control.ingest.falco import parse_falco
+from corral.control.ingest.gateway import check_access, parse_access
+from corral.control.ingest.tail import Tailer
+from corral.control.metrics import Metrics
+from corral.control.processors import Outbox, Step
+from corral.control.processors.dedup import Dedup
+from corral.control.processors.enrich import Enrich
+from corral.control.processors.group import Group
+from corral.control.processors.respond import Respond
+from corral.control.processors.route import Route
+from corral.control.response import KubeClient, KubeConfig, Responder, ResponseSettings
+from corral.control.sinks.base import Sink
+from corral.control.sinks.build import build_sink
+from corral.control.sinks.deliver import Deliverer
+from corral.control.sinks.queue import DiskQueue
+from corral.control.store import IncidentStore
+from corral.model.control import NOTICE_CLOSED, NOTICE_OPENED
+from corral.model.policy import Policy
+from corral.store.aggregates import AggregateStore
+
+log = logging.getLogger("corral.control")
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path
+    flush_interval: float = 0.2
+    sweep_interval: float = 1.0
+    max_pending: int = 200_000  # outbox items before ingest answers 503
+    known_rules: frozenset[str] = frozenset()  # non-empty: other Falco rules are refused
+    aggregates: bool = True  # feed the behaviour store (corral.store) under state_dir
+    response: ResponseSettings = field(default_factory=ResponseSettings)
+    kube: KubeConfig | None = None
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def reject(self, index: int, exc: BadEvent) -> None:
+        if len(self.rejected) < 100:
+            self.rejected.append({"item": index, "reason": exc.reason, "error": str(exc)})
+
+
+class ControlPlane:
+    def __init__(self, policy: Policy, settings: Settings, *,
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 sinks: Mapping[str, Sink] | None = None) -> None:
+        self.policy, self.settings = policy, settings
+        self.clock, self._sleep = clock, sleep
+        self.metrics = Metrics()
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = IncidentStore(settings.state_dir / "incidents.db")
+        self.aggregates = (AggregateStore.open(settings.state_dir / "behaviour.db")
+                           if settings.aggregates else None)
+        spec = policy.spec
+        self.selectors = {a.name: dict(a.selector) for a in spec.agents}
+        resp = spec.response
+        self.out = Outbox()
+        self._quarantined: set[str] = set(self.store.quarantined())
+        self.group = Group(resp.incidents, IdMaker(), self.store.open_incidents())
+        self.route = Route(resp.sinks)
+        self.steps: list[Step] = [
+            Enrich(spec.namespace, self.selectors),
+            Dedup(resp.incidents.dedup_s),
+            self.group,
+            Respond(resp.quarantine, self._quarantined),
+            self.route,
+        ]
+        self._sink_override = dict(sinks or {})
+        self.deliverers: dict[str, Deliverer] = {}
+        self._falco_raw: list[dict[str, Any]] = []
+        self._access_raw: list[dict[str, Any]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self.responder: Responder | None = None
+        self._last_sweep = clock()
+        self._seen: dict[tuple[str, str], int] = {}  # deliverer stats already exported
+        self.tailers: list[Tailer] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self, *, background: bool = True) -> None:
+        """Open sinks and queues; with ``background`` start the ticker and the deliverers."""
+        self._session = aiohttp.ClientSession()
+        (self.settings.state_dir / "sinks").mkdir(exist_ok=True)
+        for spec in self.policy.spec.response.sinks:
+            sink = self._sink_override.get(spec.name) or build_sink(spec, self._session)
+            queue = DiskQueue(self.settings.state_dir / "sinks" / f"{spec.name}.db",
+                              spec.max_queue)
+            self.deliverers[spec.name] = Deliverer(
+                sink, queue, batch=spec.batch, backoff=spec.backoff_s,
+                backoff_max=spec.backoff_max_s, sleep=self._sleep, clock=self.clock)
+        kube = KubeClient(self.settings.kube, self._session) if self.settings.kube else None
+        self.responder = Responder(self.settings.response, self.store, self._session, kube,
+                                   clock=self.clock, sleep=self._sleep)
+        self.responder.quarantined = self._quarantined
+        if background:
+            self.spawn("ticker", self._ticker())
+            for name, d in self.deliverers.items():
+                self.spawn(f"deliver-{name}", d.run())
+            for t in self.tailers:
+                self.spawn(f"tail-{t.path.name}", t.run())
+
+    async def aclose(self) -> None:
+        """Drain what is in memory to disk, stop tasks, close sinks and stores."""
+        self.flush()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for t in self.tailers:
+            self.store.set_state(f"tail:{t.path.resolve()}", list(t.position))
+            t.close()
+        for d in self.deliverers.values():
+            await d.sink.aclose()
+            d.queue.close()
+        if self._session is not None:
+            await self._session.close()
+        self.store.close()
+        if self.aggregates is not None:
+            self.aggregates.close()
+
+    def tail(self, path: Path, interval: float = 0.25) -> Tailer:
+        """Follow a gateway log file, resuming where the last run stopped."""
+        key = f"tail:{path.resolve()}"
+        saved = self.store.get_state(key)
+        tailer = Tailer(path, self.ingest_gateway_line, interval=interval, sleep=self._sleep,
+                        start=(saved[0], saved[1]) if saved else None)
+        self.tailers.append(tailer)
+        return tailer
+
+    def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """The one way tasks start: named, referenced until done, failures logged."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+    # -- ingest -----------------------------------------------------------------------------
+
+    def overloaded(self) -> bool:
+        pending = self.out.pending + len(self._falco_raw) + len(self._access_raw)
+        return pending >= self.settings.max_pending
+
+    def ingest_falco(self, body: bytes) -> IngestResult:
+        result = IngestResult()
+        known = self.settings.known_rules
+        for i, obj in objects(body):
+            try:
+                if isinstance(obj, BadEvent):
+                    raise obj
+                ev = parse_falco(obj, known)
+            except BadEvent as exc:
+                self.metrics.rejected.labels(exc.reason).inc()
+                result.reject(i, exc)
+                continue
+            self._falco_raw.append(obj)
+            self.process(ev)
+            result.accepted += 1
+        return result
+
+    def ingest_gateway(self, body: bytes) -> IngestResult:
+        result = IngestResult()
+        for i, obj in objects(body):
+            try:
+                if isinstance(obj, BadEvent):
+                    raise obj
+                self._access(obj)
+            except BadEvent as exc:
+                self.metrics.rejected.labels(exc.reason).inc()
+                result.reject(i, exc)
+                continue
+            result.accepted += 1
+        return result
+
+    def ingest_gateway_line(self, line: bytes) -> None:
+        """One line from a tailed log file; a bad line is counted and skipped."""
+        for _, obj in objects(line):
+            try:
+                if isinstance(obj, BadEvent):
+                    raise obj
+                self._access(obj)
+            except BadEvent as exc:
+                self.metrics.rejected.labels(exc.reason).inc()
+
+    def _access(self, obj: dict[str, Any]) -> None:
+        check_access(obj)
+        ev = parse_access(obj, self.policy.spec.response.incidents.gateway_severity)
+        self._access_raw.append(obj)
+        if ev is None:
+            self.metrics.events.labels("gateway_allow").inc()
+            return
+        self.process(ev)
+
+    def process(self, ev: Event) -> None:
+        """Run the steps over one event."""
+        ev.received = self.clock()
+        self.metrics.events.labels(ev.source).inc()
+        for step in self.steps:
+            if not step(ev, self.out):
+                break
+        if ev.change == NOTICE_OPENED:
+            self.metrics.incidents.labels(ev.severity).inc()
+
+    # -- drain ------------------------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        while True:
+            await self._sleep(self.settings.flush_interval)
+            try:
+                self.tick()
+            except Exception:  # a failing drain must not stop the control plane
+                log.exception("drain failed; will retry")
+
+    def tick(self) -> None:
+        """Sweep quiet incidents (every sweep_interval) and flush."""
+        now = self.clock()
+        if now - self._last_sweep >= self.settings.sweep_interval:
+            self._last_sweep = now
+            for inc in self.group.sweep(now):
+                self.out.dirty[inc.id] = inc
+                self.route.notice(inc, NOTICE_CLOSED, now, self.out)
+        self.flush()
+        for t in self.tailers:  # after the flush: the lines up to here are on disk
+            self.store.set_state(f"tail:{t.path.resolve()}", list(t.position))
+
+    def flush(self) -> None:
+        """Write the outbox: incidents and counts, sink queues, behaviour aggregates, triggers."""
+        box = self.out.take()
+        now = self.clock()
+        if box.dirty or box.counts:
+            self.store.write(box.dirty.values(), box.counts, now)
+        for name, items in box.deliveries.items():
+            d = self.deliverers.get(name)
+            if d is not None:
+                d.queue.put(items)
+                self.metrics.queued.labels(name).inc(len(items))
+                d.notify()
+        self._feed_aggregates()
+        for inc in box.triggers:
+            self.spawn(f"quarantine-{inc.agent}", self._quarantine(inc))
+        self._observe()
+
+    def _feed_aggregates(self) -> None:
+        falco, access = self._falco_raw, self._access_raw
+        self._falco_raw, self._access_raw = [], []
+        if self.aggregates is None:
+            return
+        try:
+            if falco:
+                self.aggregates.ingest_falco(falco, selectors=self.selectors, where="falco")
+            if access:
+                self.aggregates.ingest_access(access, where="gateway")
+        except Exception:  # the behaviour store must not take incidents down with it
+            self.metrics.aggregate_errors.inc()
+            log.exception("behaviour store refused a batch")
+
+    def _observe(self) -> None:
+        m = self.metrics
+        m.open_incidents.set(len(self.group.open))
+        for name, d in self.deliverers.items():
+            m.depth.labels(name).set(d.queue.depth)
+            for counter, value, attr in ((m.delivered, d.stats.delivered, "delivered"),
+                                         (m.failures, d.stats.failures, "failures"),
+                                         (m.dead, d.stats.dead, "dead"),
+                                         (m.dropped, d.queue.dropped, "dropped")):
+                seen = self._seen.setdefault((name, attr), 0)
+                if value > seen:
+                    counter.labels(name).inc(value - seen)
+                    self._seen[(name, attr)] = value
+
+    # -- response ---------------------------------------------------------------------------
+
+    async def _quarantine(self, inc: Incident) -> None:
+        assert self.responder is not None and inc.agent is not None
+        pods = ((inc.namespace, inc.pod),) if inc.pod and inc.namespace else ()
+        log.warning("quarantine agent=%s incident=%s severity=%s", inc.agent, inc.id,
+                    inc.severity)
+        results = await self.responder.quarantine(inc.agent, inc.id, pods)
+        self._count_actions(results)
+
+    async def quarantine(self, agent: str) -> list[dict[str, Any]]:
+        """Manual quarantine (API/CLI)."""
+        assert self.responder is not None
+        results = await self.responder.quarantine(agent)
+        self._count_actions(results)
+        return results
+
+    async def release(self, agent: str) -> list[dict[str, Any]]:
+        assert self.responder is not None
+        results = await self.responder.release(agent)
+        self._count_actions(results)
+        for inc in self.group.open.values():  # a new incident may quarantine it again
+            if inc.agent == agent:
+                inc.quarantined = False
+        return results
+
+    def _count_actions(self, results: list[dict[str, Any]]) -> None:
+        for r in results:
+            self.metrics.actions.labels(r["action"], str(r["ok"]).lower()).inc()
+
+    # -- read side --------------------------------------------------------------------------
+
+    def agents(self) -> list[dict[str, Any]]:
+        counts = self.store.event_counts()
+        quarantined = self.store.quarantined()
+        ports = self.policy.spec.listener_ports()
+        open_by_agent: dict[str, int] = {}
+        for inc in self.group.open.values():
+            open_by_agent[inc.agent or ""] = open_by_agent.get(inc.agent or "", 0) + 1
+        return [{
+            "name": a.name, "selector": dict(a.selector), "port": ports[a.name],
+            "mode": a.egress.mode, "events": counts.get(a.name, {}),
+            "open_incidents": open_by_agent.get(a.name, 0),
+            "quarantined": a.name in quarantined,
+            "quarantine": quarantined.get(a.name),
+        } for a in self.policy.spec.agents]
+
+    def sinks(self) -> list[dict[str, Any]]:
+        return [{"name": n, "queued": d.queue.depth, "delivered": d.stats.delivered,
+                 "failures": d.stats.failures, "dead": d.stats.dead, "dropped": d.queue.dropped,
+                 "retry_in_s": d.delay} for n, d in self.deliverers.items()]
+

@@ -1,0 +1,67 @@
+"""Falco ``http_output`` JSON -> ``Event``.
+
+Falco posts one JSON object per alert: ``output``, ``priority`` (``Warning``...), ``rule``,
+``time`` (RFC 3339, nanoseconds), ``output_fields`` ({"k8s.pod.name": ..., ...}), ``source``
+(``syscall``, a plugin name, or ``internal`` for Falco's own events), ``tags`` and ``hostname``.
+Missing or mistyped required fields raise ``BadEvent`` naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+from corral.control.events import SOURCE_FALCO, SOURCE_INTERNAL, BadEvent, Event
+from corral.model.control import parse_severity
+
+INTERNAL_PREFIX = "Falco internal:"
+
+
+def parse_falco(obj: dict[str, Any], known_rules: Collection[str] = ()) -> Event:
+    """One Falco alert as an Event; ``known_rules`` (when non-empty) limits accepted rules."""
+    rule = _str(obj, "rule")
+    source = obj.get("source", "syscall")
+    internal = source == "internal" or rule.startswith(INTERNAL_PREFIX)
+    if known_rules and not internal and rule not in known_rules:
+        raise BadEvent("unknown_rule", f"rule {rule!r} is not one of the loaded Falco rules")
+    severity = parse_severity(_str(obj, "priority"))
+    if severity is None:
+        raise BadEvent("bad_field", f"priority: {obj['priority']!r} is not a Falco priority")
+    fields = obj.get("output_fields") or {}
+    if not isinstance(fields, dict):
+        raise BadEvent("bad_field", "output_fields: expected a JSON object")
+    tags = obj.get("tags") or ()
+    if not isinstance(tags, list | tuple) or not all(isinstance(t, str) for t in tags):
+        raise BadEvent("bad_field", "tags: expected a list of strings")
+    return Event(
+        source=SOURCE_INTERNAL if internal else SOURCE_FALCO, time=_time(obj), rule=rule,
+        severity=severity, output=str(obj.get("output", "")), fields=fields,
+        pod=_opt(fields, "k8s.pod.name"), namespace=_opt(fields, "k8s.ns.name"),
+        hostname=_opt(obj, "hostname"), labels=_opt(fields, "k8s.pod.labels"), tags=tuple(tags),
+    )
+
+
+def _str(obj: dict[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if value is None:
+        raise BadEvent("missing_field", f"{key}: required field is missing")
+    if not isinstance(value, str) or not value:
+        raise BadEvent("bad_field", f"{key}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _opt(obj: dict[str, Any], key: str) -> str | None:
+    """A string field, with Falco's placeholders for "unknown" (``<NA>``, empty) as None."""
+    value = obj.get(key)
+    if value is None or value in ("", "<NA>", "N/A"):
+        return None
+    return str(value)
+
+
+def _time(obj: dict[str, Any]) -> float:
+    raw = _str(obj, "time")
+    try:
+        return datetime.fromisoformat(raw).timestamp()
+    except ValueError:
+        raise BadEvent("bad_field", f"time: expected RFC 3339, got {raw!r}") from None

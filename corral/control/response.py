@@ -1,0 +1,258 @@
+"""Response: quarantine an agent, and release it. Every action is logged in the store.
+
+Quarantine = (1) the gateway flips the agent to deny-all at once: ``PUT /v1/quarantine/<agent>``
+on each gateway admin URL (local stack) and/or the overlay file ``{"quarantined": [...]}`` the
+gateway watches (in a cluster, the mounted ConfigMap, patched through the Kubernetes API); and
+(2) in a cluster, the agent's pods get the label ``corral.dev/quarantine=true`` (JSON merge patch)
+so the rendered quarantine NetworkPolicy cuts them off. ``release`` undoes each step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import tempfile
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from corral.control.store import IncidentStore
+
+log = logging.getLogger("corral.control.response")
+QUARANTINE_LABEL = "corral.dev/quarantine"
+SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+MERGE_PATCH = "application/merge-patch+json"
+OVERLAY_KEY = "overlay.json"
+
+
+@dataclass(frozen=True)
+class KubeConfig:
+    """Where the Kubernetes API is and how to authenticate (service-account token + CA)."""
+
+    api: str  # https://host:port
+    token_file: Path
+    ca_file: Path
+    overlay_configmap: tuple[str, str] | None = None  # (namespace, name) the gateway mounts
+
+    @classmethod
+    def in_cluster(cls, env: Mapping[str, str] = os.environ, sa_dir: Path = SA_DIR,
+                   overlay_configmap: tuple[str, str] | None = None) -> KubeConfig | None:
+        host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT")
+        if not host or not port or not (sa_dir / "token").exists():
+            return None
+        host = f"[{host}]" if ":" in host else host
+        return cls(f"https://{host}:{port}", sa_dir / "token", sa_dir / "ca.crt",
+                   overlay_configmap)
+
+
+class KubeClient:
+    """The few Kubernetes API calls quarantine needs, over aiohttp with the cluster CA."""
+
+    def __init__(self, cfg: KubeConfig, session: aiohttp.ClientSession, timeout: float = 10.0):
+        self.cfg = cfg
+        self._session = session
+        self._ssl = ssl.create_default_context(cafile=str(cfg.ca_file))
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    def _headers(self, ctype: str | None = None) -> dict[str, str]:
+        # The token is re-read on every call: projected service-account tokens rotate.
+        token = self.cfg.token_file.read_text().strip()
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        if ctype:
+            headers["Content-Type"] = ctype
+        return headers
+
+    async def _call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = orjson.dumps(body) if body is not None else None
+        async with self._session.request(
+            method, self.cfg.api + path, data=data, ssl=self._ssl, timeout=self._timeout,
+            headers=self._headers(MERGE_PATCH if data is not None else None),
+        ) as resp:
+            raw = await resp.read()
+        try:
+            return resp.status, orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            return resp.status, raw[:200].decode("utf-8", "replace")
+
+    async def label_pod(self, namespace: str, pod: str, value: str | None) -> int:
+        """Set (or, with None, remove) the quarantine label: JSON merge patch on the pod."""
+        path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}"
+        status, _ = await self._call("PATCH", path,
+                                     {"metadata": {"labels": {QUARANTINE_LABEL: value}}})
+        return status
+
+    async def pods(self, namespace: str, selector: Mapping[str, str]) -> list[str]:
+        sel = quote(",".join(f"{k}={v}" for k, v in sorted(selector.items())))
+        status, body = await self._call("GET", f"/api/v1/namespaces/{quote(namespace)}/pods"
+                                               f"?labelSelector={sel}")
+        if status != 200 or not isinstance(body, dict):
+            raise OSError(f"listing pods answered HTTP {status}")
+        return [p["metadata"]["name"] for p in body.get("items", [])]
+
+    async def set_overlay(self, quarantined: list[str]) -> int:
+        """Write the gateway overlay into its ConfigMap (merge patch of one data key)."""
+        assert self.cfg.overlay_configmap is not None
+        ns, name = self.cfg.overlay_configmap
+        doc = orjson.dumps({"quarantined": quarantined}).decode()
+        status, _ = await self._call("PATCH", f"/api/v1/namespaces/{quote(ns)}/configmaps/"
+                                              f"{quote(name)}", {"data": {OVERLAY_KEY: doc}})
+        return status
+
+
+@dataclass(frozen=True)
+class ResponseSettings:
+    gateway_admin: tuple[str, ...] = ()  # http://host:admin_port of each gateway
+    overlay_file: Path | None = None  # the overlay the local gateway watches
+    namespace: str = ""  # the agents' namespace (pods to label)
+    selectors: Mapping[str, Mapping[str, str]] | None = None  # agent -> matchLabels
+    attempts: int = 3
+    backoff_s: float = 0.5
+
+
+Step = Callable[[], Awaitable[int]]
+
+
+class Responder:
+    """Quarantine and release agents; keeps the quarantined set (from the store) current."""
+
+    def __init__(self, settings: ResponseSettings, store: IncidentStore,
+                 session: aiohttp.ClientSession, kube: KubeClient | None, *,
+                 clock: Callable[[], float],
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self._s = settings
+        self._store = store
+        self._session = session
+        self._kube = kube
+        self._clock = clock
+        self._sleep = sleep
+        self.quarantined: set[str] = set(store.quarantined())
+
+    async def quarantine(self, agent: str, incident: str | None = None,
+                         pods: tuple[tuple[str, str], ...] = ()) -> list[dict[str, Any]]:
+        """Cut ``agent`` off; ``pods`` (namespace, name) from the incident, else by selector."""
+        self.quarantined.add(agent)
+        results = [self._log(agent, "quarantine", "corral", True, {"incident": incident})]
+        results += await self._gateway(agent, "quarantine", "PUT")
+        labelled = await self._pods_for(agent, pods)
+        for ns, pod in labelled:
+            results.append(await self._act("label_pod", agent, f"pod/{ns}/{pod}",
+                                           self._label(ns, pod, "true")))
+        self._store.set_quarantine(agent, self._clock(), incident,
+                                   [f"{ns}/{p}" for ns, p in labelled])
+        return results
+
+    async def release(self, agent: str) -> list[dict[str, Any]]:
+        """Undo a quarantine: gateway back to the policy, labels removed from labelled pods."""
+        record = self._store.quarantined().get(agent, {"pods": []})
+        self.quarantined.discard(agent)
+        results = [self._log(agent, "release", "corral", True, {"was": record})]
+        results += await self._gateway(agent, "release", "DELETE")
+        for ref in record["pods"]:
+            ns, _, pod = ref.partition("/")
+            results.append(await self._act("unlabel_pod", agent, f"pod/{ref}",
+                                           self._label(ns, pod, None)))
+        self._store.clear_quarantine(agent)
+        return results
+
+    async def _gateway(self, agent: str, action: str, method: str) -> list[dict[str, Any]]:
+        results = []
+        for base in self._s.gateway_admin:
+            url = f"{base.rstrip('/')}/v1/quarantine/{quote(agent)}"
+            results.append(await self._act(f"gateway_{action}", agent, url,
+                                           self._http(method, url)))
+        if self._s.overlay_file is not None:
+            path = str(self._s.overlay_file)
+            results.append(await self._act(f"overlay_{action}", agent, path, self._overlay()))
+        if self._kube is not None and self._kube.cfg.overlay_configmap is not None:
+            ns, name = self._kube.cfg.overlay_configmap
+            results.append(await self._act(f"configmap_{action}", agent,
+                                           f"configmap/{ns}/{name}", self._configmap()))
+        return results
+
+    async def _pods_for(self, agent: str,
+                        pods: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+        if self._kube is None:
+            return []
+        if pods:
+            return list(pods)
+        selector = (self._s.selectors or {}).get(agent)
+        if not selector:
+            return []
+        try:
+            return [(self._s.namespace, p) for p in
+                    await self._kube.pods(self._s.namespace, selector)]
+        except (OSError, aiohttp.ClientError, TimeoutError) as exc:
+            self._log(agent, "list_pods", self._s.namespace, False, {"error": str(exc)})
+            return []
+
+    def _http(self, method: str, url: str) -> Step:
+        async def call() -> int:
+            async with self._session.request(method, url,
+                                             timeout=aiohttp.ClientTimeout(total=5)) as r:
+                await r.read()
+                return r.status
+        return call
+
+    def _label(self, ns: str, pod: str, value: str | None) -> Step:
+        kube = self._kube
+        assert kube is not None
+
+        async def call() -> int:
+            return await kube.label_pod(ns, pod, value)
+        return call
+
+    def _overlay(self) -> Step:
+        async def call() -> int:
+            assert self._s.overlay_file is not None
+            write_overlay(self._s.overlay_file, sorted(self.quarantined))
+            return 200
+        return call
+
+    def _configmap(self) -> Step:
+        kube = self._kube
+        assert kube is not None
+
+        async def call() -> int:
+            return await kube.set_overlay(sorted(self.quarantined))
+        return call
+
+    async def _act(self, action: str, agent: str, target: str, step: Step) -> dict[str, Any]:
+        """Run one step with retries; log it (ok or not) and return what happened."""
+        detail: dict[str, Any] = {}
+        for attempt in range(1, self._s.attempts + 1):
+            try:
+                status = await step()
+            except (OSError, aiohttp.ClientError, TimeoutError) as exc:
+                detail = {"error": f"{type(exc).__name__}: {exc}", "attempts": attempt}
+            else:
+                detail = {"status": status, "attempts": attempt}
+                if 200 <= status < 300 or (action == "unlabel_pod" and status == 404):
+                    return self._log(agent, action, target, True, detail)
+                if status < 500 and status != 429:
+                    break
+            if attempt < self._s.attempts:
+                await self._sleep(self._s.backoff_s * 2 ** (attempt - 1))
+        return self._log(agent, action, target, False, detail)
+
+    def _log(self, agent: str, action: str, target: str, ok: bool,
+             detail: dict[str, Any]) -> dict[str, Any]:
+        self._store.log_action(self._clock(), action, agent, target, ok=ok, detail=detail)
+        log.log(logging.INFO if ok else logging.ERROR, "response %s agent=%s target=%s ok=%s %s",
+                action, agent, target, ok, detail)
+        return {"action": action, "agent": agent, "target": target, "ok": ok, **detail}
+
+
+def write_overlay(path: Path, quarantined: list[str]) -> None:
+    """Atomically replace the overlay file (write a temp file, rename over)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".overlay-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(orjson.dumps({"quarantined": quarantined}) + b"\n")
+    os.replace(tmp, path)

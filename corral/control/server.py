@@ -1,0 +1,287 @@
+"""The control plane's HTTP server: asyncio + httptools (llhttp), keep-alive, bounded bodies.
+
+The only module here that owns listening sockets. Falco's ``http_output`` sends one POST per
+alert over a kept-alive connection, so the per-request path is small: parse with httptools,
+hand the body to a synchronous ingest call, answer. Bodies over ``max_body`` get 413 and the
+connection is closed; a broken request gets 400; the server stays up. Responses go out in
+request order even when an (async) admin call is still running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import httptools
+import orjson
+
+from corral.control.app import ControlPlane, IngestResult
+
+log = logging.getLogger("corral.control.server")
+JSON = b"application/json"
+ACCEPTED_ONE = b'{"accepted":1}'
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: bytes = JSON
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    def encode(self, keep_alive: bool) -> bytes:
+        phrase = HTTPStatus(self.status).phrase.encode()
+        lines = [b"HTTP/1.1 %d %s" % (self.status, phrase), b"Content-Type: " + self.content_type,
+                 b"Content-Length: %d" % len(self.body)]
+        lines += [k + b": " + v for k, v in self.headers]
+        if not keep_alive:
+            lines.append(b"Connection: close")
+        return b"\r\n".join(lines) + b"\r\n\r\n" + self.body
+
+
+def json_response(status: int, data: Any) -> Response:
+    return Response(status, orjson.dumps(data))
+
+
+def problem(status: int, message: str) -> Response:
+    return json_response(status, {"error": message})
+
+
+Handler = Callable[["Request"], "Response | Awaitable[Response]"]
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[bytes, bytes]
+    body: bytes
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    max_body: int = 1 << 20
+    admin_token: str | None = None  # required (Bearer) for quarantine/release when set
+
+
+class Router:
+    """Maps requests to the control plane's calls; every path answers, none raises."""
+
+    def __init__(self, plane: ControlPlane, settings: ServerSettings) -> None:
+        self.plane = plane
+        self.settings = settings
+
+    def handle(self, req: Request) -> Response | Awaitable[Response]:
+        try:
+            return self._dispatch(req)
+        except Exception:  # a bug in one request must not take the server down
+            log.exception("request %s %s failed", req.method, req.path)
+            return problem(500, "internal error (logged)")
+
+    def _dispatch(self, req: Request) -> Response | Awaitable[Response]:
+        path, method = req.path, req.method
+        if path in ("/v1/falco", "/v1/gateway"):
+            if method != "POST":
+                return problem(405, f"{path} accepts POST")
+            return self._ingest(req, falco=path == "/v1/falco")
+        if method == "POST" and path.startswith("/v1/agents/"):
+            return self._admin(req)
+        if method != "GET":
+            return problem(405, f"{method} is not accepted on {path}")
+        return self._read(req)
+
+    def _ingest(self, req: Request, *, falco: bool) -> Response:
+        t0 = time.perf_counter()
+        plane = self.plane
+        if plane.overloaded():
+            plane.metrics.rejected.labels("overloaded").inc()
+            return Response(503, b'{"error":"overloaded, retry"}', headers=[(b"Retry-After", b"1")])
+        result: IngestResult = plane.ingest_falco(req.body) if falco \
+            else plane.ingest_gateway(req.body)
+        plane.metrics.ingest.observe(time.perf_counter() - t0)
+        if result.rejected:
+            return json_response(400, {"accepted": result.accepted, "rejected": result.rejected})
+        if result.accepted == 1:
+            return Response(200, ACCEPTED_ONE)
+        return json_response(200, {"accepted": result.accepted})
+
+    def _read(self, req: Request) -> Response:
+        plane, path = self.plane, req.path
+        if path.startswith("/v1/incidents/"):
+            found = plane.store.incident(unquote(path.removeprefix("/v1/incidents/")))
+            return json_response(200, found) if found else problem(404, "no such incident")
+        reader = self._readers.get(path)
+        return reader(req) if reader else problem(404, f"no such path {path}")
+
+    @property
+    def _readers(self) -> dict[str, Callable[[Request], Response]]:
+        plane = self.plane
+        return {
+            "/healthz": lambda _: Response(200, b"ok\n", b"text/plain"),
+            "/metrics": lambda _: Response(200, plane.metrics.render(),
+                                           b"text/plain; version=0.0.4"),
+            "/v1/incidents": self._incidents,
+            "/v1/agents": lambda _: json_response(200, {"agents": plane.agents()}),
+            "/v1/actions": lambda r: json_response(200, {"actions":
+                                                         plane.store.actions(r.arg("agent"))}),
+            "/v1/sinks": lambda _: json_response(200, {"sinks": plane.sinks()}),
+        }
+
+    def _incidents(self, req: Request) -> Response:
+        try:
+            limit = int(req.arg("limit", "100") or "100")
+        except ValueError:
+            return problem(400, "limit: expected an integer")
+        rows = self.plane.store.incidents(agent=req.arg("agent"), status=req.arg("status"),
+                                          limit=max(1, min(limit, 1000)))
+        return json_response(200, {"incidents": rows})
+
+    def _admin(self, req: Request) -> Response | Awaitable[Response]:
+        parts = req.path.strip("/").split("/")  # v1 agents <name> quarantine|release
+        if len(parts) != 4 or parts[3] not in ("quarantine", "release"):
+            return problem(404, "expected /v1/agents/<agent>/quarantine or /release")
+        token = self.settings.admin_token
+        given = req.headers.get(b"authorization", b"")
+        if token and not hmac.compare_digest(given, b"Bearer " + token.encode()):
+            self.plane.metrics.rejected.labels("unauthorized").inc()
+            return problem(401, "admin token required (Authorization: Bearer ...)")
+        agent = unquote(parts[2])
+        if agent not in self.plane.selectors:
+            return problem(404, f"agent {agent!r} is not in the policy")
+        return self._act(parts[3], agent)
+
+    async def _act(self, action: str, agent: str) -> Response:
+        plane = self.plane
+        results = await (plane.quarantine(agent) if action == "quarantine"
+                         else plane.release(agent))
+        ok = all(r["ok"] for r in results)
+        return json_response(200 if ok else 502, {"agent": agent, "action": action, "ok": ok,
+                                                  "steps": results})
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One connection: httptools callbacks collect a request, the router answers it."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.max_body = router.settings.max_body
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self._pending: deque[tuple[asyncio.Future[Response] | Response, bool]] = deque()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._url = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._body: list[bytes] = []
+        self._size = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, "protocol upgrades are not supported")
+        except httptools.HttpParserError as exc:
+            self._fail(400, f"malformed HTTP request: {exc}")
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self._reset()
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        length = self._headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            self._too_large()
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size > self.max_body:
+            self._too_large()
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        parts = urlsplit(self._url.decode("latin-1"))
+        req = Request(self.parser.get_method().decode("latin-1"), parts.path,
+                      parse_qs(parts.query), self._headers, b"".join(self._body))
+        self._queue(self.router.handle(req), self.parser.should_keep_alive())
+
+    def _queue(self, result: Response | Awaitable[Response], keep_alive: bool) -> None:
+        if isinstance(result, Response) and not self._pending:
+            self._write(result, keep_alive)
+            return
+        if not isinstance(result, Response):
+            fut = asyncio.ensure_future(result)
+            fut.add_done_callback(lambda _: self._flush_pending())
+            self._pending.append((fut, keep_alive))
+        else:
+            self._pending.append((result, keep_alive))
+
+    def _flush_pending(self) -> None:
+        while self._pending:
+            head, keep_alive = self._pending[0]
+            if isinstance(head, asyncio.Future):
+                if not head.done():
+                    return
+                exc = head.exception()
+                resp = problem(500, "internal error (logged)") if exc else head.result()
+                if exc:
+                    log.error("admin request failed", exc_info=exc)
+            else:
+                resp = head
+            self._pending.popleft()
+            self._write(resp, keep_alive)
+
+    def _write(self, resp: Response, keep_alive: bool) -> None:
+        if self.transport is None:
+            return
+        self.transport.write(resp.encode(keep_alive))
+        if not keep_alive:
+            self.transport.close()
+
+    def _too_large(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.router.plane.metrics.rejected.labels("too_large").inc()
+        self._fail(413, f"body larger than {self.max_body} bytes")
+
+    def _fail(self, status: int, message: str) -> None:
+        if status == 400:
+            self.router.plane.metrics.rejected.labels("bad_http").inc()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(problem(status, message).encode(keep_alive=False))
+            self.transport.close()
+
+
+async def serve(router: Router, host: str, port: int) -> asyncio.Server:
+    """Listen; the caller owns the returned server (close + wait_closed)."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: HttpProtocol(router), host, port, reuse_address=True)
