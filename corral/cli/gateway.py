@@ -1,0 +1,74 @@
+"""``corral gateway``: run the egress gateway for a policy file (the hot path; see docs/gateway.md).
+
+Thin: parses flags into ``corral.gateway.app.Options`` and runs it. Prints one line per listener
+on stderr (``agent research -> 127.0.0.1:8080``); access lines go to ``--log`` (default stdout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from corral.cli import _common
+from corral.gateway import app
+from corral.gateway.resolver import parse_nameserver
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "gateway", help="run the egress gateway (forward proxy, one listener port per agent)",
+        description="Run the egress gateway: HTTP CONNECT and plain-HTTP forward proxy deciding "
+                    "each request by the agent's listener port and the policy. SIGHUP or a "
+                    "changed policy file reloads; SIGTERM drains.")
+    _common.add_policy_arg(p)
+    p.add_argument("--listen", default="127.0.0.1", metavar="HOST",
+                   help="address the agent listeners and admin port bind (default 127.0.0.1)")
+    p.add_argument("--admin-port", type=int, default=None, metavar="N",
+                   help="admin port for /healthz /readyz /metrics and the quarantine API "
+                        "(default: spec.gateway.admin_port)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="processes sharing the ports with SO_REUSEPORT; 0 = one per core "
+                        "(default 1)")
+    p.add_argument("--log", default="-", metavar="FILE",
+                   help="access log: a file to append to, or - for stdout (default -)")
+    p.add_argument("--resolver", default=None, metavar="IP[:PORT]",
+                   help="DNS server to ask (default: the nameservers of /etc/resolv.conf)")
+    p.add_argument("--overlay", default=None, metavar="FILE",
+                   help='quarantine overlay, JSON {"quarantined": [...]}; watched and written '
+                        "by the admin API")
+    p.add_argument("--drain-seconds", type=float, default=10.0, metavar="S",
+                   help="on SIGTERM, how long open tunnels may finish (default 10)")
+    p.set_defaults(run=run)
+
+
+def options(args: argparse.Namespace) -> app.Options:
+    """Validate flags into gateway Options (CliError with the flag named when wrong)."""
+    resolver = None
+    if args.resolver:
+        try:
+            resolver = parse_nameserver(args.resolver)
+        except ValueError as exc:
+            raise _common.CliError(
+                f"--resolver {args.resolver!r}: expected IP[:PORT] ({exc})") from None
+    if args.workers < 0:
+        raise _common.CliError("--workers must be 0 (one per core) or more")
+    if args.admin_port is not None and not 0 <= args.admin_port < 65536:
+        raise _common.CliError("--admin-port must be 0-65535")
+    workers = args.workers or os.cpu_count() or 1
+    return app.Options(policy_path=args.policy, listen=args.listen, admin_port=args.admin_port,
+                   workers=workers, log=args.log, resolver=resolver, overlay=args.overlay,
+                   drain_seconds=args.drain_seconds, reuse_port=workers > 1)
+
+
+def run(args: argparse.Namespace) -> int:
+    _common.load(args.policy)  # readable errors (file:line path: expectation) before starting
+    opts = options(args)
+    try:
+        app.read_overlay(opts.overlay)
+    except (OSError, ValueError) as exc:
+        raise _common.CliError(f"--overlay {opts.overlay}: {exc}") from None
+    try:
+        return app.run(opts)
+    except OSError as exc:
+        raise _common.CliError(f"cannot start the gateway: {exc}") from None

@@ -1,0 +1,246 @@
+"""Process wiring: one gateway process (listeners + admin + reload + overlay), or N workers.
+
+``serve(options)`` runs one process: loads the policy snapshot, builds the steps, opens one
+listener per agent and the admin port, then watches the policy file (SIGHUP, or a changed
+target/mtime polled every ``poll_seconds`` so a Kubernetes ConfigMap symlink swap is seen) and
+the quarantine overlay file; SIGTERM/SIGINT drain. ``run(options)`` picks one process or, with
+``workers > 1``, the supervisor in ``workers.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import resource
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import uvloop
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from corral.gateway import state
+from corral.gateway.admin import AdminServer
+from corral.gateway.log import AccessLog
+from corral.gateway.metrics import GatewayMetrics
+from corral.gateway.ratelimit import Clock
+from corral.gateway.resolver import Resolver
+from corral.gateway.server import Gateway
+from corral.gateway.steps import Context, build_pipeline
+from corral.model.errors import PolicyError
+
+log = logging.getLogger("corral.gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    policy_path: str
+    listen: str = "127.0.0.1"
+    admin_port: int | None = None  # None: policy.spec.gateway.admin_port; 0: any free port
+    workers: int = 1
+    log: str = "-"
+    resolver: tuple[str, int] | None = None
+    overlay: str | None = None
+    drain_seconds: float = 10.0
+    poll_seconds: float = 1.0
+    reuse_port: bool = False
+
+
+def file_key(path: str) -> tuple[str, int, int, int] | None:
+    """What identifies a file's current content cheaply: resolved target, inode, mtime, size."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return os.path.realpath(path), st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def read_overlay(path: str | None) -> frozenset[str]:
+    if path is None or not os.path.exists(path):
+        return frozenset()
+    with open(path, "rb") as fh:
+        return state.parse_overlay(fh.read())
+
+
+class Runtime:
+    """Everything one gateway process runs; also the admin port's backend."""
+
+    def __init__(self, opts: Options, snapshot: state.Snapshot, *,
+                 registry: CollectorRegistry | None = None, clock: Clock = time.monotonic,
+                 wall: Clock = time.time, resolver: Resolver | None = None,
+                 say: Callable[[str], None] | None = None) -> None:
+        self.opts = opts
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = GatewayMetrics(self.registry)
+        self.resolver = resolver or Resolver(opts.resolver, observe=self.metrics.dns)
+        self.log = AccessLog(opts.log)
+        self.pipeline = build_pipeline(Context(self.resolver, self.metrics, self.log, clock, wall))
+        self.gateway = Gateway(snapshot, self.pipeline, listen=opts.listen,
+                               reuse_port=opts.reuse_port, wall=wall)
+        self.admin: AdminServer | None = None
+        self.admin_port: int | None = None
+        self.started = False
+        self.stopping = asyncio.Event()
+        self._keys = (file_key(opts.policy_path), file_key(opts.overlay or ""))
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+
+    @property
+    def snapshot(self) -> state.Snapshot:
+        return self.gateway.snapshot
+
+    # -- lifecycle
+    async def start(self, *, admin: bool = True) -> None:
+        self.log.start()
+        await self.gateway.start()
+        self.metrics.policy_loaded(self.snapshot.version)
+        if admin:
+            port = self.opts.admin_port
+            if port is None:
+                port = self.snapshot.policy.spec.gateway.admin_port
+            self.admin = AdminServer(self, self.opts.listen, port)
+            self.admin_port = await self.admin.start()
+        self._spawn(self._watch(), "policy-watch")
+        self.started = True
+        for agent, port in sorted(self.gateway.bound().items(), key=lambda kv: kv[1]):
+            self._say(f"agent {agent} -> {self.opts.listen}:{port}")
+        if self.admin_port is not None:
+            self._say(f"admin -> {self.opts.listen}:{self.admin_port}")
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.append(task)
+
+    def install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload("SIGHUP"),
+                                                                   "reload"))
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+
+    async def stop(self) -> int:
+        if self.admin is not None:
+            self.admin.close()
+        cut = await self.gateway.drain(self.opts.drain_seconds)
+        for task in self._tasks:
+            task.cancel()
+        self.log.close()
+        if cut:
+            log.warning("gateway: drain ended with %d flows still open; they were cut", cut)
+        return cut
+
+    # -- reload
+    async def reload(self, why: str) -> bool:
+        """Load the policy file again; a bad file is reported and the old policy kept."""
+        try:
+            snap = state.load_snapshot(self.opts.policy_path, self.snapshot.quarantined)
+        except PolicyError as exc:
+            for problem in exc.problems:
+                log.error("gateway: reload (%s) refused: %s", why, problem)
+            self.metrics.reload(False)
+            return False
+        except (OSError, UnicodeDecodeError) as exc:
+            log.error("gateway: reload (%s) refused: cannot read policy: %s", why, exc)
+            self.metrics.reload(False)
+            return False
+        await self.gateway.apply(snap)
+        self.metrics.policy_loaded(snap.version)
+        self.metrics.reload(True)
+        log.warning("gateway: policy %s loaded (%s)", snap.version, why)
+        return True
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.opts.poll_seconds)
+            policy_key, overlay_key = file_key(self.opts.policy_path), file_key(
+                self.opts.overlay or "")
+            if policy_key is not None and policy_key != self._keys[0]:
+                self._keys = (policy_key, self._keys[1])
+                await self.reload("file changed")
+            if overlay_key != self._keys[1]:
+                self._keys = (self._keys[0], overlay_key)
+                self._load_overlay()
+
+    def _load_overlay(self) -> None:
+        try:
+            agents = read_overlay(self.opts.overlay)
+        except (OSError, ValueError) as exc:
+            log.error("gateway: overlay %s ignored: %s", self.opts.overlay, exc)
+            return
+        self.apply_quarantine(agents)
+
+    def apply_quarantine(self, agents: frozenset[str]) -> None:
+        if agents != self.snapshot.quarantined:
+            self.gateway.snapshot = self.snapshot.with_quarantine(agents)
+            log.warning("gateway: quarantined agents now %s", sorted(agents) or "none")
+
+    # -- admin backend
+    def ready(self) -> bool:
+        return self.started and not self.gateway.draining
+
+    def metrics_text(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def quarantined(self) -> list[str]:
+        return sorted(self.snapshot.quarantined)
+
+    def known_agents(self) -> list[str]:
+        return [a.name for a in self.snapshot.policy.spec.agents]
+
+    async def set_quarantine(self, agent: str, on: bool) -> None:
+        current = set(self.snapshot.quarantined)
+        current = current | {agent} if on else current - {agent}
+        self.apply_quarantine(frozenset(current))
+        if self.opts.overlay is not None:
+            write_overlay(self.opts.overlay, current)
+            self._keys = (self._keys[0], file_key(self.opts.overlay))
+
+
+def write_overlay(path: str, agents: set[str] | frozenset[str]) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        fh.write(state.dump_overlay(agents))
+    os.replace(tmp, path)
+
+
+def load_initial(opts: Options) -> state.Snapshot:
+    """The policy and overlay at start; ``PolicyError``/``ValueError`` when unusable."""
+    return state.load_snapshot(opts.policy_path, read_overlay(opts.overlay))
+
+
+async def serve(opts: Options, snapshot: state.Snapshot | None = None,
+                on_ready: Callable[[Runtime], None] | None = None) -> int:
+    """Run one gateway process until SIGTERM/SIGINT; drain; exit code 0."""
+    rt = Runtime(opts, snapshot or load_initial(opts))
+    rt.install_signals()
+    await rt.start()
+    if on_ready is not None:
+        on_ready(rt)
+    await rt.stopping.wait()
+    await rt.stop()
+    return 0
+
+
+def raise_fd_limit() -> None:
+    """10,000 tunnels need 20,000+ descriptors: lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def run(opts: Options) -> int:
+    raise_fd_limit()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    if opts.workers > 1:
+        from corral.gateway.workers import supervise  # noqa: PLC0415 (workers imports app)
+
+        return supervise(opts)
+    code: int = uvloop.run(serve(opts))
+    return code

@@ -1,0 +1,68 @@
+"""Prometheus metrics of one gateway process, on an explicit registry (no global state).
+
+Written by the metrics step at the end of each request/tunnel and by the resolver and reloader;
+read by the admin port's ``/metrics``. Label children are cached so the hot path does one dict
+lookup per request instead of ``labels()`` parsing. With ``--workers N`` the values live in
+prometheus-client's multiprocess files and the supervisor aggregates them.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_DNS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "corral_gateway_requests", "Requests and tunnels by agent, decision and reason",
+            ["agent", "decision", "reason"], registry=registry)
+        self.bytes_up = Counter("corral_gateway_bytes_up", "Bytes sent upstream by agents",
+                                ["agent"], registry=registry)
+        self.bytes_down = Counter("corral_gateway_bytes_down", "Bytes returned to agents",
+                                  ["agent"], registry=registry)
+        self.tunnels = Gauge("corral_gateway_open_tunnels", "CONNECT tunnels open now",
+                             ["agent"], registry=registry, multiprocess_mode="livesum")
+        self.dns_seconds = Histogram("corral_gateway_dns_seconds", "DNS lookup latency",
+                                     buckets=_DNS_BUCKETS, registry=registry)
+        self.policy = Gauge("corral_gateway_policy_info", "Policy version loaded (value 1)",
+                            ["version"], registry=registry, multiprocess_mode="liveall")
+        self.reloads = Counter("corral_gateway_reloads", "Policy reload attempts by result",
+                               ["result"], registry=registry)
+        self._req: dict[tuple[str, str, str], Counter] = {}
+        self._up: dict[str, Counter] = {}
+        self._down: dict[str, Counter] = {}
+        self._tun: dict[str, Gauge] = {}
+        self._version: str | None = None
+
+    def request(self, agent: str, decision: str, reason: str, up: int, down: int) -> None:
+        key = (agent, decision, reason)
+        child = self._req.get(key)
+        if child is None:
+            child = self._req[key] = self.requests.labels(agent, decision, reason)
+        child.inc()
+        if up:
+            c = self._up.get(agent) or self._up.setdefault(agent, self.bytes_up.labels(agent))
+            c.inc(up)
+        if down:
+            c = self._down.get(agent) or self._down.setdefault(agent,
+                                                                self.bytes_down.labels(agent))
+            c.inc(down)
+
+    def tunnel(self, agent: str, delta: int) -> None:
+        g = self._tun.get(agent) or self._tun.setdefault(agent, self.tunnels.labels(agent))
+        g.inc(delta)
+
+    def dns(self, seconds: float) -> None:
+        self.dns_seconds.observe(seconds)
+
+    def policy_loaded(self, version: str) -> None:
+        if self._version is not None:
+            self.policy.remove(self._version)
+        self._version = version
+        self.policy.labels(version).set(1)
+
+    def reload(self, ok: bool) -> None:
+        self.reloads.labels("ok" if ok else "error").inc()

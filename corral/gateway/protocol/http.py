@@ -1,0 +1,357 @@
+"""HTTP/1.1 proxy requests and upstream responses as events, parsed by httptools (llhttp). Sans-io.
+
+``RequestReader.feed(bytes)`` returns events in order: ``RequestHead``, ``Body``, ``End`` and, for
+CONNECT, ``Tunnel`` carrying the bytes the client sent after the head. Limits on head size and
+header count raise ``ProtocolError`` (431), malformed input raises it with 400. ``parse_target``
+turns a head into the destination (host, port, origin-form path) and enforces that an absolute
+URI and its Host header agree. ``ResponseReader`` re-frames an upstream response for the client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import httptools
+
+from corral.decide import reasons
+
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
+    b"proxy-authorization", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+})
+
+
+class ProtocolError(Exception):
+    """The request cannot be served; ``status`` and ``reason`` go into the reply and the log."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(slots=True)
+class RequestHead:
+    method: str
+    target: bytes
+    headers: list[tuple[bytes, bytes]]
+    keep_alive: bool
+    chunked: bool
+    has_body: bool
+    size: int
+
+
+@dataclass(slots=True)
+class Body:
+    data: bytes
+
+
+@dataclass(slots=True)
+class End:
+    pass
+
+
+@dataclass(slots=True)
+class Tunnel:
+    """CONNECT head is complete; ``rest`` is whatever the client already sent after it."""
+
+    rest: bytes
+
+
+Event = RequestHead | Body | End | Tunnel
+_END = End()
+
+
+class RequestReader:
+    """Feed client bytes, get request events. One per client connection (keep-alive aware)."""
+
+    __slots__ = ("_events", "_headers", "_max_bytes", "_max_headers", "_parser", "_pending",
+                 "_size", "_url", "in_head", "upgraded")
+
+    def __init__(self, max_header_bytes: int, max_headers: int) -> None:
+        self._max_bytes = max_header_bytes
+        self._max_headers = max_headers
+        self._parser = httptools.HttpRequestParser(self)
+        self._events: list[Event] = []
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._url = b""
+        self._size = 0
+        self._pending = 0
+        self.in_head = False  # some bytes of a head arrived, the head is not complete yet
+        self.upgraded = False
+
+    # -- httptools callbacks
+    def on_message_begin(self) -> None:
+        self._headers = []
+        self._url = b""
+        self._size = 0
+        self.in_head = True
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._size += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        self._size += len(name) + len(value) + 4
+
+    def on_headers_complete(self) -> None:
+        p = self._parser
+        self.in_head = False
+        self._pending = 0
+        chunked = any(n.lower() == b"transfer-encoding" and b"chunked" in v.lower()
+                      for n, v in self._headers)
+        length = next((v for n, v in self._headers if n.lower() == b"content-length"), b"0")
+        self._events.append(RequestHead(
+            method=p.get_method().decode("ascii", "replace"), target=self._url,
+            headers=self._headers, keep_alive=p.should_keep_alive(), chunked=chunked,
+            has_body=chunked or length.strip() not in (b"", b"0"), size=self._size))
+
+    def on_body(self, body: bytes) -> None:
+        self._events.append(Body(body))
+
+    def on_message_complete(self) -> None:
+        self._events.append(_END)
+
+    # -- feeding
+    def feed(self, data: bytes) -> list[Event]:
+        """Parse ``data``; events for every complete piece. Raises ``ProtocolError``."""
+        if self.upgraded:
+            raise ProtocolError(400, reasons.BAD_REQUEST, "data after a tunnel request")
+        self._events = []
+        if not self.in_head and not data.strip(b"\r\n"):
+            return []
+        self._pending += len(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            return self._upgrade(data[int(exc.args[0]):])
+        except httptools.HttpParserError as exc:
+            self._check_limits()
+            raise ProtocolError(400, reasons.BAD_REQUEST,
+                                f"malformed HTTP request: {exc}") from None
+        self._check_limits()
+        return self._events
+
+    def _check_limits(self) -> None:
+        heads = [e for e in self._events if isinstance(e, RequestHead)]
+        if (self.in_head and self._pending > self._max_bytes) or any(
+                h.size > self._max_bytes for h in heads):
+            raise ProtocolError(431, reasons.BAD_REQUEST,
+                                f"request head larger than {self._max_bytes} bytes")
+        if len(self._headers) > self._max_headers or any(
+                len(h.headers) > self._max_headers for h in heads):
+            raise ProtocolError(431, reasons.BAD_REQUEST,
+                                f"more than {self._max_headers} request headers")
+
+    def _upgrade(self, rest: bytes) -> list[Event]:
+        self._check_limits()
+        self.upgraded = True
+        events: list[Event] = [e for e in self._events if not isinstance(e, End)]
+        head = next((e for e in events if isinstance(e, RequestHead)), None)
+        if head is None or head.method != "CONNECT":
+            raise ProtocolError(400, reasons.BAD_REQUEST,
+                                "protocol upgrade is not supported on plain HTTP; use CONNECT")
+        events.append(Tunnel(rest))
+        return events
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a request wants to go, as the agent spelled it (decide normalises ``host``)."""
+
+    kind: Literal["connect", "http"]
+    host: str
+    port: int
+    path: str | None = None  # origin-form path + query (plain HTTP only)
+
+
+def split_authority(text: str, default_port: int | None) -> tuple[str, int]:
+    """``host:port`` / ``[v6]:port`` -> (host, port); ValueError on anything else."""
+    if "@" in text or "/" in text or not text or any(c.isspace() for c in text):
+        raise ValueError(f"{text!r} is not host:port")
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else None
+        if not sep or (rest and port_text is None):
+            raise ValueError(f"{text!r} is not [address]:port")
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    elif ":" not in text:
+        host, port_text = text, None
+    else:
+        raise ValueError(f"{text!r}: IPv6 addresses must be in brackets")
+    if port_text is None:
+        if default_port is None:
+            raise ValueError(f"{text!r} has no port")
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{text!r}: port must be 1-65535")
+    if not host:
+        raise ValueError(f"{text!r} has no host")
+    return host, int(port_text)
+
+
+def _bad(message: str, reason: str = reasons.BAD_REQUEST) -> ProtocolError:
+    return ProtocolError(400, reason, message)
+
+
+def parse_target(head: RequestHead) -> Target:
+    """The destination of a proxy request; ``ProtocolError`` (400) when it is not one."""
+    raw = head.target.decode("latin-1")
+    if head.method == "CONNECT":
+        try:
+            host, port = split_authority(raw, None)
+        except ValueError as exc:
+            raise _bad(f"CONNECT needs host:port ({exc})") from None
+        return Target("connect", host, port)
+    try:
+        url = httptools.parse_url(head.target)
+    except httptools.HttpParserInvalidURLError:
+        raise _bad(f"invalid request target {raw[:200]!r}") from None
+    if url.schema is None or url.host is None:
+        raise _bad("a proxy request needs an absolute URI (http://host/path)")
+    if url.schema.lower() != b"http":
+        raise _bad("only http:// URIs are proxied; use CONNECT for https")
+    host = url.host.decode("latin-1")
+    port = url.port or 80
+    path = (url.path or b"/").decode("latin-1")
+    if url.query is not None:
+        path += "?" + url.query.decode("latin-1")
+    _check_host_header(head, host, port)
+    return Target("http", host, port, path)
+
+
+def _canonical(host: str) -> str:
+    return host.strip("[]").rstrip(".").lower()
+
+
+def _check_host_header(head: RequestHead, host: str, port: int) -> None:
+    values = [v for n, v in head.headers if n.lower() == b"host"]
+    if len(values) > 1:
+        raise _bad("more than one Host header", reasons.HOST_MISMATCH)
+    if not values:
+        return
+    try:
+        h_host, h_port = split_authority(values[0].decode("latin-1").strip(), 80)
+    except ValueError as exc:
+        raise _bad(f"invalid Host header ({exc})", reasons.HOST_MISMATCH) from None
+    if _canonical(h_host) != _canonical(host) or h_port != port:
+        raise _bad(f"Host header {values[0].decode('latin-1')!r} differs from the URI host "
+                   f"{host}:{port}", reasons.HOST_MISMATCH)
+
+
+def upstream_request(head: RequestHead, target: Target) -> bytes:
+    """The request head sent upstream: origin-form, hop-by-hop and Proxy-* headers removed."""
+    named = {t.strip().lower() for n, v in head.headers if n.lower() == b"connection"
+             for t in v.split(b",")}
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    authority = host if target.port == 80 else f"{host}:{target.port}"
+    lines = [f"{head.method} {target.path} HTTP/1.1\r\nHost: {authority}\r\n".encode("latin-1")]
+    for name, value in head.headers:
+        low = name.lower()
+        if low in HOP_BY_HOP or low in named or low == b"host" or low.startswith(b"proxy-"):
+            continue
+        lines.append(name + b": " + value + b"\r\n")
+    if head.chunked:
+        lines.append(b"Transfer-Encoding: chunked\r\n")
+    lines.append(b"Connection: close\r\n\r\n")
+    return b"".join(lines)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+@dataclass(slots=True)
+class ResponseReader:
+    """Re-frames one upstream response for the client: head rebuilt, body passed through.
+
+    ``feed`` returns bytes to write to the client; ``done`` turns true when the final response
+    is complete; ``keep_alive`` says whether the client connection may carry another request.
+    """
+
+    head_only: bool  # the request was HEAD: the response has no body whatever it says
+    done: bool = False
+    keep_alive: bool = True
+    status: int = 0
+    _out: list[bytes] = field(default_factory=list)
+    _headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    _reason: bytes = b""
+    _chunked: bool = False
+    _framed: bool = False
+    _parser: httptools.HttpResponseParser | None = None
+
+    def __post_init__(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+        self._reason = b""
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        assert self._parser is not None
+        status = self._parser.get_status_code()
+        names = {n.lower() for n, _ in self._headers}
+        self._chunked = any(n.lower() == b"transfer-encoding" and b"chunked" in v.lower()
+                            for n, v in self._headers)
+        no_body = self.head_only or status in (204, 304) or status < 200
+        self._framed = no_body or self._chunked or b"content-length" in names
+        if status >= 200:
+            self.status = status
+            self.keep_alive = self.keep_alive and self._framed
+        self._out.append(self._head(status))
+        if self.head_only and status >= 200:
+            self.done = True
+
+    def _head(self, status: int) -> bytes:
+        lines = [b"HTTP/1.1 %d %b\r\n" % (status, self._reason)]
+        lines += [n + b": " + v + b"\r\n" for n, v in self._headers
+                  if n.lower() not in HOP_BY_HOP and not n.lower().startswith(b"proxy-")]
+        if self._chunked:
+            lines.append(b"Transfer-Encoding: chunked\r\n")
+        lines.append(b"Connection: keep-alive\r\n\r\n" if self.keep_alive
+                     else b"Connection: close\r\n\r\n")
+        return b"".join(lines)
+
+    def on_body(self, body: bytes) -> None:
+        self._out.append(chunk(body) if self._chunked else body)
+
+    def on_message_complete(self) -> None:
+        if self._chunked:
+            self._out.append(LAST_CHUNK)
+        if self.status >= 200:
+            self.done = True
+
+    def feed(self, data: bytes) -> bytes:
+        """Client-bound bytes for ``data``; ``ProtocolError`` (502) on a broken response."""
+        assert self._parser is not None
+        self._out = []
+        if not self.done:
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserError as exc:
+                raise ProtocolError(502, reasons.UPSTREAM_FAILED,
+                                    f"invalid response from upstream: {exc}") from None
+        return b"".join(self._out)
+
+    def eof(self) -> bool:
+        """Upstream closed: True when that ended the response cleanly (close-delimited body)."""
+        if self.done:
+            return True
+        if self.status >= 200 and not self._framed:
+            self.done = True
+            self.keep_alive = False
+            return True
+        return False

@@ -1,0 +1,551 @@
+"""The only socket code of the gateway: listeners, client connections, upstream connections.
+
+One ``ClientConnection`` (an asyncio Protocol, no streams: small per-connection state for
+10,000 idle tunnels) per accepted socket. It feeds bytes to the sans-io ``RequestReader``, runs
+the ordered steps (``steps.Pipeline``) for each request head, dials the address the resolve step
+vetted, then relays: CONNECT as a raw tunnel after the SNI check, plain HTTP as one upstream
+connection per request with the response re-framed for client keep-alive. A ``Gateway`` owns the
+listeners (one per agent port), a sweeper that enforces header/idle timeouts on a coarse tick,
+and drain. Any error inside one connection ends that connection only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import cast
+
+from corral.decide import reasons
+from corral.gateway.flow import Flow, Refusal
+from corral.gateway.protocol import responses
+from corral.gateway.protocol.http import (
+    LAST_CHUNK,
+    Body,
+    End,
+    Event,
+    ProtocolError,
+    RequestHead,
+    RequestReader,
+    ResponseReader,
+    Tunnel,
+    chunk,
+    upstream_request,
+)
+from corral.gateway.protocol.tls import MAX_HELLO, Hello
+from corral.gateway.state import Snapshot
+from corral.gateway.steps import Pipeline
+
+log = logging.getLogger("corral.gateway")
+
+HEAD, SETUP, RELAY, PEEK, TUNNEL, CLOSED = range(6)
+Wall = Callable[[], float]
+
+
+class Gateway:
+    """Listeners and live connections of one process; ``snapshot`` is swapped on reload."""
+
+    def __init__(self, snapshot: Snapshot, pipeline: Pipeline, *, listen: str = "127.0.0.1",
+                 reuse_port: bool = False, wall: Wall = time.time) -> None:
+        self.snapshot = snapshot
+        self.pipeline = pipeline
+        self.listen = listen
+        self.reuse_port = reuse_port
+        self.wall = wall
+        self.servers: dict[int, asyncio.Server] = {}
+        self.conns: set[ClientConnection] = set()
+        self.tick = 0
+        self.draining = False
+        lim = snapshot.limits
+        self.tick_s = max(0.02, min(1.0, lim.header_timeout_s / 4, lim.idle_timeout_s / 4))
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- listeners
+    async def start(self) -> None:
+        await self.sync_listeners()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="sweeper")
+
+    async def sync_listeners(self) -> None:
+        """Open a listener per agent port of the snapshot, close those no agent uses now."""
+        loop = asyncio.get_running_loop()
+        wanted = set(self.snapshot.agent_by_port)
+        for port in sorted(set(self.servers) - wanted):
+            self.servers.pop(port).close()
+        for port in sorted(wanted - set(self.servers)):
+            self.servers[port] = await loop.create_server(
+                self._factory(port), host=self.listen, port=port,
+                reuse_port=self.reuse_port or None, backlog=4096)
+
+    def _factory(self, port: int) -> Callable[[], ClientConnection]:
+        return lambda: ClientConnection(self, port)
+
+    def bound(self) -> dict[str, int]:
+        """Agent -> the port actually bound (after binding port 0 in tests)."""
+        out = {}
+        for port, server in self.servers.items():
+            agent = self.snapshot.agent_by_port.get(port, "?")
+            out[agent] = server.sockets[0].getsockname()[1]
+        return out
+
+    async def apply(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        await self.sync_listeners()
+
+    # -- timeouts
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            self.tick += 1
+            lim = self.snapshot.limits
+            header = math.ceil(lim.header_timeout_s / self.tick_s)
+            idle = math.ceil(lim.idle_timeout_s / self.tick_s)
+            for conn in list(self.conns):
+                conn.expire(self.tick, header, idle)
+
+    # -- shutdown
+    async def drain(self, seconds: float) -> int:
+        """Stop accepting, let open flows finish for up to ``seconds``; returns flows cut."""
+        self.draining = True
+        for server in self.servers.values():
+            server.close()
+        for conn in list(self.conns):
+            conn.close_if_idle()
+        deadline = time.monotonic() + seconds
+        while self.conns and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        cut = len(self.conns)
+        for conn in list(self.conns):
+            conn.abort()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        return cut
+
+
+def _const(up: Upstream) -> Callable[[], Upstream]:
+    return lambda: up
+
+
+class Upstream(asyncio.Protocol):
+    """The gateway's connection to the destination; bytes go to its ``ClientConnection``."""
+
+    __slots__ = ("conn", "live", "pending", "transport")
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+        self.live = False
+        self.pending: list[bytes] = []
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def go_live(self) -> None:
+        self.live = True
+        for data in self.pending:
+            self.conn.from_upstream(data)
+        self.pending = []
+
+    def data_received(self, data: bytes) -> None:
+        if self.live:
+            self.conn.from_upstream(data)
+        else:
+            self.pending.append(data)
+
+    def eof_received(self) -> bool:
+        self.conn.upstream_closed(self)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.upstream_closed(self)
+
+    def pause_writing(self) -> None:
+        self.conn.pause_client()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_client()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class ClientConnection(asyncio.Protocol):
+    """One agent connection: a keep-alive series of plain HTTP requests, or one tunnel."""
+
+    __slots__ = (
+        "client",
+        "flow",
+        "gw",
+        "head_since",
+        "peek",
+        "port",
+        "queue",
+        "reader",
+        "req_done",
+        "resp",
+        "seen",
+        "state",
+        "task",
+        "transport",
+        "up",
+    )
+
+    def __init__(self, gw: Gateway, port: int) -> None:
+        self.gw = gw
+        self.port = port
+        lim = gw.snapshot.limits
+        self.reader: RequestReader | None = RequestReader(lim.header_bytes, lim.headers)
+        self.queue: deque[Event] = deque()
+        self.state = HEAD
+        self.flow: Flow | None = None
+        self.up: Upstream | None = None
+        self.resp: ResponseReader | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.peek = b""
+        self.req_done = False
+        self.seen = gw.tick
+        self.head_since: int | None = gw.tick
+        self.client = ""
+        self.transport: asyncio.Transport | None = None
+
+    # -- asyncio Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        peer = transport.get_extra_info("peername")
+        if peer:
+            host = f"[{peer[0]}]" if ":" in peer[0] else peer[0]
+            self.client = f"{host}:{peer[1]}"
+        self.gw.conns.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.seen = self.gw.tick
+        state = self.state
+        if state == TUNNEL:
+            self._to_upstream(data)
+        elif state == PEEK:
+            self.peek += data
+            self._check_hello()
+        elif self.reader is None or self.reader.upgraded:
+            self.peek += data  # tunnel bytes sent before the 200: kept for the SNI check
+        else:
+            if state == HEAD and not self.reader.in_head:
+                self.head_since = self.gw.tick
+            try:
+                events = self.reader.feed(data)
+            except ProtocolError as exc:
+                self._protocol_error(exc)
+                return
+            if events:
+                self.queue.extend(events)
+                self._pump()
+
+    def eof_received(self) -> bool:
+        if self.state == TUNNEL and self.up is not None and self.up.transport:
+            if self.up.transport.can_write_eof():
+                self.up.transport.write_eof()
+            return True  # half-close: let the destination finish its answer
+        self._close()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gw.conns.discard(self)
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self._close()
+
+    def pause_writing(self) -> None:
+        if self.up is not None and self.up.transport is not None:
+            self.up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.up is not None and self.up.transport is not None:
+            self.up.transport.resume_reading()
+
+    def pause_client(self) -> None:
+        if self.transport is not None and self.state != CLOSED:
+            self.transport.pause_reading()
+
+    def resume_client(self) -> None:
+        if self.transport is not None and self.state in (RELAY, PEEK, TUNNEL):
+            self.transport.resume_reading()
+
+    # -- request heads
+    def _pump(self) -> None:
+        queue = self.queue
+        while queue:
+            event = queue[0]
+            state = self.state
+            if state == HEAD:
+                queue.popleft()
+                if isinstance(event, RequestHead):
+                    self._start(event)
+            elif state == RELAY and isinstance(event, Body):
+                queue.popleft()
+                self._to_upstream(chunk(event.data) if self._chunked() else event.data)
+            elif state == RELAY and isinstance(event, End):
+                queue.popleft()
+                self.req_done = True
+                if self._chunked():
+                    self._to_upstream(LAST_CHUNK)
+            else:
+                if state == RELAY:
+                    self.pause_client()  # a pipelined request waits for this response
+                return
+
+    def _chunked(self) -> bool:
+        return self.flow is not None and self.flow.head is not None and self.flow.head.chunked
+
+    def _start(self, head: RequestHead) -> None:
+        assert self.transport is not None
+        self.state = SETUP
+        self.head_since = None
+        self.transport.pause_reading()
+        flow = Flow(self.gw.snapshot, self.port, self.client, head,
+                    started=time.perf_counter(), wall=self.gw.wall())
+        self.flow = flow
+        self.req_done = not head.has_body
+        self.task = asyncio.get_running_loop().create_task(self._setup(flow))
+
+    async def _setup(self, flow: Flow) -> None:
+        try:
+            refusal = await self.gw.pipeline.request(flow)
+            if refusal is None:
+                refusal = await self._dial(flow)
+        except Exception:
+            log.exception("gateway: internal error while setting up %s", flow.host)
+            refusal = Refusal(502, reasons.UPSTREAM_FAILED, None, "internal error", deny=False)
+        self.task = None
+        if self.state == CLOSED:
+            if self.up is not None:
+                self.up.close()
+            self.gw.pipeline.done(flow)
+        elif refusal is not None:
+            self._refuse(flow, refusal)
+        elif flow.kind == "connect":
+            self._open_tunnel(flow)
+        else:
+            self._relay_http(flow)
+
+    async def _dial(self, flow: Flow) -> Refusal | None:
+        loop = asyncio.get_running_loop()
+        timeout = flow.snap.limits.connect_timeout_s
+        problem = "no address"
+        for addr in flow.addrs:
+            up = Upstream(self)
+            try:
+                async with asyncio.timeout(timeout):
+                    await loop.create_connection(_const(up), str(addr), flow.port)
+            except TimeoutError:
+                problem = f"connect to {addr} port {flow.port} timed out"
+                continue
+            except OSError as exc:
+                problem = f"connect to {addr} port {flow.port} failed: {exc.strerror or exc}"
+                continue
+            flow.resolved = str(addr)
+            self.up = up
+            return None
+        flow.resolved = str(flow.addrs[0]) if flow.addrs else None
+        return Refusal(502, reasons.UPSTREAM_FAILED, None, problem, deny=False)
+
+    # -- refusals
+    def _refuse(self, flow: Flow, refusal: Refusal) -> None:
+        flow.refuse(refusal)
+        head = flow.head
+        keep = (flow.kind == "http" and head is not None and head.keep_alive
+                and self.req_done and refusal.status < 500 and not self.gw.draining)
+        if refusal.status != 200 and self.transport is not None:  # 200: tunnel already answered
+            text = responses.refusal_text(agent=flow.agent, host=flow.host, port=flow.port,
+                                          reason=refusal.reason, rule=flow.rule,
+                                          detail=refusal.detail)
+            self.transport.write(responses.refusal(refusal.status, text, refusal.reason,
+                                                   keep_alive=keep,
+                                                   retry_after=refusal.retry_after))
+        self._end_flow()
+        if keep:
+            self._next()
+        else:
+            self._close()
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        flow = Flow(self.gw.snapshot, self.port, self.client, None,
+                    started=time.perf_counter(), wall=self.gw.wall())
+        self.state = SETUP
+        if self.flow is not None:  # a broken body of a request being relayed
+            self._close()
+            return
+        self.flow = flow
+        self._refuse(flow, Refusal(exc.status, exc.reason, None, exc.message))
+
+    # -- plain HTTP
+    def _relay_http(self, flow: Flow) -> None:
+        assert flow.head is not None and flow.target is not None and self.up is not None
+        self.resp = ResponseReader(head_only=flow.head.method == "HEAD",
+                                   keep_alive=flow.head.keep_alive)
+        self.state = RELAY
+        self.up.go_live()
+        self._to_upstream(upstream_request(flow.head, flow.target))
+        self.resume_client()
+        self._pump()
+
+    def from_upstream(self, data: bytes) -> None:
+        self.seen = self.gw.tick
+        flow = self.flow
+        if flow is None or self.transport is None or self.state == CLOSED:
+            return
+        if self.state != RELAY:
+            flow.bytes_down += len(data)
+            self.transport.write(data)
+            return
+        assert self.resp is not None
+        try:
+            out = self.resp.feed(data)
+        except ProtocolError as exc:
+            self._upstream_broken(flow, exc)
+            return
+        flow.bytes_down += len(out)
+        self.transport.write(out)
+        if self.resp.done:
+            self._http_done(flow)
+
+    def _upstream_broken(self, flow: Flow, exc: ProtocolError) -> None:
+        if self.resp is not None and self.resp.status == 0:
+            self._drop_upstream()
+            self.req_done = False  # the answer is a refusal: do not reuse the connection
+            self._refuse(flow, Refusal(exc.status, exc.reason, None, exc.message, deny=False))
+        else:
+            self._close()
+
+    def _http_done(self, flow: Flow) -> None:
+        assert self.resp is not None
+        flow.status = self.resp.status
+        keep = self.resp.keep_alive and self.req_done and not self.gw.draining
+        self._drop_upstream()
+        self._end_flow()
+        if keep:
+            self._next()
+        else:
+            self._close()
+
+    def upstream_closed(self, up: Upstream) -> None:
+        if up is not self.up or self.flow is None:
+            return
+        flow = self.flow
+        if self.state == RELAY and self.resp is not None:
+            if self.resp.eof():
+                self._http_done(flow)
+            else:
+                self._upstream_broken(flow, ProtocolError(
+                    502, reasons.UPSTREAM_FAILED, "the destination closed without a response"))
+        elif self.state == SETUP:
+            return  # not used yet (closed before relaying); the setup task will notice
+        else:
+            self._close()
+
+    def _drop_upstream(self) -> None:
+        up, self.up, self.resp = self.up, None, None
+        if up is not None:
+            up.close()
+
+    # -- tunnels
+    def _open_tunnel(self, flow: Flow) -> None:
+        assert self.transport is not None and self.up is not None
+        flow.status = 200
+        self.transport.write(responses.CONNECT_OK)
+        rest = b""
+        while self.queue:
+            event = self.queue.popleft()
+            if isinstance(event, Tunnel):
+                rest = event.rest
+        self.peek = rest + self.peek
+        self.reader = None
+        self.state = PEEK
+        self.head_since = self.gw.tick
+        self.up.go_live()
+        self.transport.resume_reading()
+        self._check_hello()
+
+    def _check_hello(self) -> None:
+        flow = self.flow
+        assert flow is not None
+        verdict = self.gw.pipeline.hello(flow, self.peek)
+        if isinstance(verdict, Hello):
+            if len(self.peek) > MAX_HELLO:
+                self._refuse(flow, Refusal(200, reasons.SNI_MISSING, "sni_check"))
+            return
+        if isinstance(verdict, Refusal):
+            self._refuse(flow, verdict)
+            return
+        data, self.peek = self.peek, b""
+        self.state = TUNNEL
+        self.head_since = None
+        if data:
+            self._to_upstream(data)
+
+    def _to_upstream(self, data: bytes) -> None:
+        flow, up = self.flow, self.up
+        if flow is None or up is None or up.transport is None:
+            return
+        flow.bytes_up += len(data)
+        limits = flow.limits
+        if limits is not None and limits.quota is not None and limits.quota.spend(len(data)):
+            flow.reason = reasons.QUOTA_EXCEEDED
+            flow.rule = "quota"
+            self._close()
+            return
+        up.transport.write(data)
+
+    # -- endings
+    def _end_flow(self) -> None:
+        flow, self.flow = self.flow, None
+        if flow is not None:
+            self.gw.pipeline.done(flow)
+
+    def _next(self) -> None:
+        """Back to waiting for the next request head on a keep-alive connection."""
+        if self.gw.draining:
+            self._close()
+            return
+        self.state = HEAD
+        self.head_since = None
+        self.seen = self.gw.tick
+        if self.transport is not None:
+            self.transport.resume_reading()
+        self._pump()
+
+    def _close(self) -> None:
+        if self.state == CLOSED:
+            return
+        self.state = CLOSED
+        self._drop_upstream()
+        self._end_flow()
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.up is not None and self.up.transport is not None:
+            self.up.transport.abort()
+        self._close()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close_if_idle(self) -> None:
+        if self.state == HEAD and self.head_since is None:
+            self._close()
+
+    def expire(self, tick: int, header_ticks: int, idle_ticks: int) -> None:
+        state = self.state
+        if state == HEAD:
+            if self.head_since is not None and tick - self.head_since > header_ticks:
+                self._protocol_error(ProtocolError(
+                    408, reasons.BAD_REQUEST, "request head not received in time"))
+            elif self.head_since is None and tick - self.seen > idle_ticks:
+                self._close()
+        elif state == PEEK and self.head_since is not None and self.flow is not None:
+            if tick - self.head_since > header_ticks:
+                self._refuse(self.flow, Refusal(200, reasons.SNI_MISSING, "sni_check",
+                                                "no TLS ClientHello in time"))
+        elif state in (RELAY, TUNNEL) and tick - self.seen > idle_ticks:
+            self._close()

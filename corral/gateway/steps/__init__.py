@@ -1,0 +1,89 @@
+"""Gateway features as small steps, run in ONE explicit order (``build_pipeline``).
+
+Each step is a class with any of three hooks, all taking the flow:
+
+- ``async request(flow) -> Refusal | None`` before anything is dialled;
+- ``hello(flow, first_bytes) -> Refusal | None | MORE`` on the first bytes inside a tunnel;
+- ``done(flow) -> None`` once, when the flow ends (accounting, metrics, the access line).
+
+Order: identify (listener port -> agent) -> parse target -> decide -> rate/quota/tunnels ->
+resolve + SSRF guard -> [server dials the vetted address, answers 200 for CONNECT] -> SNI check ->
+[relay] -> account -> metrics -> log. Limits run before resolution so that a throttled agent
+costs no DNS query, and before ``200 Connection established`` so a 429 can still be sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from corral.gateway.flow import Flow, Refusal
+from corral.gateway.log import AccessLog
+from corral.gateway.metrics import GatewayMetrics
+from corral.gateway.protocol.tls import Hello
+from corral.gateway.ratelimit import Clock
+from corral.gateway.resolver import Resolver
+from corral.gateway.steps import decide, identify, limits, observe, resolve, sni, target
+
+RequestHook = Callable[[Flow], Awaitable[Refusal | None]]
+HelloHook = Callable[[Flow, bytes], Refusal | Hello | None]
+DoneHook = Callable[[Flow], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What steps need from the process: explicit, built once by ``app``."""
+
+    resolver: Resolver
+    metrics: GatewayMetrics
+    log: AccessLog
+    clock: Clock  # monotonic seconds for rate limits (tests inject a fake)
+    wall: Clock  # epoch seconds for log timestamps
+
+
+class Pipeline:
+    """The ordered steps with their hooks pre-collected (no per-request lookups)."""
+
+    def __init__(self, steps: tuple[object, ...]) -> None:
+        self.steps = steps
+        self._request: tuple[RequestHook, ...] = tuple(
+            s.request for s in steps if hasattr(s, "request"))
+        self._hello: tuple[HelloHook, ...] = tuple(s.hello for s in steps if hasattr(s, "hello"))
+        self._done: tuple[DoneHook, ...] = tuple(s.done for s in steps if hasattr(s, "done"))
+
+    async def request(self, flow: Flow) -> Refusal | None:
+        for hook in self._request:
+            refusal = await hook(flow)
+            if refusal is not None:
+                return refusal
+        return None
+
+    def hello(self, flow: Flow, data: bytes) -> Refusal | Hello | None:
+        for hook in self._hello:
+            verdict = hook(flow, data)
+            if verdict is not None:
+                return verdict
+        return None
+
+    def done(self, flow: Flow) -> None:
+        if flow.ended:
+            return
+        flow.ended = True
+        for hook in self._done:
+            hook(flow)
+
+
+def build_pipeline(ctx: Context) -> Pipeline:
+    """THE order of the gateway's steps."""
+    book = limits.LimitBook(ctx.clock)
+    return Pipeline((
+        identify.Identify(book),
+        target.ParseTarget(),
+        decide.Decide(),
+        limits.Limits(ctx.metrics),
+        resolve.ResolveGuard(ctx.resolver),
+        sni.SniCheck(),
+        limits.Release(ctx.metrics),
+        observe.Metrics(ctx.metrics),
+        observe.Log(ctx.log, ctx.wall),
+    ))

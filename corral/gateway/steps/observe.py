@@ -1,0 +1,29 @@
+"""Last steps: count the flow in Prometheus and write its one canonical access line."""
+
+from __future__ import annotations
+
+import time
+
+from corral.gateway.flow import Flow
+from corral.gateway.log import AccessLog, rfc3339
+from corral.gateway.metrics import GatewayMetrics
+from corral.gateway.ratelimit import Clock
+
+
+class Metrics:
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+
+    def done(self, flow: Flow) -> None:
+        self._metrics.request(flow.agent, flow.decision, flow.reason, flow.bytes_up,
+                              flow.bytes_down)
+
+
+class Log:
+    def __init__(self, log: AccessLog, wall: Clock) -> None:
+        self._log = log
+        self._wall = wall
+
+    def done(self, flow: Flow) -> None:
+        duration = round((time.perf_counter() - flow.started) * 1000.0, 3)
+        self._log.write(flow.record(rfc3339(flow.wall), duration))
