@@ -254,8 +254,13 @@ class ThreadGateway:
         assert self.runtime is not None and self.runtime.admin_port is not None
         return self.runtime.admin_port
 
-    def log_lines(self) -> list[dict[str, Any]]:
+    def log_lines(self, settle: float = 5.0) -> list[dict[str, Any]]:
+        """Access lines so far, after waiting (bounded) for open connections to end."""
         assert self.runtime is not None
+        gateway = self.runtime.gateway
+        deadline = time.monotonic() + settle
+        while self.call(lambda: len(gateway.conns)) and time.monotonic() < deadline:
+            time.sleep(0.02)
         self.call(self.runtime.log.flush)
         return [orjson.loads(x) for x in Path(self.log_path).read_bytes().splitlines() if x]
 

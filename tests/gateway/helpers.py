@@ -47,7 +47,7 @@ def request(port: int, method: str, url: str, *, headers: dict[str, str] | None 
     s = sock or socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     hdrs = {"Host": url.split("/")[2]} if url.startswith("http://") else {}
     hdrs.update(headers or {})
-    if body is not None:
+    if body is not None and "Transfer-Encoding" not in hdrs:
         hdrs.setdefault("Content-Length", str(len(body)))
     head = f"{method} {url} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
     s.sendall(head.encode("latin-1") + b"\r\n" + (body or b""))
@@ -77,7 +77,7 @@ def https_get(port: int, host: str, origin_port: int, ctx: ssl.SSLContext, *,
     if status != 200:
         s.close()
         return status, body
-    name = sni if sni is not None else host
+    name = host if sni is None else (sni or None)
     tls = ctx.wrap_socket(s, server_hostname=name)
     try:
         conn = http.client.HTTPConnection(host)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import ssl
+import urllib.error
+import urllib.request
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import pytest
 from corral.decide import reasons
 from corral.gateway.testing import StaticDns, ThreadGateway
 from corral.model import records as R
-from tests.gateway.helpers import agent, https_get, make_policy, request
+from tests.gateway.helpers import agent, connect, https_get, make_policy, raw, request
 
 LOOP = ["127.0.0.0/8"]
 
@@ -72,3 +75,226 @@ def test_https_connect_allowed(gw: ThreadGateway, origin_https: ThreadingHTTPSer
     assert line[R.METHOD] == "CONNECT"
     assert line[R.SNI] == "allowed.test"
     assert line[R.STATUS] == 200
+
+
+def last(gw: ThreadGateway) -> dict[str, object]:
+    return gw.log_lines()[-1]
+
+
+def test_not_in_allowlist_is_403_with_readable_body(gw: ThreadGateway,
+                                                    ports: tuple[int, int]) -> None:
+    status, headers, body = request(gw.ports["research"], "GET", f"http://other.test:{ports[0]}/")
+    assert status == 403
+    assert headers["x-corral-reason"] == reasons.NOT_IN_ALLOWLIST
+    text = body.decode()
+    assert text.count("\n") == 1 and "'research'" in text and f"other.test:{ports[0]}" in text
+    assert reasons.NEXT_STEP[reasons.NOT_IN_ALLOWLIST] in text
+    line = last(gw)
+    assert (line[R.DECISION], line[R.REASON], line[R.STATUS]) == ("deny", "not_in_allowlist", 403)
+    assert line[R.RESOLVED] is None  # a denied name is never resolved
+
+
+def test_deny_beats_allow_and_ports(gw: ThreadGateway, ports: tuple[int, int]) -> None:
+    status, headers, _ = request(gw.ports["research"], "GET",
+                                 f"http://deny.allowed.test:{ports[0]}/")
+    assert status == 403 and headers["x-corral-reason"] == reasons.DENIED_BY_RULE
+    assert last(gw)[R.RULE] == "deny.allowed.test"
+    status, headers, _ = request(gw.ports["research"], "GET", "http://allowed.test:81/")
+    assert status == 403 and headers["x-corral-reason"] == reasons.PORT_NOT_ALLOWED
+    status, _, _ = request(gw.ports["research"], "GET", f"http://sub.wild.test:{ports[0]}/")
+    assert status == 200
+
+
+def test_learn_mode_allows_and_logs_would_deny(gw: ThreadGateway, ports: tuple[int, int]) -> None:
+    status, _, _ = request(gw.ports["coder"], "GET", f"http://other.test:{ports[0]}/")
+    assert status == 200
+    line = last(gw)
+    assert (line[R.AGENT], line[R.DECISION], line[R.REASON]) == (
+        "coder", "would_deny", reasons.NOT_IN_ALLOWLIST)
+
+
+@pytest.mark.parametrize(("name", "category"), [
+    ("allowed.test", "loopback"), ("private.test", "private"), ("meta.test", "link_local")])
+def test_ssrf_guard_refuses_internal_addresses(gw: ThreadGateway, ports: tuple[int, int],
+                                               name: str, category: str) -> None:
+    status, headers, _ = request(gw.ports["strict"], "GET", f"http://{name}:{ports[0]}/")
+    assert status == 403 and headers["x-corral-reason"] == reasons.FORBIDDEN_ADDRESS
+    line = last(gw)
+    assert line[R.RULE] == f"ssrf:{category}" and line[R.DECISION] == "deny"
+
+
+def test_ssrf_guard_holds_in_learn_mode(gw: ThreadGateway, ports: tuple[int, int]) -> None:
+    status, headers, _ = request(gw.ports["coder"], "GET", f"http://meta.test:{ports[0]}/")
+    assert status == 403 and headers["x-corral-reason"] == reasons.FORBIDDEN_ADDRESS
+
+
+@pytest.mark.parametrize("spelling", ["127.0.0.1", "2130706433", "0177.0.0.1", "0x7f.1", "127.1",
+                                      "[::ffff:7f00:1]", "[::ffff:127.0.0.1]", "0x7f000001"])
+def test_ip_literal_spellings_are_refused(gw: ThreadGateway, ports: tuple[int, int],
+                                          spelling: str) -> None:
+    status, headers, _ = request(gw.ports["strict"], "GET", f"http://{spelling}:{ports[0]}/")
+    assert status == 403 and headers["x-corral-reason"] == reasons.FORBIDDEN_ADDRESS
+    s, status, _ = connect(gw.ports["strict"], f"{spelling}:{ports[1]}")
+    s.close()
+    assert status == 403
+
+
+def test_ip_literal_inside_allowed_cidr_passes(gw: ThreadGateway, ports: tuple[int, int]) -> None:
+    status, _, _ = request(gw.ports["research"], "GET", f"http://2130706433:{ports[0]}/")
+    assert status == 200
+    line = last(gw)
+    assert line[R.HOST] == "127.0.0.1" and line[R.REASON] == reasons.ALLOWED_CIDR
+
+
+def test_trailing_dot_and_mixed_case(gw: ThreadGateway, ports: tuple[int, int]) -> None:
+    status, _, _ = request(gw.ports["research"], "GET", f"http://ALLOWED.Test.:{ports[0]}/")
+    assert status == 200
+    assert last(gw)[R.HOST] == "allowed.test"
+
+
+def test_idn_look_alike_is_not_the_ascii_name(tmp_path: Path, dns_server: StaticDns,
+                                              ports: tuple[int, int]) -> None:
+    policy = make_policy(agent("a", allow=on(ports, "apple.test"), allow_cidrs=LOOP))
+    with ThreadGateway(policy, log_path=str(tmp_path / "a.log"),
+                       resolver=("127.0.0.1", dns_server.port)) as g:
+        assert request(g.ports["a"], "GET", f"http://apple.test:{ports[0]}/")[0] == 200
+        status, headers, _ = request(g.ports["a"], "GET",
+                                     f"http://xn--pple-43d.test:{ports[0]}/")
+        assert status == 403 and headers["x-corral-reason"] == reasons.NOT_IN_ALLOWLIST
+        s, status, _ = connect(g.ports["a"], f"xn--pple-43d.test:{ports[1]}")
+        s.close()
+        assert status == 403
+
+
+def test_userinfo_trick(gw: ThreadGateway, ports: tuple[int, int]) -> None:
+    status, _, _ = request(gw.ports["research"], "GET",
+                           f"http://allowed.test:{ports[0]}@other.test:{ports[0]}/",
+                           headers={"Host": f"other.test:{ports[0]}"})
+    assert status == 403 and last(gw)[R.HOST] == "other.test"
+    status, _, body = request(gw.ports["research"], "GET",
+                              f"http://other.test@allowed.test:{ports[0]}/x",
+                              headers={"Host": f"allowed.test:{ports[0]}"})
+    assert status == 200 and json.loads(body)["path"] == "/x"
+
+
+def test_host_header_mismatch(gw: ThreadGateway, ports: tuple[int, int]) -> None:
+    status, headers, _ = request(gw.ports["research"], "GET", f"http://allowed.test:{ports[0]}/",
+                                 headers={"Host": "other.test"})
+    assert status == 400 and headers["x-corral-reason"] == reasons.HOST_MISMATCH
+    assert last(gw)[R.REASON] == reasons.HOST_MISMATCH
+
+
+def test_malformed_and_oversized_get_4xx_and_server_keeps_serving(
+        gw: ThreadGateway, ports: tuple[int, int]) -> None:
+    port = gw.ports["research"]
+    assert raw(port, b"\x00\x01garbage\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    big = b"GET http://allowed.test/ HTTP/1.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
+    assert raw(port, big).startswith(b"HTTP/1.1 431 ")
+    many = b"GET http://allowed.test/ HTTP/1.1\r\n" + b"".join(
+        b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n"
+    assert raw(port, many).startswith(b"HTTP/1.1 431 ")
+    assert raw(port, b"CONNECT nonsense HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert request(port, "GET", f"http://allowed.test:{ports[0]}/")[0] == 200
+    reasons_seen = [line[R.REASON] for line in gw.log_lines()]
+    assert reasons_seen.count(reasons.BAD_REQUEST) == 4
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(
+        gw: ThreadGateway, ports: tuple[int, int]) -> None:
+    with socket.create_connection(("127.0.0.1", gw.ports["research"]), timeout=5) as s:
+        for i in range(3):
+            status, _, body = request(0, "GET", f"http://allowed.test:{ports[0]}/{i}", sock=s)
+            assert status == 200 and json.loads(body)["path"] == f"/{i}"
+        status, _, _ = request(0, "GET", f"http://other.test:{ports[0]}/", sock=s)
+        assert status == 403  # a refusal keeps the connection too
+        status, _, body = request(0, "POST", f"http://allowed.test:{ports[0]}/post", sock=s,
+                                  body=b"payload")
+        assert status == 200 and json.loads(body)["body"] == "payload"
+    lines = gw.log_lines()
+    assert len(lines) == 5 and len({line[R.CLIENT] for line in lines}) == 1
+
+
+def test_chunked_upload_is_forwarded(gw: ThreadGateway, ports: tuple[int, int]) -> None:
+    status, _, body = request(gw.ports["research"], "POST", f"http://allowed.test:{ports[0]}/",
+                              headers={"Transfer-Encoding": "chunked"},
+                              body=b"5\r\nhello\r\n0\r\n\r\n")
+    assert status == 200 and json.loads(body)["body"] == "hello"
+
+
+def test_sni_mismatch_closes_the_tunnel(gw: ThreadGateway, ports: tuple[int, int],
+                                        client_tls: ssl.SSLContext) -> None:
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        https_get(gw.ports["research"], "allowed.test", ports[1], client_tls, sni="other.test")
+    line = last(gw)
+    assert (line[R.DECISION], line[R.REASON], line[R.SNI]) == ("deny", reasons.SNI_MISMATCH,
+                                                               "other.test")
+
+
+def test_missing_sni_and_plain_tcp_close_the_tunnel(gw: ThreadGateway,
+                                                    ports: tuple[int, int]) -> None:
+    s, status, _ = connect(gw.ports["research"], f"allowed.test:{ports[1]}")
+    assert status == 200
+    s.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+    assert s.recv(100) == b""
+    s.close()
+    assert last(gw)[R.REASON] == reasons.SNI_MISSING
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        https_get(gw.ports["research"], "allowed.test", ports[1], ctx, sni="")
+    assert last(gw)[R.REASON] == reasons.SNI_MISSING
+
+
+def test_tunnel_logs_bytes_and_resolved(gw: ThreadGateway, ports: tuple[int, int],
+                                        client_tls: ssl.SSLContext) -> None:
+    status, _ = https_get(gw.ports["research"], "Allowed.Test.", ports[1], client_tls,
+                          sni="allowed.test")
+    assert status == 200
+    line = last(gw)
+    assert line[R.HOST] == "allowed.test" and line[R.RESOLVED] == "127.0.0.1"
+    assert line[R.BYTES_UP] > 200 and line[R.BYTES_DOWN] > 500
+    assert line[R.PATH] is None and line[R.KIND] == R.KIND_ACCESS
+
+
+def test_quarantine_via_admin_api(gw: ThreadGateway, ports: tuple[int, int]) -> None:
+    url = f"http://allowed.test:{ports[0]}/"
+    assert admin(gw, "PUT", "/v1/quarantine/research") == (200, {"quarantined": ["research"]})
+    status, headers, body = request(gw.ports["research"], "GET", url)
+    assert status == 403 and headers["x-corral-reason"] == reasons.QUARANTINED
+    assert b"quarantined" in body
+    assert request(gw.ports["coder"], "GET", url)[0] == 200  # others unaffected
+    assert admin(gw, "GET", "/v1/quarantine") == (200, {"quarantined": ["research"]})
+    assert admin(gw, "PUT", "/v1/quarantine/nobody")[0] == 404
+    assert admin(gw, "DELETE", "/v1/quarantine/research") == (200, {"quarantined": []})
+    assert request(gw.ports["research"], "GET", url)[0] == 200
+
+
+def test_metrics_and_health(gw: ThreadGateway, ports: tuple[int, int]) -> None:
+    request(gw.ports["research"], "GET", f"http://allowed.test:{ports[0]}/")
+    request(gw.ports["research"], "GET", f"http://other.test:{ports[0]}/")
+    status, text = admin_text(gw, "/metrics")
+    assert status == 200
+    assert ('corral_gateway_requests_total{agent="research",decision="allow",'
+            'reason="allowed_by_rule"} 1.0') in text
+    assert 'decision="deny",reason="not_in_allowlist"} 1.0' in text
+    assert "corral_gateway_dns_seconds_count" in text
+    assert f'corral_gateway_policy_info{{version="{last(gw)[R.POLICY_VERSION]}"}} 1.0' in text
+    assert 'corral_gateway_bytes_up_total{agent="research"}' in text
+    assert admin_text(gw, "/healthz")[0] == 200 and admin_text(gw, "/readyz")[0] == 200
+    assert admin_text(gw, "/nope")[0] == 404
+
+
+def admin(gw: ThreadGateway, method: str, path: str) -> tuple[int, object]:
+    status, text = admin_text(gw, path, method)
+    return status, json.loads(text)
+
+
+def admin_text(gw: ThreadGateway, path: str, method: str = "GET") -> tuple[int, str]:
+    req = urllib.request.Request(f"http://127.0.0.1:{gw.admin_port}{path}", method=method)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(req, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
