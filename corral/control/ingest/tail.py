@@ -1,7 +1,9 @@
 """Follow a gateway access-log file like ``tail -F``: new lines, across rotation and truncation.
 
 Rotation (the path now names another inode) is noticed after the old file was read to its end,
-so no line is lost between the two; truncation (the file shrank) restarts at 0. The position
+so no line is lost between the two; truncation (the file shrank) restarts at 0. As with
+``tail -F``, a truncation that is refilled past the old offset between two polls goes unnoticed
+(prefer rename rotation over copytruncate). The position
 (inode, offset of the last complete line) can be saved and resumed after a restart. Polling
 keeps it portable; ``sleep`` is injected so tests step it without waiting.
 """
