@@ -226,3 +226,15 @@ def test_field_check_can_fail() -> None:
     assert not field_known("evt.dir", known)  # deprecated in current Falco: not in the reference
     assert field_known("proc.is_exe_upper_layer", known)
     assert field_known("k8s.pod.label.app.kubernetes.io/name", known)
+
+
+@needs_corpora
+def test_corral_render_writes_loadable_schema_valid_falco_files(
+        tmp_path: Path, schema: dict[str, Any]) -> None:
+    from corral.cli import main
+
+    assert main(["render", "-f", str(EXAMPLE), "-o", str(tmp_path)]) == 0
+    rules_on_disk = (tmp_path / "falco" / RULES_FILE).read_text(encoding="utf-8")
+    jsonschema.validate(yaml.safe_load(rules_on_disk), schema)
+    values = yaml.safe_load((tmp_path / "falco" / VALUES_FILE).read_text(encoding="utf-8"))
+    assert values["customRules"][RULES_FILE] == rules_on_disk
