@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from corral.model.admission import Admission
 from corral.model.control import Response
 from corral.model.domains import DomainPattern, parse_pattern
 from corral.model.images import RegistryPrefix, parse_registry_prefix
@@ -202,6 +203,7 @@ class Spec(Strict):
     gateway: Gateway = Gateway()
     dns: Dns = Dns()
     network: Network = Network()
+    admission: Admission = Admission()
     agents: tuple[Agent, ...] = Field(min_length=1)
     response: Response = Response()  # control plane: incidents, sinks, quarantine
     runtime: Runtime = Runtime()  # Falco rules per agent (corral.model.runtime)

@@ -1,0 +1,153 @@
+"""Manifests in, ``Document`` values out: files, folders, multi-document YAML, JSON, ``kubectl get
+-o json`` lists, AdmissionReview requests, stdin.
+
+YAML streams are cut at ``---`` lines first, so each document knows its starting line and a parse
+error names file and line; each piece is parsed with libyaml (``CSafeLoader``) and JSON with
+orjson, because bulk reads are where ``corral check`` spends its time otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+import yaml
+
+SUFFIXES = (".yaml", ".yml", ".json")
+_SEPARATOR = re.compile(r"^---(?:[ \t].*)?$", re.MULTILINE)
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class ReadError(Exception):
+    """Unreadable input; ``source`` and ``line`` say where."""
+
+    def __init__(self, source: str, line: int | None, message: str) -> None:
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {message}")
+        self.source, self.line, self.message = source, line, message
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One Kubernetes object to check, and the admission request it stands for."""
+
+    source: str
+    line: int
+    obj: dict[str, Any]
+    operation: str = "CREATE"
+    sub_resource: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return str(self.obj.get("kind", ""))
+
+    @property
+    def name(self) -> str:
+        meta = self.obj.get("metadata")
+        return str(meta.get("name", "")) if isinstance(meta, dict) else ""
+
+    @property
+    def namespace(self) -> str:
+        meta = self.obj.get("metadata")
+        return str(meta.get("namespace", "") or "") if isinstance(meta, dict) else ""
+
+
+def split_yaml(text: str) -> Iterator[tuple[int, str]]:
+    """(1-based first line, text) of each ``---``-separated document."""
+    start, line = 0, 1
+    for m in _SEPARATOR.finditer(text):
+        yield line, text[start:m.start()]
+        line += text.count("\n", start, m.end()) + 1
+        start = m.end() + 1
+    yield line, text[start:]
+
+
+def _yaml_docs(source: str, text: str) -> Iterator[tuple[int, Any]]:
+    for line, chunk in split_yaml(text):
+        try:
+            data = yaml.load(chunk, Loader=_LOADER)  # CSafeLoader: safe, libyaml
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            at = line + mark.line if mark is not None else line
+            raise ReadError(source, at, f"invalid YAML: {exc.problem or exc}") from None
+        except yaml.YAMLError as exc:
+            raise ReadError(source, line, f"invalid YAML: {exc}") from None
+        if data is not None:
+            yield line, data
+
+
+def _json_doc(source: str, text: str) -> Iterator[tuple[int, Any]]:
+    try:
+        yield 1, orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ReadError(source, exc.lineno, f"invalid JSON: {exc.msg}") from None
+
+
+def _objects(source: str, line: int, data: Any) -> Iterator[Document]:
+    if isinstance(data, list):
+        for item in data:
+            yield from _objects(source, line, item)
+        return
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+        raise ReadError(source, line, "expected a Kubernetes object (a mapping with 'kind')")
+    kind = data["kind"]
+    if kind.endswith("List") and isinstance(data.get("items"), list):
+        yield from _objects(source, line, data["items"])
+    elif kind == "AdmissionReview":
+        yield _review(source, line, data)
+    else:
+        yield Document(source, line, data)
+
+
+def _review(source: str, line: int, data: dict[str, Any]) -> Document:
+    req = data.get("request")
+    if not isinstance(req, dict) or not isinstance(req.get("object"), dict):
+        raise ReadError(source, line, "AdmissionReview without request.object")
+    return Document(source, line, req["object"], str(req.get("operation", "CREATE")),
+                    str(req.get("subResource", "") or ""),
+                    {k: req[k] for k in ("oldObject",) if k in req})
+
+
+def read_text(source: str, text: str) -> Iterator[Document]:
+    stripped = text.lstrip()
+    docs = _json_doc(source, text) if stripped[:1] in ("{", "[") else _yaml_docs(source, text)
+    for line, data in docs:
+        yield from _objects(source, line, data)
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+    return [path]
+
+
+def read_paths(paths: Iterable[str], stdin: TextIO | None = None) -> Iterator[Document]:
+    """Every document under ``paths`` (``-`` is stdin), in order; ReadError on the first bad one.
+
+    Callers that want to go on after an error use ``read_sources`` instead.
+    """
+    for source, text in sources(paths, stdin):
+        yield from read_text(source, text)
+
+
+def sources(paths: Iterable[str], stdin: TextIO | None = None) -> Iterator[tuple[str, str]]:
+    """(name, text) of every input file; missing or unreadable files raise ReadError."""
+    for raw in paths:
+        if raw == "-":
+            if stdin is None:
+                raise ReadError("-", None, "stdin is not available")
+            yield "-", stdin.read()
+            continue
+        path = Path(raw)
+        if not path.exists():
+            raise ReadError(raw, None, "no such file or folder")
+        for file in _files(path):
+            try:
+                yield str(file), file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ReadError(str(file), None, f"cannot read: {exc}") from None
