@@ -29,6 +29,7 @@ class Response:
     headers: http.client.HTTPMessage
     body: bytes
     raw_head: bytes = field(repr=False, default=b"")
+    client: str = ""  # our ip:port as the gateway saw it: the access record's ``client``
 
     def json(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.body)
@@ -84,12 +85,19 @@ def connect(ns: Namespace, host: str, port: int, *, timeout: float = 5.0) -> soc
     return ns.connect(host, port, timeout=timeout)
 
 
+def local_address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"{host}:{port}"
+
+
 def send_raw(ns: Namespace, host: str, port: int, data: bytes, *,
              timeout: float = 5.0) -> Response:
     """Send bytes as they are and read one response."""
     with connect(ns, host, port, timeout=timeout) as sock:
         sock.sendall(data)
-        return read_response(sock)
+        resp = read_response(sock)
+        resp.client = local_address(sock)
+        return resp
 
 
 def get(ns: Namespace, proxy: tuple[str, int], url: str, *, host: str | None = None,
@@ -111,6 +119,7 @@ def open_tunnel(ns: Namespace, proxy: tuple[str, int], authority: str, *,
     try:
         sock.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
         first = read_response(sock, head_only=True)
+        first.client = local_address(sock)
         if first.status == 200:
             return sock, first
         sock.settimeout(timeout)
@@ -121,7 +130,7 @@ def open_tunnel(ns: Namespace, proxy: tuple[str, int], authority: str, *,
             if not chunk:
                 break
             body += chunk
-        return sock, Response(first.status, first.headers, body, first.raw_head)
+        return sock, Response(first.status, first.headers, body, first.raw_head, first.client)
     except BaseException:
         sock.close()
         raise
@@ -146,4 +155,6 @@ def https_get(ns: Namespace, proxy: tuple[str, int], authority: str, ca_pem: Pat
         with tls_context(ca_pem).wrap_socket(sock, server_hostname=name) as tls:
             tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
                         .encode())
-            return read_response(tls)
+            resp = read_response(tls)
+            resp.client = first.client
+            return resp

@@ -72,7 +72,7 @@ def policy_document() -> dict[str, Any]:
     research = {
         "mode": "enforce",
         "allow": ["allowed.test", "*.allowed.test", "private.test", "private172.test",
-                  "meta.test", "loop.test", "rebind.test", "mapped.test"],
+                  "meta.test", "loop.test", "*.rebind.test", "mapped.test"],
         "deny": ["secret.allowed.test"],
         "max_tunnels": 64,
     }
@@ -249,7 +249,7 @@ def net(bed_dir: Path) -> Iterator[World]:
     netns.cleanup_stale()
     ca = trustme.CA()
     cert = ca.issue_cert("allowed.test", "*.allowed.test", "denied.test", "private.test",
-                         "private172.test", "meta.test", "rebind.test", LOOKALIKE)
+                         "private172.test", "meta.test", "*.rebind.test", LOOKALIKE)
     cert_pem, ca_pem = bed_dir / "server.pem", bed_dir / "ca.pem"
     cert.private_key_and_cert_chain_pem.write_to_path(str(cert_pem))
     ca.cert_pem.write_to_path(str(ca_pem))

@@ -64,15 +64,31 @@ def _sni_context(cert: str) -> ssl.SSLContext:
     return ctx
 
 
-def serve(config: dict[str, Any]) -> list[ThreadingHTTPServer]:
+class Server(ThreadingHTTPServer):
+    """Threaded server; TLS is set up per connection in its own thread, so a client that never
+    sends a ClientHello (an idle tunnel) cannot stall the accept loop."""
+
+    daemon_threads = True
+    request_queue_size = 256
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is not None:
+            request.settimeout(30)
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                return
+        super().finish_request(request, client_address)
+
+
+def serve(config: dict[str, Any]) -> list[Server]:
     ctx = _sni_context(config["cert"]) if any(s["tls"] for s in config["servers"]) else None
     servers = []
     for spec in config["servers"]:
         handler = type(f"H_{spec['label']}", (Handler,), {"label": spec["label"]})
-        httpd = ThreadingHTTPServer((spec["addr"], spec["port"]), handler)
-        httpd.daemon_threads = True
-        if spec["tls"] and ctx is not None:
-            httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+        httpd = Server((spec["addr"], spec["port"]), handler)
+        httpd.tls = ctx if spec["tls"] else None
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
         servers.append(httpd)
     return servers

@@ -36,18 +36,23 @@ def refused(resp: client.Response, reason: str, *, agent: str = "research",
     assert "origin" not in text  # no upstream answered
 
 
-def record_for(world: cf.World, mark: int, **fields: Any) -> dict[str, Any]:
-    return world.wait_record(lambda r: all(r.get(k) == v for k, v in fields.items()), after=mark)
+def record_for(world: cf.World, client_addr: str, **fields: Any) -> dict[str, Any]:
+    """The access record of the connection from ``client_addr`` (our ip:port), checked to
+    carry ``fields``. Matching on the client address, not on order, keeps tests independent
+    of log lines other tests' requests flush late."""
+    rec = world.wait_record(lambda r: r.get(R.CLIENT) == client_addr)
+    for key, value in fields.items():
+        assert rec.get(key) == value, (key, rec)
+    return rec
 
 
 def test_allowed_plain_http_reaches_the_right_server_and_is_logged(world: cf.World) -> None:
-    mark = world.mark()
     resp = client.get(world.agent, proxy(world), "http://allowed.test/hello?x=1")
     assert resp.status == 200
     body = resp.json()
     assert (body["origin"], body["addr"], body["tls"]) == ("public-a", cf.PUBLIC_A, False)
     assert body["host"] == "allowed.test"
-    rec = record_for(world, mark, **{R.HOST: "allowed.test", R.METHOD: "GET"})
+    rec = record_for(world, resp.client, **{R.HOST: "allowed.test", R.METHOD: "GET"})
     assert rec[R.AGENT] == "research"
     assert rec[R.DECISION] == "allow" and rec[R.REASON] == reasons.ALLOWED_BY_RULE
     assert rec[R.RULE] == "allowed.test"
@@ -60,12 +65,11 @@ def test_allowed_plain_http_reaches_the_right_server_and_is_logged(world: cf.Wor
 
 
 def test_allowed_https_via_connect_with_verified_tls(world: cf.World) -> None:
-    mark = world.mark()
     resp = client.https_get(world.agent, proxy(world), "api.allowed.test:443", world.ca_pem)
     assert resp.status == 200
     body = resp.json()
     assert (body["origin"], body["tls"], body["sni"]) == ("public-b", True, "api.allowed.test")
-    rec = record_for(world, mark, **{R.HOST: "api.allowed.test", R.METHOD: "CONNECT"})
+    rec = record_for(world, resp.client, **{R.HOST: "api.allowed.test", R.METHOD: "CONNECT"})
     assert rec[R.DECISION] == "allow" and rec[R.RULE] == "*.allowed.test"
     assert rec[R.SNI] == "api.allowed.test" and rec[R.PORT] == 443
     assert rec[R.RESOLVED] == cf.PUBLIC_B and rec[R.STATUS] == 200
@@ -81,30 +85,27 @@ def test_idn_name_below_an_allowed_domain_is_allowed(world: cf.World) -> None:
 
 @pytest.mark.parametrize("url", ["http://denied.test/", "http://www.denied.test/x"])
 def test_denied_plain_http_gets_readable_403(world: cf.World, url: str) -> None:
-    mark = world.mark()
     resp = client.get(world.agent, proxy(world), url)
     refused(resp, reasons.NOT_IN_ALLOWLIST)
     assert "denied.test" in resp.text
     assert reasons.NEXT_STEP[reasons.NOT_IN_ALLOWLIST] in resp.text
     host = url.split("/")[2]
-    rec = record_for(world, mark, **{R.HOST: host})
+    rec = record_for(world, resp.client, **{R.HOST: host})
     assert (rec[R.DECISION], rec[R.REASON], rec[R.STATUS]) == ("deny", "not_in_allowlist", 403)
     assert rec[R.RESOLVED] is None  # a denied name is never even resolved
 
 
 def test_denied_connect_gets_readable_403(world: cf.World) -> None:
-    mark = world.mark()
     resp = client.https_get(world.agent, proxy(world), "denied.test:443", world.ca_pem)
     refused(resp, reasons.NOT_IN_ALLOWLIST)
-    rec = record_for(world, mark, **{R.HOST: "denied.test", R.METHOD: "CONNECT"})
+    rec = record_for(world, resp.client, **{R.HOST: "denied.test", R.METHOD: "CONNECT"})
     assert rec[R.DECISION] == "deny" and rec[R.STATUS] == 403
 
 
 def test_deny_rule_beats_wildcard_allow(world: cf.World) -> None:
-    mark = world.mark()
     resp = client.https_get(world.agent, proxy(world), "secret.allowed.test:443", world.ca_pem)
     refused(resp, reasons.DENIED_BY_RULE)
-    rec = record_for(world, mark, **{R.HOST: "secret.allowed.test"})
+    rec = record_for(world, resp.client, **{R.HOST: "secret.allowed.test"})
     assert rec[R.RULE] == "secret.allowed.test"
 
 
@@ -115,13 +116,13 @@ def test_port_not_in_allowlist(world: cf.World) -> None:
 
 @pytest.mark.parametrize("name", ["private.test", "private172.test", "meta.test", "loop.test"])
 def test_names_resolving_to_internal_addresses_are_refused(world: cf.World, name: str) -> None:
-    mark = world.mark()
     plain = client.get(world.agent, proxy(world), f"http://{name}/")
     tunnel = client.https_get(world.agent, proxy(world), f"{name}:443", world.ca_pem)
     for resp in (plain, tunnel):
         refused(resp, reasons.FORBIDDEN_ADDRESS)
-    rec = record_for(world, mark, **{R.HOST: name})
-    assert rec[R.DECISION] == "deny" and rec[R.REASON] == reasons.FORBIDDEN_ADDRESS
+        rec = record_for(world, resp.client, **{R.HOST: name})
+        assert rec[R.DECISION] == "deny" and rec[R.REASON] == reasons.FORBIDDEN_ADDRESS
+        assert rec[R.BYTES_DOWN] == 0
 
 
 def test_ipv6_mapped_private_answer_is_refused(world: cf.World) -> None:
@@ -132,10 +133,9 @@ def test_ipv6_mapped_private_answer_is_refused(world: cf.World) -> None:
 
 
 def test_learn_mode_allows_and_logs_would_deny(world: cf.World) -> None:
-    mark = world.mark()
     resp = client.get(world.agent, proxy(world, "learner"), "http://denied.test/")
     assert resp.status == 200 and resp.json()["origin"] == "public-denied"
-    rec = record_for(world, mark, **{R.AGENT: "learner", R.HOST: "denied.test"})
+    rec = record_for(world, resp.client, **{R.AGENT: "learner", R.HOST: "denied.test"})
     assert rec[R.DECISION] == "would_deny" and rec[R.REASON] == reasons.NOT_IN_ALLOWLIST
 
 
@@ -159,8 +159,8 @@ def test_identity_is_the_listener_port_not_a_header(world: cf.World) -> None:
 
 
 def test_keep_alive_serves_several_requests_on_one_connection(world: cf.World) -> None:
-    mark = world.mark()
     with client.connect(world.agent, *proxy(world)) as sock:
+        me = client.local_address(sock)
         for i in range(3):
             sock.sendall(f"GET http://allowed.test/ka{i} HTTP/1.1\r\nHost: allowed.test\r\n\r\n"
                          .encode())
@@ -168,23 +168,23 @@ def test_keep_alive_serves_several_requests_on_one_connection(world: cf.World) -
             assert resp.status == 200 and resp.json()["path"] == f"/ka{i}"
         sock.sendall(b"GET http://denied.test/ HTTP/1.1\r\nHost: denied.test\r\n\r\n")
         refused(client.read_response(sock), reasons.NOT_IN_ALLOWLIST)
-    for i in range(3):
-        record_for(world, mark, **{R.PATH: f"/ka{i}"})
+    world.wait_record(lambda r: r.get(R.CLIENT) == me and r.get(R.HOST) == "denied.test")
+    mine = [r for r in world.log_lines() if r[R.CLIENT] == me]
+    assert [r[R.PATH] for r in mine] == ["/ka0", "/ka1", "/ka2", "/"]
+    assert [r[R.STATUS] for r in mine] == [200, 200, 200, 403]
 
 
 def test_exactly_one_log_line_per_request(world: cf.World) -> None:
     mark = world.mark()
-    sent: Counter[str] = Counter()
-    for host in ["allowed.test", "denied.test", "api.allowed.test", "private.test",
-                 "allowed.test"]:
-        client.get(world.agent, proxy(world), f"http://{host}/one-line")
-        sent[host] += 1
-    client.https_get(world.agent, proxy(world), "allowed.test:443", world.ca_pem)
-    sent["allowed.test"] += 1
-    world.wait_record(lambda r: r.get(R.METHOD) == "CONNECT" and r.get(R.HOST) == "allowed.test",
-                      after=mark)
-    new = world.log_lines()[mark:]
-    assert Counter(r[R.HOST] for r in new) == sent, new
+    clients = [client.get(world.agent, proxy(world), f"http://{host}/one-line").client
+               for host in ["allowed.test", "denied.test", "api.allowed.test", "private.test",
+                            "allowed.test"]]
+    clients.append(client.https_get(world.agent, proxy(world), "allowed.test:443",
+                                    world.ca_pem).client)
+    for addr in clients:
+        world.wait_record(lambda r, addr=addr: r.get(R.CLIENT) == addr, after=mark)
+    new = Counter(r[R.CLIENT] for r in world.log_lines()[mark:])
+    assert all(new[addr] == 1 for addr in clients), new
 
 
 def _admin(world: cf.World, path: str) -> client.Response:
