@@ -139,7 +139,7 @@ def _suggest(args: argparse.Namespace, report: Report, chosen: list[Suggestion])
                   f"{s.reason}", markup=False)
     if args.apply:
         if edit.applied:
-            apply.write_atomic(args.policy, edit.text)
+            apply.write_policy(args.policy, edit.text)
         if new_rules != old_rules:
             apply.write_atomic(falco_path, new_rules)
         con.print(f"applied {len(edit.applied)} policy changes to {args.policy}"

@@ -20,7 +20,9 @@ from typing import Any
 import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import CommentMark
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+from ruamel.yaml.tokens import CommentToken
 
 from corral.learn.falco_tuning import rules_file_entries
 from corral.learn.report import FalcoException
@@ -101,13 +103,53 @@ def _apply_one(doc: Any, s: Suggestion, note: str) -> bool:
     present = [i for i, v in enumerate(seq) if str(v) == s.value]
     if s.kind == "remove-allow":
         for i in reversed(present):
-            del seq[i]
+            _delete(seq, i)
         return bool(present)
     if present:
         return False
-    seq.append(DoubleQuotedScalarString(s.value) if s.value.startswith("*") else s.value)
-    seq.yaml_add_eol_comment(f"# {note}", len(seq) - 1)
+    _append(seq, DoubleQuotedScalarString(s.value) if s.value.startswith("*") else s.value, note)
     return True
+
+
+def _split_tail(seq: CommentedSeq, idx: int) -> str:
+    """Detach the comment lines after item ``idx`` (they introduce what follows the list;
+    ruamel keeps them on the list's last item) and return them."""
+    entry = seq.ca.items.get(idx)
+    if not entry or entry[0] is None:
+        return ""
+    token = entry[0]
+    head, newline, rest = token.value.partition("\n")
+    if not rest:
+        return ""
+    if head:
+        token.value = head + newline
+    else:
+        seq.ca.items.pop(idx)
+    return str(rest)
+
+
+def _attach_tail(seq: CommentedSeq, idx: int, tail: str) -> None:
+    if not tail or idx < 0:
+        return
+    entry = seq.ca.items.get(idx)
+    if entry and entry[0] is not None:
+        token = entry[0]
+        token.value = (token.value if token.value.endswith("\n") else token.value + "\n") + tail
+    else:
+        seq.ca.items[idx] = [CommentToken("\n" + tail, CommentMark(0), None), None, None, None]
+
+
+def _append(seq: CommentedSeq, value: str, note: str) -> None:
+    tail = _split_tail(seq, len(seq) - 1)
+    seq.append(value)
+    seq.yaml_add_eol_comment(f"# {note}", len(seq) - 1)
+    _attach_tail(seq, len(seq) - 1, tail)
+
+
+def _delete(seq: CommentedSeq, idx: int) -> None:
+    tail = _split_tail(seq, idx) if idx == len(seq) - 1 else ""
+    del seq[idx]
+    _attach_tail(seq, len(seq) - 1, tail)
 
 
 def apply_suggestions(text: str, chosen: Sequence[Suggestion], *, include_risky: bool = False,
@@ -131,6 +173,12 @@ def unified_diff(old: str, new: str, path: str) -> str:
 def validate(text: str, path: str) -> None:
     """Raise ``PolicyError`` (every problem listed) when the edited policy does not load."""
     parse_policy(text, path)
+
+
+def write_policy(path: str | Path, text: str) -> None:
+    """Validate the edited policy, then replace the file; nothing is written when invalid."""
+    validate(text, str(path))
+    write_atomic(path, text)
 
 
 def write_atomic(path: str | Path, text: str) -> None:

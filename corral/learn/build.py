@@ -7,10 +7,12 @@ policy's verdict on each destination comes from the real decision function (``co
 
 from __future__ import annotations
 
+import ipaddress
 import sqlite3
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from corral.decide.egress import AgentRules, EgressRequest, decide
@@ -28,6 +30,7 @@ from corral.learn.report import (
     Verdict,
 )
 from corral.learn.risk import Flag, flags_for, registrable
+from corral.model.domains import parse_ip_literal, parse_pattern
 from corral.model.policy import Agent, Policy
 from corral.store import queries
 from corral.store.access import day_iso, day_number
@@ -81,7 +84,8 @@ def new_destinations(conn: sqlite3.Connection, opts: ReviewOptions, since_day: i
             verdict(rules.get(r.agent), r.host, r.port))
         for r in rows
     ]
-    return group_by_domain(found, opts.group_min)
+    return [replace(d, pods=queries.distinct_pods(conn, d.agent, d.hosts, d.port, since_day))
+            if d.hosts else d for d in group_by_domain(found, opts.group_min)]
 
 
 def group_by_domain(found: list[NewDestination], group_min: int) -> list[NewDestination]:
@@ -152,7 +156,8 @@ def _entries(agent: Agent) -> list[tuple[str, str]]:
 
 def unused_entries(conn: sqlite3.Connection, policy: Policy,
                    opts: ReviewOptions) -> list[UnusedEntry]:
-    """Allow entries of agents observed at least ``unused_days`` that allowed nothing since."""
+    """Allow entries of agents observed at least ``unused_days`` that no request (allowed, or
+    denied in spite of them) has matched since: least privilege says drop them."""
     cutoff = opts.now - timedelta(days=opts.unused_days)
     cutoff_text = cutoff.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
     cutoff_day = day_number(cutoff.astimezone(UTC).date().isoformat())
@@ -162,11 +167,25 @@ def unused_entries(conn: sqlite3.Connection, policy: Policy,
     for agent in policy.spec.agents:
         if first_day.get(agent.name, cutoff_day + 1) > cutoff_day:
             continue  # not observed long enough to call anything unused
-        for fld, entry in _entries(agent):
-            last = used.get((agent.name, entry))
-            if last is None or last < cutoff_text:
+        stale = [(fld, entry, used.get((agent.name, entry))) for fld, entry in _entries(agent)]
+        stale = [x for x in stale if x[2] is None or x[2] < cutoff_text]
+        if not stale:
+            continue
+        recent = queries.destinations_since(conn, agent.name, cutoff_text)
+        for fld, entry, last in stale:
+            if not any(_covers(fld, entry, host, port) for host, port, _ in recent):
                 out.append(UnusedEntry(agent.name, entry, fld, last))
     return out
+
+
+def _covers(fld: str, entry: str, host: str, port: int) -> bool:
+    """Does the allow entry match a request to ``host:port``?"""
+    if fld == "allow_cidrs":
+        ip = parse_ip_literal(host)
+        net = ipaddress.ip_network(entry)
+        return ip is not None and ip.version == net.version and ip in net
+    pattern = parse_pattern(entry)
+    return pattern.matches_name(host) and pattern.matches_port(port, 80 if port == 80 else 443)
 
 
 def _baseline(values: list[int]) -> tuple[float, float]:

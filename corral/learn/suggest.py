@@ -44,13 +44,33 @@ def _add(d: DeniedDestination) -> Suggestion | None:
                       f"{seen} in the window, last {d.last_seen}; {why}", bool(d.flags))
 
 
+def _groups(report: Report) -> tuple[list[Suggestion], set[tuple[str, str, int]]]:
+    """One suggestion per group of many new hosts under one domain, and the grouped members."""
+    out: list[Suggestion] = []
+    members: set[tuple[str, str, int]] = set()
+    for d in report.new_destinations:
+        if not d.hosts:
+            continue
+        members.update((d.agent, h, d.port) for h in d.hosts)
+        if d.verdict.reason in _SUGGESTIBLE:
+            why = "; ".join(f.reason for f in d.flags) if d.flags else "no risk flag"
+            out.append(Suggestion("add-allow", d.agent, "allow", entry_for(d.host, d.port),
+                                  f"{len(d.hosts)} new hosts under {d.host[2:]}; {why}",
+                                  d.risky))
+    return out, members
+
+
 def suggestions(report: Report, policy: Policy) -> list[Suggestion]:
     """All suggestions, safe ones first; at most one per (agent, field, value)."""
     agents = {a.name for a in policy.spec.agents}
     out: dict[tuple[str, str, str], Suggestion] = {}
+    grouped, members = _groups(report)
     for d in report.denied:
-        s = _add(d) if d.agent in agents else None
+        s = _add(d) if d.agent in agents and (d.agent, d.host, d.port) not in members else None
         if s is not None:
+            out.setdefault((s.agent, s.field, s.value), s)
+    for s in grouped:
+        if s.agent in agents:
             out.setdefault((s.agent, s.field, s.value), s)
     for u in report.unused:
         when = f"last used {u.last_used}" if u.last_used else "never used"

@@ -59,6 +59,17 @@ def pods_since(conn: sqlite3.Connection, keys: Iterable[tuple[str, str, int]],
     return out
 
 
+def distinct_pods(conn: sqlite3.Connection, agent: str, hosts: Iterable[str], port: int,
+                  since_day: int) -> int:
+    """How many distinct pods used any of ``hosts`` on or after ``since_day``."""
+    pods: set[str] = set()
+    for host in hosts:
+        pods.update(r[0] for r in conn.execute(
+            "SELECT pod FROM dest_pod WHERE agent=? AND host=? AND port=? AND last_day >= ?",
+            (agent, host, port, since_day)))
+    return len(pods)
+
+
 def tld_first_seen(conn: sqlite3.Connection) -> dict[str, str]:
     return dict(conn.execute("SELECT tld, first_seen FROM tld_seen"))
 
@@ -108,6 +119,13 @@ def denied_in_window(conn: sqlite3.Connection, since_day: int) -> list[DestRow]:
         "INDEXED BY dest_day_denied WHERE day >= ? AND n_deny + n_would_deny > 0 "
         "GROUP BY agent, host, port ORDER BY agent, host, port", (since_day,))
     return [DestRow(*r) for r in rows]
+
+
+def destinations_since(conn: sqlite3.Connection, agent: str,
+                       since: str) -> list[tuple[str, int, str]]:
+    """(host, port, last seen) of one agent's destinations seen at or after ``since``."""
+    return conn.execute("SELECT host, port, last_seen FROM dest_total WHERE agent=? AND "
+                        "last_seen >= ?", (agent, since)).fetchall()
 
 
 def rule_last_allowed(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
