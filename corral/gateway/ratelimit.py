@@ -65,6 +65,11 @@ class ByteQuota:
             return 0
         return max(1, math.ceil(self._window - now % self._window))
 
+    def seconds_left(self) -> int:
+        """Seconds until the current window ends."""
+        now = self._roll()
+        return max(1, math.ceil(self._window - now % self._window))
+
     def spend(self, n: int) -> bool:
         """Count ``n`` bytes sent; True when the quota is now exceeded."""
         self._roll()

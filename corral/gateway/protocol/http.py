@@ -41,6 +41,7 @@ class RequestHead:
     chunked: bool
     has_body: bool
     size: int
+    content_length: int = 0
 
 
 @dataclass(slots=True)
@@ -107,7 +108,8 @@ class RequestReader:
         self._events.append(RequestHead(
             method=p.get_method().decode("ascii", "replace"), target=self._url,
             headers=self._headers, keep_alive=p.should_keep_alive(), chunked=chunked,
-            has_body=chunked or length.strip() not in (b"", b"0"), size=self._size))
+            has_body=chunked or length.strip() not in (b"", b"0"), size=self._size,
+            content_length=int(length) if length.strip().isdigit() else 0))
 
     def on_body(self, body: bytes) -> None:
         self._events.append(Body(body))

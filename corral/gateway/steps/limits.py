@@ -27,6 +27,9 @@ class Limits:
                 return Refusal(429, reasons.RATE_LIMITED, "rate", retry_after=wait)
         if lim.quota is not None:
             wait = lim.quota.retry_after()
+            declared = flow.head.content_length if flow.head is not None else 0
+            if not wait and lim.quota.used + declared > lim.quota.limit:
+                wait = lim.quota.seconds_left()
             if wait:
                 return Refusal(429, reasons.QUOTA_EXCEEDED, "quota", retry_after=wait)
         if flow.kind == "connect":
