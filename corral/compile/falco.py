@@ -5,7 +5,7 @@ Where it sits: ``corral render`` calls ``compile_falco(policy)`` (registered in
 ``processes`` allowlist, its gateway listener port, and ``spec.runtime``. Outputs:
 
 * ``corral_rules.yaml`` — lists, macros and rules in Falco's rules-file format: every rule is
-  scoped to one agent by namespace *and* pod labels (``corral_agent_<name>`` macro), tagged
+  scoped to one agent by namespace *and* pod labels (``corral_scope_<name>`` macro), tagged
   with ``corral``, ``corral_agent:<name>``, ``corral_kind:<kind>`` and MITRE ATT&CK ids, and
   tunable through ``exceptions`` (from ``spec.runtime.exceptions``);
 * ``values.yaml`` — values for the falcosecurity/falco Helm chart: JSON output with the output
@@ -18,6 +18,7 @@ plain filter expressions for the engine tests.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -91,7 +92,21 @@ def rules_documents(policy: Policy) -> list[Doc]:
     ports = policy.spec.listener_ports()
     for agent in policy.spec.agents:
         docs += _agent_documents(policy, agent, ports[agent.name])
-    return docs
+    return _prune(docs)
+
+
+def _prune(docs: list[Doc]) -> list[Doc]:
+    """Drop lists and macros no rendered rule uses (Falco warns about unused items)."""
+    words = re.compile(r"[A-Za-z0-9_]+")
+    macros = {d["macro"]: d["condition"] for d in docs if "macro" in d}
+    used: set[str] = set()
+    todo = [d["condition"] for d in docs if "rule" in d]
+    while todo:
+        for word in set(words.findall(todo.pop())) - used:
+            used.add(word)
+            if word in macros:
+                todo.append(macros[word])
+    return [d for d in docs if d.get("list", d.get("macro", "")) in used | {""}]
 
 
 def rule_names(policy: Policy) -> tuple[str, ...]:
@@ -119,12 +134,23 @@ def _shared_lists(runtime: Runtime) -> list[Doc]:
 
 
 def ident(agent_name: str) -> str:
-    """An agent name as it appears in macro and list names (DNS labels: '-' becomes '_')."""
+    """An agent name as it appears in macro and list names (DNS labels: '-' becomes '_').
+
+    Per-agent names put the agent last behind a prefix no shared name starts with
+    (``corral_scope_``, ``corral_processes_``, ``corral_shells_``, ``corral_tools_``), so no
+    two agents' names, and no agent's and a shared name, can ever coincide.
+    """
     return agent_name.replace("-", "_")
 
 
 def scope_macro(agent_name: str) -> str:
-    return f"corral_agent_{ident(agent_name)}"
+    return f"corral_scope_{ident(agent_name)}"
+
+
+def agent_lists(agent_name: str) -> tuple[str, str, str]:
+    """The agent's (allowlist, shells, tools) list names."""
+    a = ident(agent_name)
+    return f"corral_processes_{a}", f"corral_shells_{a}", f"corral_tools_{a}"
 
 
 def _scope_condition(policy: Policy, agent: Agent) -> str:
@@ -134,38 +160,38 @@ def _scope_condition(policy: Policy, agent: Agent) -> str:
 
 
 def _agent_documents(policy: Policy, agent: Agent, port: int) -> list[Doc]:
-    a = ident(agent.name)
     allowed = set(agent.processes)
-    shells = [s for s in cat.SHELLS if s not in allowed]
-    tools = [t for t in cat.PACKAGE_TOOLS if t not in allowed]
-    docs: list[Doc] = [
-        _list(f"corral_{a}_processes", agent.processes),
-        _list(f"corral_{a}_shells", shells),
-        _list(f"corral_{a}_package_tools", tools),
-        {"macro": scope_macro(agent.name), "condition": _scope_condition(policy, agent)},
+    names = agent_lists(agent.name)
+    items = (agent.processes, [s for s in cat.SHELLS if s not in allowed],
+             [t for t in cat.PACKAGE_TOOLS if t not in allowed])
+    scope = scope_macro(agent.name)
+    rules = [
+        _rule(policy, agent, kind, suffix=suffix, condition=condition, port=port)
+        for kind, suffix, condition in _conditions(names, items, scope)
+        if policy.spec.runtime.renders(kind)
     ]
-    conditions = _conditions(a, scope_macro(agent.name), bool(agent.processes),
-                             bool(shells), bool(tools))
-    runtime = policy.spec.runtime
-    for kind, suffix, condition in conditions:
-        if runtime.renders(kind):
-            docs.append(_rule(policy, agent, kind, suffix=suffix, condition=condition, port=port))
-    return docs
+    lists = [_list(n, i) for n, i in zip(names, items, strict=True)]
+    scope_doc = {"macro": scope, "condition": _scope_condition(policy, agent)}
+    return [*lists, scope_doc, *rules]
 
 
-def _conditions(a: str, scope: str, has_allowlist: bool, has_shells: bool,
-                has_tools: bool) -> list[tuple[RuleKind, str, str]]:
+def _conditions(names: tuple[str, str, str], items: tuple[Iterable[str], ...],
+                scope: str) -> list[tuple[RuleKind, str, str]]:
+    """(kind, name suffix, condition) of every rule an agent can get; rules whose list would
+    be empty are left out (no allowlist: no unexpected-process rule; all shells allowed: no
+    shell rule)."""
+    allowlist, shells, tools = names
+    has_allowlist, has_shells, has_tools = (bool(list(i)) for i in items)
     spawn = ["corral_spawned_process", scope]
     connect = ["corral_outbound_connect", scope]
     out: list[tuple[RuleKind, str, list[str]]] = []
     if has_allowlist:
-        out.append(("unexpected_process", "",
-                    [*spawn, f"not proc.name in (corral_{a}_processes)"]))
+        out.append(("unexpected_process", "", [*spawn, f"not proc.name in ({allowlist})"]))
     if has_shells:
-        out.append(("shell", "", [*spawn, f"(proc.name in (corral_{a}_shells)"
-                                          f" or proc.pname in (corral_{a}_shells))"]))
+        out.append(("shell", "", [*spawn, f"(proc.name in ({shells})"
+                                          f" or proc.pname in ({shells}))"]))
     if has_tools:
-        out.append(("package_tool", "", [*spawn, f"proc.name in (corral_{a}_package_tools)"]))
+        out.append(("package_tool", "", [*spawn, f"proc.name in ({tools})"]))
     out += [
         ("drop_and_execute", "", [*spawn, "corral_exe_upper_layer"]),
         ("kube_api", "", [*connect, "corral_kube_api_destination"]),

@@ -59,12 +59,12 @@ def test_every_agent_gets_every_rule_kind_scoped_by_namespace_and_labels() -> No
     names = rule_names(p)
     assert len(names) == len(p.spec.agents) * KINDS_WITH_ALLOWLIST == len(set(names))
     macros = {d["macro"]: d["condition"] for d in docs if "macro" in d}
-    assert macros["corral_agent_research"] == (
+    assert macros["corral_scope_research"] == (
         '(container.id != host and k8s.ns.name = "ai-workloads"'
         ' and k8s.pod.label.app = "research-agent")')
     for name, rule in rules(docs).items():
         agent = name.rsplit("[", 1)[1].rstrip("]")
-        assert f"corral_agent_{agent}\n" in rule["condition"], name
+        assert f"corral_scope_{agent}\n" in rule["condition"], name
         assert f"corral_agent:{agent}" in rule["tags"] and "corral" in rule["tags"]
         assert any(t.startswith("T") and t[1:5].isdigit() for t in rule["tags"]), name
         for field in ("%k8s.ns.name", "%k8s.pod.name", "%container.id", "%proc.cmdline",
@@ -74,7 +74,7 @@ def test_every_agent_gets_every_rule_kind_scoped_by_namespace_and_labels() -> No
 
 def test_every_selector_label_is_matched_including_prefixed_keys() -> None:
     docs = documents(policy())
-    scope = next(d["condition"] for d in docs if d.get("macro") == "corral_agent_research")
+    scope = next(d["condition"] for d in docs if d.get("macro") == "corral_scope_research")
     assert 'k8s.pod.label.app = "research-agent"' in scope
     assert 'k8s.pod.label.app.kubernetes.io/part-of = "agents"' in scope
     assert 'k8s.ns.name = "ai-workloads"' in scope
@@ -83,11 +83,11 @@ def test_every_selector_label_is_matched_including_prefixed_keys() -> None:
 def test_allowed_processes_leave_the_shell_and_tool_lists() -> None:
     docs = documents(load_policy(EXAMPLE))
     lists = {d["list"]: d["items"] for d in docs if "list" in d}
-    assert lists["corral_coder_processes"] == ["python3", "pip", "git", "node", "npm"]
-    assert "pip" not in lists["corral_coder_package_tools"]
-    assert "npm" not in lists["corral_coder_package_tools"]
-    assert "pip" in lists["corral_research_package_tools"]
-    assert "bash" in lists["corral_research_shells"]
+    assert lists["corral_processes_coder"] == ["python3", "pip", "git", "node", "npm"]
+    assert "pip" not in lists["corral_tools_coder"]
+    assert "npm" not in lists["corral_tools_coder"]
+    assert "pip" in lists["corral_tools_research"]
+    assert "bash" in lists["corral_shells_research"]
 
 
 def test_no_allowlist_means_no_unexpected_process_rule_and_all_shells_allowed_no_shell_rule(
@@ -238,3 +238,38 @@ def test_corral_render_writes_loadable_schema_valid_falco_files(
     jsonschema.validate(yaml.safe_load(rules_on_disk), schema)
     values = yaml.safe_load((tmp_path / "falco" / VALUES_FILE).read_text(encoding="utf-8"))
     assert values["customRules"][RULES_FILE] == rules_on_disk
+
+
+def test_disabled_rules_leave_no_unused_lists_or_macros() -> None:
+    p = policy(runtime={"disable": ["crypto_miner", "drop_and_execute", "unexpected_process"]})
+    names = {d.get("list", d.get("macro")) for d in documents(p)}
+    assert not {"corral_miner_ports", "corral_miner_domains", "corral_miner_binaries",
+                "corral_miner_command", "corral_miner_destination", "corral_exe_upper_layer",
+                "corral_processes_research"} & names
+    assert {"corral_shells_research", "corral_scope_research"} <= names
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_every_list_and_macro_is_used_by_a_rule(index: int) -> None:
+    out = expanded(policies()[index])
+    text = " ".join(r.condition for r in out.rules.values())
+    docs = documents(policies()[index])
+    for d in docs:
+        name = d.get("list") or d.get("macro")
+        if name:  # expanded conditions hold no names: a used item left its items/condition
+            assert name not in text, f"{name} left unexpanded"
+    raw = " ".join(d["condition"] for d in docs if "condition" in d)
+    for d in docs:
+        if "list" in d or "macro" in d:
+            assert (d.get("list") or d["macro"]) in raw, f"{d} is used by nothing"
+
+
+def test_agent_names_cannot_collide_with_each_other_or_shared_names() -> None:
+    names = ["agent", "processes", "a", "a-processes", "miner", "kube-api", "shells-a", "tools"]
+    p = policy(agent={"name": names[0]}, more_agents=[
+        {"name": n, "selector": {"app": n}, "processes": ["python3"], "port": 9100 + i}
+        for i, n in enumerate(names[1:])])
+    docs = documents(p)
+    defined = [d.get("list") or d.get("macro") for d in docs if "list" in d or "macro" in d]
+    assert len(defined) == len(set(defined))
+    assert len(rule_names(p)) == len(names) * KINDS_WITH_ALLOWLIST
