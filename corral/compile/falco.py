@@ -288,6 +288,7 @@ def values_document(policy: Policy, rules: str) -> Doc:
                 "url": policy.spec.runtime.control_url,
                 "user_agent": "falcosecurity/falco",
                 "insecure": False,
+                "keep_alive": True,  # one connection for the alert stream, not one per alert
             },
         },
         "customRules": {RULES_FILE: rules},

@@ -157,7 +157,8 @@ def test_values_enable_json_http_output_and_carry_the_rules() -> None:
     assert falco["json_include_output_property"] is True
     assert falco["json_include_tags_property"] is True
     assert falco["http_output"] == {"enabled": True, "url": "https://corral.example:9443/v1/falco",
-                                    "user_agent": "falcosecurity/falco", "insecure": False}
+                                    "user_agent": "falcosecurity/falco", "insecure": False,
+                                    "keep_alive": True}
     assert values["customRules"][RULES_FILE] == files[RULES_FILE].render()
 
 
@@ -273,3 +274,18 @@ def test_agent_names_cannot_collide_with_each_other_or_shared_names() -> None:
     defined = [d.get("list") or d.get("macro") for d in docs if "list" in d or "macro" in d]
     assert len(defined) == len(set(defined))
     assert len(rule_names(p)) == len(names) * KINDS_WITH_ALLOWLIST
+
+
+def test_corral_schema_describes_a_runtime_section(capsys: pytest.CaptureFixture[str]) -> None:
+    from corral.cli import main
+
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    doc = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    doc["spec"]["runtime"] = {"disable": ["package_tool"], "direct_cidrs": ["10.20.0.0/16"],
+                              "exceptions": [{"name": "probe", "rule": "unexpected_process",
+                                              "when": {"proc.name": "curl"}}]}
+    jsonschema.validate(doc, schema)
+    doc["spec"]["runtime"]["disable"] = ["no_such_rule"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, schema)
