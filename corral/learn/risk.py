@@ -8,6 +8,7 @@ makes a destination *risky*: the review never suggests allowing it unless asked 
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,6 +22,11 @@ from corral.model.domains import looks_like_ip
 LONG_LABEL: Final = 40  # DNS labels this long are data, not names (max 63)
 ENTROPY_LABEL: Final = 16  # shorter labels are too short to judge by entropy
 ENTROPY_BITS: Final = 3.5  # bits per character; English-like names stay below this
+DENSE_LABEL: Final = 20  # from this length, a label this dense is data whatever its letters
+DENSE_BITS: Final = 4.0
+
+
+_HEX = re.compile(r"[0-9a-f]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +71,12 @@ def encoded_label(host: str) -> str | None:
         if len(label) >= LONG_LABEL:
             return label
         digits = sum(ch.isdigit() for ch in label)
-        if (len(label) >= ENTROPY_LABEL and entropy(label) >= ENTROPY_BITS
+        bits = entropy(label)
+        if len(label) >= DENSE_LABEL and bits >= DENSE_BITS:
+            return label
+        if len(label) >= ENTROPY_LABEL and _HEX.fullmatch(label) and 0 < digits < len(label):
+            return label  # hex chunks: at most 4 bits/char, so entropy alone misses them
+        if (len(label) >= ENTROPY_LABEL and bits >= ENTROPY_BITS
                 and (digits >= 3 or _consonant_run(label) >= 5)):
             return label
     return None

@@ -113,6 +113,10 @@ class AccessBatch:
                     t = to_utc_text(t)
                 up = r[rec.BYTES_UP]
                 down = r[rec.BYTES_DOWN]
+                if up.__class__ is not int or down.__class__ is not int or up < 0 or down < 0:
+                    self.reject(n, f"fields {rec.BYTES_UP!r}/{rec.BYTES_DOWN!r}: expected byte "
+                                   f"counts (integers >= 0), got {up!r}/{down!r}")
+                    continue
                 key = (r[rec.AGENT], r[rec.HOST], r[rec.PORT], t[:10], r[rec.DECISION],
                        r.get(rec.RULE))
                 a = dest.get(key)
