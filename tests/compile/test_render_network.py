@@ -21,9 +21,10 @@ K8S_VERSION = "1.34.0"  # pinned: every rendered object must validate against th
 EXAMPLE = Path(__file__).parents[2] / "examples" / "corral.yaml"
 
 
-def objects(policy: Policy, folders: tuple[str, ...] = ("network", "gateway")) -> list[dict[str, Any]]:
+def objects(policy: Policy,
+            folders: tuple[str, ...] = ("network", "gateway")) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for folder, files in render_all(policy, set(folders)).items():
+    for files in render_all(policy, set(folders)).values():
         for content in files.values():
             out.extend(d for d in yaml.safe_load_all(content.render()) if d)
     return out
@@ -74,8 +75,8 @@ def test_rerender_removes_stale_files_and_refuses_foreign_folders(tmp_path: Path
 
 def _pods(policy: Policy) -> tuple[dict[str, Pod], Pod, Pod]:
     agents = {a.name: Pod(policy.spec.namespace, dict(a.selector)) for a in policy.spec.agents}
-    gateway = Pod(policy.spec.gateway.namespace,
-                  {"app.kubernetes.io/name": "corral-gateway", "app.kubernetes.io/part-of": "corral"})
+    gateway = Pod(policy.spec.gateway.namespace, {"app.kubernetes.io/name": "corral-gateway",
+                                                  "app.kubernetes.io/part-of": "corral"})
     dns = Pod(policy.spec.dns.namespace, dict(policy.spec.dns.selector))
     return agents, gateway, dns
 

@@ -4,7 +4,8 @@ public-suffix wildcards refused, normalisation never changes a verdict."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from corral.model.domains import (
     DomainError,
