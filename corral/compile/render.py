@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from corral.compile import admission_cel, falco, gateway, network
+from corral.compile import admission_cel, admission_rego, falco, gateway, network
 from corral.compile.output import Files
 from corral.model.policy import Policy
 
@@ -19,6 +19,7 @@ TARGETS: tuple[Target, ...] = (
     ("gateway", gateway.compile_gateway),
     ("falco", falco.compile_falco),
     ("admission-vap", admission_cel.compile_vap),
+    ("admission-gatekeeper", admission_rego.compile_gatekeeper),
 )
 
 
