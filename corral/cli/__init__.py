@@ -24,6 +24,8 @@ COMMANDS: tuple[str, ...] = (
     "up",
     "schema",
     "audit",
+    "verify",
+    "drill",
     "serve",
     "release",
 )

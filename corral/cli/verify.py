@@ -1,0 +1,79 @@
+"""``corral verify``: prove the controls work, in a cluster (``--context``) or on this machine
+(``--local``, network namespaces). Thin: parses options, calls ``corral.verify``, prints the
+checks. Exit 0 only when every check passed; a control that could not be exercised is reported
+as not available and does not pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from corral.cli import _common
+from corral.verify import results
+from corral.verify.targets import NoTarget
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "verify", help="check that egress, admission and runtime controls actually work",
+        description="Run the validation checks: direct egress fails, egress through the "
+                    "gateway follows the policy, unapproved images and privileged pods are "
+                    "refused, an unexpected process is detected. --context runs them in a "
+                    "cluster with kubectl (short-lived test pods, cleaned up); --local runs "
+                    "them on this machine in network namespaces (root).")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--context", metavar="CTX", help="kubectl context of the cluster")
+    where.add_argument("--local", action="store_true",
+                       help="on this machine, in network namespaces (needs root)")
+    _common.add_policy_arg(p)
+    p.add_argument("--agent", metavar="NAME",
+                   help="agent whose labels the test pods carry (default: first enforce agent)")
+    p.add_argument("--image", metavar="REF",
+                   help="test pod image: approved, with Python and corral (default: the "
+                        "gateway image)")
+    p.add_argument("--unapproved-image", metavar="REF", default="docker.io/library/busybox:1.36",
+                   help="an image admission must refuse (default: %(default)s)")
+    p.add_argument("--control", metavar="URL",
+                   help="corral serve's URL, to check that Falco events arrive")
+    p.add_argument("--kubectl", metavar="PATH", default="kubectl", help="kubectl binary")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                   help="upper bound for each wait (default: %(default)ss)")
+    p.add_argument("--keep", metavar="DIR", type=Path,
+                   help="--local: keep the lab's work folder (logs, policy, state) in DIR")
+    _common.add_output_arg(p, choices=("text", "json"))
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    policy = _common.load(args.policy, quiet_warnings=True)
+    try:
+        if args.local:
+            from corral.verify import lab, local  # noqa: PLC0415 - only --local needs the lab
+
+            reason = lab.unavailable_reason()
+            if reason:
+                raise _common.CliError(
+                    f"corral verify --local: {reason}. It creates network namespaces, veth "
+                    "links and nftables rules, which needs root (sudo).")
+            checks = local.verify_local(policy, agent=args.agent, timeout_s=args.timeout,
+                                        keep=args.keep)
+            where = "this machine (network namespaces)"
+        else:
+            from corral.verify import cluster  # noqa: PLC0415 - only --context needs kubectl
+
+            opts = cluster.Options(context=args.context, agent=args.agent, image=args.image,
+                                   unapproved_image=args.unapproved_image,
+                                   control_url=args.control, timeout_s=args.timeout,
+                                   kubectl=args.kubectl)
+            checks = cluster.verify_cluster(policy, opts, cluster.default_env())
+            where = f"context {args.context}"
+    except NoTarget as exc:
+        raise _common.CliError(str(exc)) from None
+    if args.output == "json":
+        _common.emit(results.to_json(checks, target=where), "json")
+    else:
+        sys.stdout.write(results.to_text(checks, f"corral verify: {where}"))
+    return _common.EXIT_OK if results.all_passed(checks) else _common.EXIT_FINDINGS
