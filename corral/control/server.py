@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httptools
@@ -27,7 +27,6 @@ from corral.control.app import ControlPlane, IngestResult
 
 log = logging.getLogger("corral.control.server")
 JSON = b"application/json"
-ACCEPTED_ONE = b'{"accepted":1}'
 
 
 @dataclass
@@ -38,6 +37,11 @@ class Response:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     def encode(self, keep_alive: bool) -> bytes:
+        if keep_alive and self is ACCEPTED_ONE:
+            return _ACCEPTED_ONE_BYTES
+        return self._encode(keep_alive)
+
+    def _encode(self, keep_alive: bool) -> bytes:
         phrase = HTTPStatus(self.status).phrase.encode()
         lines = [b"HTTP/1.1 %d %s" % (self.status, phrase), b"Content-Type: " + self.content_type,
                  b"Content-Length: %d" % len(self.body)]
@@ -47,6 +51,9 @@ class Response:
         return b"\r\n".join(lines) + b"\r\n\r\n" + self.body
 
 
+ACCEPTED_ONE = Response(200, b'{"accepted":1}')  # the answer to nearly every Falco POST
+
+
 def json_response(status: int, data: Any) -> Response:
     return Response(status, orjson.dumps(data))
 
@@ -54,6 +61,8 @@ def json_response(status: int, data: Any) -> Response:
 def problem(status: int, message: str) -> Response:
     return json_response(status, {"error": message})
 
+
+_ACCEPTED_ONE_BYTES = ACCEPTED_ONE._encode(keep_alive=True)
 
 Handler = Callable[["Request"], "Response | Awaitable[Response]"]
 
@@ -115,7 +124,7 @@ class Router:
         if result.rejected:
             return json_response(400, {"accepted": result.accepted, "rejected": result.rejected})
         if result.accepted == 1:
-            return Response(200, ACCEPTED_ONE)
+            return ACCEPTED_ONE
         return json_response(200, {"accepted": result.accepted})
 
     def _read(self, req: Request) -> Response:
@@ -190,8 +199,8 @@ class HttpProtocol(asyncio.Protocol):
         self._size = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement the interface without subclassing asyncio.Transport
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -229,9 +238,12 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        parts = urlsplit(self._url.decode("latin-1"))
-        req = Request(self.parser.get_method().decode("latin-1"), parts.path,
-                      parse_qs(parts.query), self._headers, b"".join(self._body))
+        url = self._url.decode("latin-1")
+        path, _, query = url.partition("?")
+        if "://" in path:  # absolute-form target
+            path = urlsplit(url).path
+        req = Request(self.parser.get_method().decode("latin-1"), path,
+                      parse_qs(query) if query else {}, self._headers, b"".join(self._body))
         self._queue(self.router.handle(req), self.parser.should_keep_alive())
 
     def _queue(self, result: Response | Awaitable[Response], keep_alive: bool) -> None:

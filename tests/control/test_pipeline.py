@@ -148,6 +148,7 @@ def test_no_correlation_beyond_a_minute_or_across_agents(make_plane: PlaneFactor
         rows = _incidents(plane)
         assert len(rows) == 3 and not any(r["correlated"] for r in rows)
         assert plane.aggregates is not None
+        plane.settle()
         falco = plane.aggregates.conn.execute("SELECT agent, count FROM falco_day").fetchall()
         assert falco == [("research", 1)]
         await plane.aclose()
@@ -227,6 +228,7 @@ def test_gateway_lines_allows_counted_denials_grouped(make_plane: PlaneFactory) 
         agents = {a["name"]: a for a in plane.agents()}
         assert agents["research"]["events"] == {"gateway": 1}
         assert plane.aggregates is not None
+        plane.settle()
         rows = plane.aggregates.conn.execute(
             "SELECT agent, host, requests FROM dest_total ORDER BY agent").fetchall()
         assert rows == [("coder", "evil.example", 1), ("research", "evil.example", 3)]

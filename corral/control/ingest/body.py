@@ -15,14 +15,17 @@ from corral.control.events import BadEvent
 
 def objects(body: bytes) -> Iterator[tuple[int, dict[str, Any] | BadEvent]]:
     """Yield (index, decoded object or the error for that item) for every item in ``body``."""
-    stripped = body.strip()
-    if not stripped:
-        yield 0, BadEvent("empty", "empty body; expected a JSON object or NDJSON lines")
-        return
     try:
-        whole = orjson.loads(stripped)
+        whole = orjson.loads(body)  # the common case: one object (Falco's http_output)
     except orjson.JSONDecodeError:
-        yield from _lines(stripped)
+        stripped = body.strip()
+        if not stripped:
+            yield 0, BadEvent("empty", "empty body; expected a JSON object or NDJSON lines")
+        else:
+            yield from _lines(stripped)
+        return
+    if isinstance(whole, dict):
+        yield 0, whole
         return
     items = whole if isinstance(whole, list) else [whole]
     for i, item in enumerate(items):

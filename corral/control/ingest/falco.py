@@ -16,6 +16,7 @@ from corral.control.events import SOURCE_FALCO, SOURCE_INTERNAL, BadEvent, Event
 from corral.model.control import parse_severity
 
 INTERNAL_PREFIX = "Falco internal:"
+_UNKNOWN = frozenset(("", "<NA>", "N/A"))
 
 
 def parse_falco(obj: dict[str, Any], known_rules: Collection[str] = ()) -> Event:
@@ -32,12 +33,13 @@ def parse_falco(obj: dict[str, Any], known_rules: Collection[str] = ()) -> Event
     if not isinstance(fields, dict):
         raise BadEvent("bad_field", "output_fields: expected a JSON object")
     tags = obj.get("tags") or ()
-    if not isinstance(tags, list | tuple) or not all(isinstance(t, str) for t in tags):
+    if tags != () and (not isinstance(tags, list) or not all(type(t) is str for t in tags)):
         raise BadEvent("bad_field", "tags: expected a list of strings")
+    output = obj.get("output", "")
     return Event(
         source=SOURCE_INTERNAL if internal else SOURCE_FALCO, time=_time(obj), rule=rule,
-        severity=severity, output=str(obj.get("output", "")), fields=fields,
-        pod=_opt(fields, "k8s.pod.name"), namespace=_opt(fields, "k8s.ns.name"),
+        severity=severity, output=output if type(output) is str else str(output),
+        fields=fields, pod=_opt(fields, "k8s.pod.name"), namespace=_opt(fields, "k8s.ns.name"),
         hostname=_opt(obj, "hostname"), labels=_opt(fields, "k8s.pod.labels"), tags=tuple(tags),
     )
 
@@ -54,9 +56,9 @@ def _str(obj: dict[str, Any], key: str) -> str:
 def _opt(obj: dict[str, Any], key: str) -> str | None:
     """A string field, with Falco's placeholders for "unknown" (``<NA>``, empty) as None."""
     value = obj.get(key)
-    if value is None or value in ("", "<NA>", "N/A"):
+    if value is None or value in _UNKNOWN:
         return None
-    return str(value)
+    return value if type(value) is str else str(value)
 
 
 def _time(obj: dict[str, Any]) -> float:

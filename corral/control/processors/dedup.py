@@ -1,15 +1,20 @@
 """Dedup step: an event identical to one seen for the same subject within ``window`` seconds is
 marked ``duplicate`` (still counted in its incident, not kept as a sample, never re-notified).
 
-Identity ignores Falco's time fields (``evt.time*``); for a gateway line it is the agent,
-destination and reason.
+Identity is the output line without its leading timestamp; for a gateway line it is the
+agent, destination and reason.
 The table is bounded: expired entries are pruned when it grows past ``max_keys``.
 """
 
 from __future__ import annotations
 
+import re
+
 from corral.control.events import SOURCE_GATEWAY, Event
 from corral.control.processors import Outbox
+
+# "12:01:58.123456789: ", "2026-11-26T12:01:58.123456789+0000: "
+_LEADING_TIME = re.compile(r"^\d[\dT:.+\-Z]*: ")
 
 
 class Dedup:
@@ -37,8 +42,8 @@ class Dedup:
 
 
 def identity(ev: Event) -> str:
-    """What makes two events the same (gateway lines: agent, destination and reason)."""
-    if ev.fields and ev.source != SOURCE_GATEWAY:
-        return repr(sorted((k, str(v)) for k, v in ev.fields.items()
-                           if not k.startswith("evt.time") and k != "time"))
-    return ev.output
+    """What makes two events the same: the alert's output line without Falco's leading
+    timestamp (it names the process, file, pod...); gateway lines: agent, destination, reason."""
+    if ev.source == SOURCE_GATEWAY:
+        return ev.output
+    return _LEADING_TIME.sub("", ev.output, count=1)

@@ -30,7 +30,7 @@ class Enrich:
 
     def __call__(self, ev: Event, out: Outbox) -> bool:
         if ev.agent is None:
-            ev.agent = self.agent_for(ev.namespace, labels_of(ev)) or self._named(ev)
+            ev.agent = self._cached(ev) or self._named(ev)
         if ev.pod:
             ev.subject = f"pod:{ev.namespace or '-'}/{ev.pod}"
         elif ev.agent:
@@ -39,6 +39,18 @@ class Enrich:
             ev.subject = f"host:{ev.hostname or 'unknown'}"
         out.count(ev)
         return True
+
+    def _cached(self, ev: Event) -> str | None:
+        """Falco sends the same labels string for every alert of a pod: look that up first."""
+        if ev.labels is None or any(k.startswith("k8s.pod.label") and k != "k8s.pod.labels"
+                                    for k in ev.fields):
+            return self.agent_for(ev.namespace, labels_of(ev))
+        key = (ev.namespace, ev.labels)
+        if key in self._cache:
+            return self._cache[key]
+        agent = self.agent_for(ev.namespace, labels_of(ev))
+        self._cache[key] = agent
+        return agent
 
     def agent_for(self, namespace: str | None, labels: dict[str, str] | None) -> str | None:
         if not labels or (namespace is not None and namespace != self._namespace):
