@@ -45,8 +45,8 @@ ONLY_FIELDS_CHECKED = {"binary dropped and executed"}
 TAUTOLOGY = "evt.num >= 0"
 
 # Explicit, minimal scope relaxations for captures without Kubernetes metadata:
-IN_ANY_CONTAINER = {"corral_agent_research": "container.id != host"}  # drops ns + pod labels
-ANYWHERE = {"corral_agent_research": TAUTOLOGY}  # host-captured traces: drops the container test
+IN_ANY_CONTAINER = {"corral_scope_research": "container.id != host"}  # drops ns + pod labels
+ANYWHERE = {"corral_scope_research": TAUTOLOGY}  # host-captured traces: drops the container test
 LOOPBACK_LEAVES_POD = {"corral_loopback_destination": "evt.num < 0"}  # never true
 
 TRACE_NAMES = sorted(p.name for p in TRACES.glob("*.scap"))
