@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from corral.compile import admission_cel, admission_rego, falco, gateway, network
+from corral.compile import (
+    admission_cel,
+    admission_rego,
+    falco,
+    gateway,
+    gateway_api,
+    kyverno,
+    network,
+)
 from corral.compile.output import Files
 from corral.model.policy import Policy
 
@@ -20,6 +28,8 @@ TARGETS: tuple[Target, ...] = (
     ("falco", falco.compile_falco),
     ("admission-vap", admission_cel.compile_vap),
     ("admission-gatekeeper", admission_rego.compile_gatekeeper),
+    ("admission-kyverno", kyverno.compile_kyverno),
+    ("gateway-api", gateway_api.compile_gateway_api),
 )
 
 

@@ -23,6 +23,7 @@ from corral.model.admission import Admission
 from corral.model.control import Response
 from corral.model.domains import DomainPattern, parse_pattern
 from corral.model.images import RegistryPrefix, parse_registry_prefix
+from corral.model.ingress import Ingress
 from corral.model.policy_base import Strict
 from corral.model.quantity import format_bytes, parse_bytes
 from corral.model.runtime import Runtime
@@ -154,6 +155,7 @@ class Agent(Strict):
     port: Port | None = None
     egress: Egress = Egress()
     processes: tuple[Process, ...] = ()
+    ingress: Ingress | None = None  # Gateway API route, rate limit, auth (corral.model.ingress)
 
 
 class ResourceList(Strict):

@@ -18,7 +18,7 @@ _STRS = {"type": "array", "items": _STR}
 
 def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
     return {"type": "object", "properties": props, "additionalProperties": False,
-            "required": required or list(props)}
+            "required": list(props) if required is None else required}
 
 
 _META = _obj({"name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"},
