@@ -9,16 +9,20 @@ import argparse
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import uvloop
 
 from corral.cli import _common
+from corral.compile import falco
 from corral.control.app import ControlPlane, Settings
 from corral.control.response import KubeConfig, ResponseSettings
 from corral.control.rules import rule_names
 from corral.control.server import Router, ServerSettings, serve
+from corral.model.policy import Policy
 
 
 def register(sub: Any) -> None:
@@ -35,7 +39,11 @@ def register(sub: Any) -> None:
     p.add_argument("--tail", action="append", default=[], metavar="FILE",
                    help="follow a gateway access-log file (repeatable; survives rotation)")
     p.add_argument("--rules", action="append", default=[], metavar="FILE",
-                   help="Falco rules file(s); when given, alerts of other rules get 422")
+                   help="Falco rules file(s) whose alerts are accepted besides corral's own; "
+                        "implies --strict-rules")
+    p.add_argument("--strict-rules", action="store_true",
+                   help="refuse (400, counted) alerts of rules that are neither corral's compiled "
+                        "rules nor in --rules files")
     p.add_argument("--gateway-admin", action="append", default=[], metavar="URL",
                    help="gateway admin base URL for quarantine (repeatable)")
     p.add_argument("--overlay", metavar="FILE", help="gateway overlay file to write quarantines to")
@@ -60,8 +68,18 @@ def _listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def settings_from(args: argparse.Namespace, policy_namespace: str,
-                  selectors: dict[str, dict[str, str]]) -> Settings:
+def known_rules(policy: Policy, files: list[str], strict: bool) -> frozenset[str]:
+    """Accepted Falco rule names when strict (empty = accept every rule)."""
+    if not strict and not files:
+        return frozenset()
+    try:
+        names = {n for f in files for n in rule_names(Path(f))}
+    except (OSError, ValueError) as exc:
+        raise _common.CliError(f"--rules: {exc}") from None
+    return frozenset(names | set(falco.rule_names(policy)))
+
+
+def settings_from(args: argparse.Namespace, policy: Policy) -> Settings:
     overlay_cm = None
     if args.overlay_configmap:
         ns, sep, name = args.overlay_configmap.partition("/")
@@ -69,24 +87,21 @@ def settings_from(args: argparse.Namespace, policy_namespace: str,
             raise _common.CliError("--overlay-configmap: expected NAMESPACE/NAME")
         overlay_cm = (ns, name)
     kube = KubeConfig.in_cluster(overlay_configmap=overlay_cm) if args.kube == "auto" else None
-    try:
-        known = frozenset(n for f in args.rules for n in rule_names(Path(f)))
-    except (OSError, ValueError) as exc:
-        raise _common.CliError(f"--rules: {exc}") from None
     return Settings(
-        state_dir=Path(args.state), known_rules=known, aggregates=not args.no_aggregates,
+        state_dir=Path(args.state), aggregates=not args.no_aggregates,
+        known_rules=known_rules(policy, args.rules, args.strict_rules),
         response=ResponseSettings(
             gateway_admin=tuple(args.gateway_admin),
             overlay_file=Path(args.overlay) if args.overlay else None,
-            namespace=policy_namespace, selectors=selectors),
+            namespace=policy.spec.namespace,
+            selectors={a.name: dict(a.selector) for a in policy.spec.agents}),
         kube=kube)
 
 
 def run(args: argparse.Namespace) -> int:
     policy = _common.load(args.policy)
     host, port = _listen(args.listen)
-    selectors = {a.name: dict(a.selector) for a in policy.spec.agents}
-    settings = settings_from(args, policy.spec.namespace, selectors)
+    settings = settings_from(args, policy)
     token = Path(args.admin_token_file).read_text().strip() if args.admin_token_file else None
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -96,21 +111,76 @@ def run(args: argparse.Namespace) -> int:
     return _common.EXIT_OK
 
 
-async def _main(policy: Any, settings: Settings, server: ServerSettings, *, host: str,
+async def _main(policy: Policy, settings: Settings, server: ServerSettings, *, host: str,
                 port: int, tails: list[Path]) -> None:
-    plane = ControlPlane(policy, settings)
-    for path in tails:
-        plane.tail(path)
-    await plane.start()
-    listener = await serve(Router(plane, server), host, port)
+    running = await start(policy, settings, server, host=host, port=port, tails=tails)
     logging.getLogger("corral.control").info(
         "corral serve listening on %s:%d (state %s, %d sinks)", host, port, settings.state_dir,
-        len(plane.deliverers))
+        len(running.plane.deliverers))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    listener.close()
-    await listener.wait_closed()
-    await plane.aclose()
+    await running.stop()
+
+
+@dataclass
+class Running:
+    plane: ControlPlane
+    listener: asyncio.Server
+
+    async def stop(self) -> None:
+        self.listener.close()
+        await self.listener.wait_closed()
+        await self.plane.aclose()
+
+
+async def start(policy: Policy, settings: Settings, server: ServerSettings, *, host: str,
+                port: int, tails: list[Path]) -> Running:
+    plane = ControlPlane(policy, settings)
+    for path in tails:
+        plane.tail(path)
+    await plane.start()
+    try:
+        listener = await serve(Router(plane, server), host, port)
+    except OSError:
+        await plane.aclose()
+        raise
+    return Running(plane, listener)
+
+
+def local_service(policy_path: str, *, log_path: str, admin_port: int | None,
+                  state_dir: str, port: int = 8765) -> tuple[
+        str, Callable[[], Awaitable[list[str]]], Callable[[], Awaitable[None]],
+        Callable[[], Awaitable[bool]]]:
+    """The control plane as a ``corral up`` service (name, start, stop, ready): tails the
+    gateway's access log and quarantines through the gateway's admin API on loopback."""
+    policy = _common.load(policy_path, quiet_warnings=True)
+    admin = admin_port or policy.spec.gateway.admin_port
+    settings = Settings(
+        state_dir=Path(state_dir) / "control",
+        response=ResponseSettings(gateway_admin=(f"http://127.0.0.1:{admin}",),
+                                  namespace=policy.spec.namespace,
+                                  selectors={a.name: dict(a.selector)
+                                             for a in policy.spec.agents}))
+    holder: list[Running] = []
+
+    async def start_() -> list[str]:
+        tails = [Path(log_path)] if log_path != "-" else []
+        holder.append(await start(policy, settings, ServerSettings(), host="127.0.0.1",
+                                  port=port, tails=tails))
+        base = f"http://127.0.0.1:{port}"
+        return [f"control: {base}/v1/falco (Falco http_output)  {base}/v1/incidents  "
+                f"/v1/agents  /metrics",
+                f"  tailing      {log_path}; quarantine via http://127.0.0.1:{admin}; "
+                f"release: corral release AGENT"]
+
+    async def stop() -> None:
+        if holder:
+            await holder[0].stop()
+
+    async def ready() -> bool:
+        return bool(holder)
+
+    return "control", start_, stop, ready

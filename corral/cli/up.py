@@ -18,7 +18,7 @@ from typing import Any
 
 import uvloop
 
-from corral.cli import _common
+from corral.cli import _common, serve
 from corral.gateway import app
 from corral.gateway.resolver import parse_nameserver
 
@@ -88,7 +88,9 @@ def gateway_service(args: argparse.Namespace) -> Service:
 
 def services(args: argparse.Namespace) -> list[Service]:
     """The local stack, in start order."""
-    return [gateway_service(args)]
+    log = args.log or os.path.join(STATE_DIR, "gateway-access.log")
+    return [gateway_service(args), Service(*serve.local_service(
+        args.policy, log_path=log, admin_port=args.admin_port, state_dir=STATE_DIR))]
 
 
 async def _http_ok(host: str, port: int, path: str) -> bool:

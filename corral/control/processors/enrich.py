@@ -3,7 +3,7 @@
 Falco alerts carry pod labels (``k8s.pod.labels`` = "k1:v1,k2:v2", or ``k8s.pod.label[k]``
 fields) and the namespace; the first policy agent whose selector is contained in the labels, in
 the policy's namespace, owns the pod (the ``corral.dev/agent`` label, when present, wins).
-Without labels, corral's compiled rule names (``corral: <agent>: ...``) and the tag
+Without labels, corral's compiled rule names (``corral <Kind> [<agent>]``) and the tag
 ``corral.agent:<agent>`` name the agent (the same order as corral.store.falco.agent_of).
 Gateway lines already name their agent (the listener port is the identity).
 """
@@ -17,7 +17,8 @@ from corral.control.events import Event
 from corral.control.processors import Outbox
 
 AGENT_LABEL = "corral.dev/agent"
-_RULE_AGENT = re.compile(r"^corral:\s*([a-z0-9][-a-z0-9]*)\s*:")
+# corral's compiled rules: "corral <Kind> [<agent>]" (also "corral: <agent>: ...")
+_RULE_AGENT = re.compile(r"^corral(?::\s*([a-z0-9][-a-z0-9]*)\s*:| .*\[([a-z0-9][-a-z0-9]*)\]$)")
 _TAG_PREFIX = "corral.agent:"
 _CACHE_MAX = 10_000
 
@@ -64,8 +65,9 @@ class Enrich:
 
     def _named(self, ev: Event) -> str | None:
         m = _RULE_AGENT.match(ev.rule)
-        if m and m.group(1) in self._selectors:
-            return m.group(1)
+        named = (m.group(1) or m.group(2)) if m else None
+        if named in self._selectors:
+            return named
         for tag in ev.tags:
             if tag.startswith(_TAG_PREFIX) and tag[len(_TAG_PREFIX):] in self._selectors:
                 return tag[len(_TAG_PREFIX):]
