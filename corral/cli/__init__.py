@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "up",
     "schema",
     "audit",
+    "run",
     "verify",
     "drill",
     "serve",
