@@ -30,8 +30,8 @@ from corral.compile.output import Manifest
 from corral.compile.render import render_all
 from corral.model.images import image_admitted
 from corral.model.policy import Agent, Policy
+from corral.verify import control_client, probe, targets
 from corral.verify import kubectl as kc
-from corral.verify import probe, targets
 from corral.verify import results as r
 from corral.verify.results import Check
 
@@ -87,8 +87,8 @@ class Env:
 
 
 def default_env() -> Env:
-    """kubectl for real, the real clock, and corral serve's event lookup when it is built."""
-    return Env()
+    """kubectl for real, the real clock, and corral serve's incident API."""
+    return Env(find_event=control_client.find_event)
 
 
 class ClusterError(RuntimeError):
@@ -271,7 +271,10 @@ def check_runtime(s: Session, agent: Agent) -> list[Check]:
         s.call(s.k.exec(s.ns, pod, kc.unexpected_process_command()))
         deadline = s.env.monotonic() + s.opts.timeout_s
         while s.env.monotonic() <= deadline:
-            evidence = s.env.find_event(s.opts.control_url, s.ns, pod, since)
+            try:
+                evidence = s.env.find_event(s.opts.control_url, s.ns, pod, since)
+            except control_client.ControlError as exc:
+                return [r.errored(name, "falco", exp, str(exc))]
             if evidence:
                 return [r.passed(name, "falco", exp, evidence)]
             s.env.sleep(s.opts.poll_s)
