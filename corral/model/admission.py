@@ -22,7 +22,7 @@ ResourceName = Literal["cpu", "memory"]
 
 _CAPABILITY = re.compile(r"^[A-Z][A-Z0-9_]{1,31}$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_EXEMPT = re.compile(r"^[^\s*]+\*?$")
+_EXEMPT = re.compile(r"^(?:[^\s*]+\*?|\*)$")
 
 
 def _toggle(value: object) -> object:
