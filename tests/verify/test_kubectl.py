@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -279,3 +280,21 @@ def test_unexpected_process_command_runs_under_its_own_name() -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "corral-drill"
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_cli_against_an_unreachable_cluster_reports_errors_and_exits_1(tmp_path: Path) -> None:
+    cfg = tmp_path / "kubeconfig"
+    cfg.write_text(KUBECONFIG)
+    done = subprocess.run([sys.executable, "-m", "corral", "verify", "--context", "dead",
+                           "-f", str(ROOT / "examples" / "corral.yaml"), "-o", "json",
+                           "--timeout", "10"], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, env={**os.environ, "KUBECONFIG": str(cfg)}, check=False)
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert not report["ok"]
+    statuses = {c["name"]: c["status"] for c in report["checks"]}
+    assert statuses["network"] == "error"
+    assert statuses["unapproved-image-refused"] == "error"
+    assert statuses["unexpected-process-detected"] == "not_available"
+    assert any("127.0.0.1:1" in c["evidence"] for c in report["checks"])
