@@ -109,6 +109,7 @@ class World:
     ca_pem: Path
     log_path: Path
     dns_ip: str
+    policy_path: Path
     gateway: netns.Process | None = None
 
     @property
@@ -219,6 +220,17 @@ def start_gateway(bed: netns.TestBed, zones: netns.Zones, policy: Path, log: Pat
     return proc
 
 
+def install_policy(link: Path, document: dict[str, Any], version: str) -> None:
+    """Write ``document`` and point ``link`` at it with an atomic symlink swap, the way a
+    Kubernetes ConfigMap volume updates a mounted file."""
+    target = link.with_name(f"corral-{version}.yaml")
+    target.write_text(yaml.safe_dump(document, sort_keys=False))
+    tmp = link.with_name(link.name + ".swap")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target.name)
+    tmp.replace(link)
+
+
 def _gateway_missing() -> str | None:
     try:
         import corral.gateway.server  # noqa: F401 - only probing that the gateway exists
@@ -257,7 +269,8 @@ def net(bed_dir: Path) -> Iterator[World]:
         zones = netns.three_zones(bed)
         _start_inet(bed, zones, bed_dir, cert_pem)
         _start_gw_secret(bed, zones, bed_dir)
-        yield World(bed, zones, ca_pem, bed_dir / "access.log", zones.inet_ip)
+        yield World(bed, zones, ca_pem, bed_dir / "access.log", zones.inet_ip,
+                    bed_dir / "corral.yaml")
 
 
 @pytest.fixture(scope="session")
@@ -267,9 +280,9 @@ def world(net: World, bed_dir: Path) -> World:
     if missing:
         pytest.skip(missing)
     if net.gateway is None:
-        policy = bed_dir / "corral.yaml"
-        policy.write_text(yaml.safe_dump(policy_document(), sort_keys=False))
-        net.gateway = start_gateway(net.bed, net.zones, policy, net.log_path, net.dns_ip)
+        install_policy(net.policy_path, policy_document(), "v1")
+        net.gateway = start_gateway(net.bed, net.zones, net.policy_path, net.log_path,
+                                    net.dns_ip)
     if net.gateway.popen.poll() is not None:
         pytest.fail(f"the gateway is not running: {net.gateway.tail()}")
     return net
