@@ -129,10 +129,12 @@ class Proc:
                 self.popen.wait(timeout=5)
 
 
-def start(name: str, argv: list[str], workdir: Path, cpu: str) -> Proc:
+def start(name: str, argv: list[str], workdir: Path, cpu: str,
+          env: dict[str, str] | None = None) -> Proc:
     out = open(workdir / f"{name}.out", "ab")  # noqa: SIM115 - lives as long as the process
     popen = subprocess.Popen(["taskset", "-c", cpu, *argv], stdout=out, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
+                             stdin=subprocess.DEVNULL, start_new_session=True,
+                             env=os.environ | (env or {}))
     return Proc(name, popen)
 
 
@@ -230,7 +232,9 @@ def start_proxy(name: str, workdir: Path, policy: Path | None = None) -> Proc:
             (workdir / f).touch()
             shutil.chown(workdir / f, user="proxy")
         argv = ["squid", "-N", "-f", str(conf)]
-    proc = start(name, argv, workdir, PROXY_CPU)
+    src = os.environ.get("CORRAL_BENCH_SRC")  # run corral from another checkout (--corral-src)
+    proc = start(name, argv, workdir, PROXY_CPU,
+                 env={"PYTHONPATH": src} if src and name == "corral" else None)
     wait_port(PORTS[name], proc.popen)
     return proc
 
@@ -262,8 +266,10 @@ def parse_hey(text: str) -> Result:
 
 
 def hey(url: str, *, proxy_port: int | None, seconds: float, conc: int,
-        keepalive: bool = True, qps: float | None = None) -> Result:
+        keepalive: bool = True, qps: float | None = None, host: str | None = None) -> Result:
     argv = ["taskset", "-c", LOAD_CPU, "hey", "-z", f"{seconds}s", "-c", str(conc), "-t", "10"]
+    if host is not None:
+        argv += ["-host", host]
     if proxy_port is not None:
         argv += ["-x", f"http://127.0.0.1:{proxy_port}"]
     if not keepalive:
@@ -325,7 +331,9 @@ def reload_under_load(proc: Proc, args: argparse.Namespace, workdir: Path, name:
                       policy: Path | None) -> dict[str, Any]:
     """Full load for ``--seconds`` x2; reload the policy twice in the middle."""
     out: dict[str, Any] = {}
+    log_file = workdir / "corral_access.log"
     for scenario in ("http_keepalive", "connect_new"):
+        offset = log_file.stat().st_size if log_file.exists() else 0
         seconds = max(args.seconds * 2, 4.0)
         argv = ["taskset", "-c", LOAD_CPU, "hey", "-z", f"{seconds}s", "-c", str(args.conc),
                 "-t", "10", "-x", f"http://127.0.0.1:{PORTS[name]}"]
@@ -342,6 +350,12 @@ def reload_under_load(proc: Proc, args: argparse.Namespace, workdir: Path, name:
         out[scenario] = {"rps": round(res.rps), "status": res.status, "errors": res.errors,
                          "error_lines": re.findall(r"\[\d+\]\s+.*", stdout.split(
                              "Error distribution:")[-1])[:5] if res.errors else []}
+        if name == "corral":  # prove the reloads happened: versions seen in the access log
+            time.sleep(0.5)
+            with open(log_file, "rb") as f:
+                f.seek(offset)
+                versions = {json.loads(line).get("policy_version") for line in f if line.strip()}
+            out[scenario]["policy_versions_seen"] = len(versions)
     return out
 
 
@@ -443,6 +457,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--extras-all-peers", action="store_true")
     ap.add_argument("--no-extras", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help="write results JSON here")
+    ap.add_argument("--corral-src", type=Path, default=None,
+                    help="folder holding the corral package to run (e.g. a `git archive` of a "
+                    "commit); default: the installed one")
     return ap.parse_args()
 
 
@@ -468,6 +485,8 @@ def main() -> int:
     if NS_ENV not in os.environ:
         return in_own_namespace()
     args = parse_args()
+    if args.corral_src:
+        os.environ["CORRAL_BENCH_SRC"] = str(args.corral_src.resolve())
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     fd_room = (hard - 300) // 2 if hard != resource.RLIM_INFINITY else args.idle
@@ -490,8 +509,10 @@ def main() -> int:
             log(f"round {i + 1}/{args.rounds}: {order}")
             this: dict[str, dict[str, Result]] = {}
             if "light" in scenarios:
-                direct.append(hey(URLS["http_keepalive"], proxy_port=None, seconds=args.seconds,
+                direct.append(hey(f"http://127.0.0.1:{ORIGIN_HTTP}/", proxy_port=None,
+                                  host="api.allowed.test", seconds=args.seconds,
                                   conc=args.light_conc, qps=args.light_rps / args.light_conc))
+                log(f"  direct light p50 {direct[-1].p50_ms:.2f} ms")
             for name in order:
                 proc = start_proxy(name, workdir)
                 with running([proc]):
