@@ -106,6 +106,7 @@ class Runtime:
             self.admin = AdminServer(self, self.opts.listen, port)
             self.admin_port = await self.admin.start()
         self._spawn(self._watch(), "policy-watch")
+        self._spawn(self._flush_metrics(), "metrics-flush")
         self.started = True
         for agent, port in sorted(self.gateway.bound().items(), key=lambda kv: kv[1]):
             self._say(f"agent {agent} -> {self.opts.listen}:{port}")
@@ -129,6 +130,7 @@ class Runtime:
         cut = await self.gateway.drain(self.opts.drain_seconds)
         for task in self._tasks:
             task.cancel()
+        self.metrics.flush()
         self.log.close()
         if cut:
             log.warning("gateway: drain ended with %d flows still open; they were cut", cut)
@@ -184,7 +186,13 @@ class Runtime:
         return self.started and not self.gateway.draining
 
     def metrics_text(self) -> tuple[bytes, str]:
+        self.metrics.flush()
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    async def _flush_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.metrics.flush()
 
     def quarantined(self) -> list[str]:
         return sorted(self.snapshot.quarantined)
@@ -226,11 +234,15 @@ async def serve(opts: Options, snapshot: state.Snapshot | None = None,
     return 0
 
 
-def raise_fd_limit() -> None:
-    """10,000 tunnels need 20,000+ descriptors: lift the soft limit to the hard one."""
+def raise_fd_limit(want: int = 1 << 16) -> None:
+    """10,000 tunnels need 20,000+ descriptors: lift the soft limit (and, as root, the hard)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if hard != resource.RLIM_INFINITY and hard < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return
+    target = want if hard == resource.RLIM_INFINITY else min(max(soft, want), hard)
+    if target > soft:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 

@@ -1,8 +1,9 @@
 """Prometheus metrics of one gateway process, on an explicit registry (no global state).
 
 Written by the metrics step at the end of each request/tunnel and by the resolver and reloader;
-read by the admin port's ``/metrics``. Label children are cached so the hot path does one dict
-lookup per request instead of ``labels()`` parsing. With ``--workers N`` the values live in
+read by the admin port's ``/metrics``. Per-request counts go into plain dicts and are pushed into
+the prometheus-client counters by ``flush`` (before each scrape and every second), so the hot
+path takes no lock and parses no labels. With ``--workers N`` the values live in
 prometheus-client's multiprocess files and the supervisor aggregates them.
 """
 
@@ -31,25 +32,32 @@ class GatewayMetrics:
                             ["version"], registry=registry, multiprocess_mode="liveall")
         self.reloads = Counter("corral_gateway_reloads", "Policy reload attempts by result",
                                ["result"], registry=registry)
-        self._req: dict[tuple[str, str, str], Counter] = {}
-        self._up: dict[str, Counter] = {}
-        self._down: dict[str, Counter] = {}
+        self._req: dict[tuple[str, str, str], int] = {}
+        self._up: dict[str, int] = {}
+        self._down: dict[str, int] = {}
         self._tun: dict[str, Gauge] = {}
         self._version: str | None = None
 
     def request(self, agent: str, decision: str, reason: str, up: int, down: int) -> None:
+        """Count one ended flow; plain dict adds, pushed to the counters by ``flush``."""
         key = (agent, decision, reason)
-        child = self._req.get(key)
-        if child is None:
-            child = self._req[key] = self.requests.labels(agent, decision, reason)
-        child.inc()
-        if up:
-            c = self._up.get(agent) or self._up.setdefault(agent, self.bytes_up.labels(agent))
-            c.inc(up)
-        if down:
-            c = self._down.get(agent) or self._down.setdefault(agent,
-                                                                self.bytes_down.labels(agent))
-            c.inc(down)
+        self._req[key] = self._req.get(key, 0) + 1
+        self._up[agent] = self._up.get(agent, 0) + up
+        self._down[agent] = self._down.get(agent, 0) + down
+
+    def flush(self) -> None:
+        """Move the pending counts into prometheus-client (before a scrape, and on a timer)."""
+        req, self._req = self._req, {}
+        up, self._up = self._up, {}
+        down, self._down = self._down, {}
+        for (agent, decision, reason), n in req.items():
+            self.requests.labels(agent, decision, reason).inc(n)
+        for agent, n in up.items():
+            if n:
+                self.bytes_up.labels(agent).inc(n)
+        for agent, n in down.items():
+            if n:
+                self.bytes_down.labels(agent).inc(n)
 
     def tunnel(self, agent: str, delta: int) -> None:
         g = self._tun.get(agent) or self._tun.setdefault(agent, self.tunnels.labels(agent))

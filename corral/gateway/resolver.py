@@ -73,6 +73,15 @@ class Resolver:
         self._inflight: dict[str, asyncio.Future[Resolved]] = {}
         self.queries = 0  # names actually sent to DNS (tests and metrics read it)
 
+    def cached(self, host: str) -> tuple[IPAddress, ...] | None:
+        """The cached answer if still fresh (``ResolveError`` for a cached failure), else None."""
+        hit = self._cache.get(host)
+        if hit is None or hit.expires <= self._clock():
+            return None
+        if hit.error is not None:
+            raise ResolveError(hit.error)
+        return hit.addresses
+
     async def resolve(self, host: str) -> tuple[IPAddress, ...]:
         """Addresses of ``host`` (normalised, absolute); ``ResolveError`` when none."""
         hit = self._cache.get(host)

@@ -4,9 +4,11 @@ One ``ClientConnection`` (an asyncio Protocol, no streams: small per-connection 
 10,000 idle tunnels) per accepted socket. It feeds bytes to the sans-io ``RequestReader``, runs
 the ordered steps (``steps.Pipeline``) for each request head, dials the address the resolve step
 vetted, then relays: CONNECT as a raw tunnel after the SNI check, plain HTTP as one upstream
-connection per request with the response re-framed for client keep-alive. A ``Gateway`` owns the
-listeners (one per agent port), a sweeper that enforces header/idle timeouts on a coarse tick,
-and drain. Any error inside one connection ends that connection only.
+connection per request taken from a small pool of idle persistent connections (keyed by agent,
+host and the vetted address, so nothing is shared across agents or names) with the response
+re-framed for client keep-alive. A ``Gateway`` owns the listeners (one per agent port), a sweeper
+that enforces header/idle timeouts on a coarse tick, and drain. Any error inside one connection
+ends that connection only.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 from corral.decide import reasons
@@ -43,6 +45,54 @@ log = logging.getLogger("corral.gateway")
 
 HEAD, SETUP, RELAY, PEEK, TUNNEL, CLOSED = range(6)
 Wall = Callable[[], float]
+PoolKey = tuple[str, str, str, int]  # agent, host, vetted address, port
+POOL_PER_KEY = 32
+POOL_IDLE_S = 30.0
+
+
+class UpstreamPool:
+    """Idle persistent upstream connections for plain HTTP, reused only for the same key."""
+
+    def __init__(self) -> None:
+        self._idle: dict[PoolKey, list[Upstream]] = {}
+
+    def take(self, key: PoolKey) -> Upstream | None:
+        idle = self._idle.get(key)
+        while idle:
+            up = idle.pop()
+            if up.transport is not None and not up.transport.is_closing():
+                up.pooled = None
+                return up
+        return None
+
+    def put(self, key: PoolKey, up: Upstream, tick: int) -> None:
+        idle = self._idle.setdefault(key, [])
+        if len(idle) >= POOL_PER_KEY:
+            up.close()
+            return
+        up.conn = None
+        up.pooled = (key, tick)
+        idle.append(up)
+
+    def discard(self, up: Upstream) -> None:
+        if up.pooled is not None:
+            idle = self._idle.get(up.pooled[0], [])
+            if up in idle:
+                idle.remove(up)
+            if not idle:
+                self._idle.pop(up.pooled[0], None)
+            up.pooled = None
+        up.close()
+
+    def expire(self, tick: int, idle_ticks: int) -> None:
+        for key in list(self._idle):
+            for up in [u for u in self._idle[key] if u.pooled and tick - u.pooled[1] > idle_ticks]:
+                self.discard(up)
+
+    def close_all(self) -> None:
+        for key in list(self._idle):
+            for up in list(self._idle.get(key, ())):
+                self.discard(up)
 
 
 class Gateway:
@@ -59,6 +109,7 @@ class Gateway:
         self.conns: set[ClientConnection] = set()
         self.tick = 0
         self.draining = False
+        self.pool = UpstreamPool()
         lim = snapshot.limits
         self.tick_s = max(0.02, min(1.0, lim.header_timeout_s / 4, lim.idle_timeout_s / 4))
         self._sweeper: asyncio.Task[None] | None = None
@@ -104,11 +155,13 @@ class Gateway:
             idle = math.ceil(lim.idle_timeout_s / self.tick_s)
             for conn in list(self.conns):
                 conn.expire(self.tick, header, idle)
+            self.pool.expire(self.tick, math.ceil(POOL_IDLE_S / self.tick_s))
 
     # -- shutdown
     async def drain(self, seconds: float) -> int:
         """Stop accepting, let open flows finish for up to ``seconds``; returns flows cut."""
         self.draining = True
+        self.pool.close_all()
         for server in self.servers.values():
             server.close()
         for conn in list(self.conns):
@@ -131,41 +184,62 @@ def _const(up: Upstream) -> Callable[[], Upstream]:
 class Upstream(asyncio.Protocol):
     """The gateway's connection to the destination; bytes go to its ``ClientConnection``."""
 
-    __slots__ = ("conn", "live", "pending", "transport")
+    __slots__ = ("conn", "live", "pending", "pool", "pooled", "received", "transport")
 
-    def __init__(self, conn: ClientConnection) -> None:
-        self.conn = conn
+    def __init__(self, conn: ClientConnection, pool: UpstreamPool) -> None:
+        self.conn: ClientConnection | None = conn
+        self.pool = pool
+        self.pooled: tuple[PoolKey, int] | None = None
         self.live = False
+        self.received = False
         self.pending: list[bytes] = []
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
+    def attach(self, conn: ClientConnection) -> None:
+        """Hand a pooled connection to a new request."""
+        self.conn = conn
+        self.live = False
+        self.received = False
+
     def go_live(self) -> None:
         self.live = True
-        for data in self.pending:
-            self.conn.from_upstream(data)
-        self.pending = []
+        pending, self.pending = self.pending, []
+        for data in pending:
+            if self.conn is not None:
+                self.conn.from_upstream(data)
 
     def data_received(self, data: bytes) -> None:
-        if self.live:
+        self.received = True
+        if self.conn is None:  # idle in the pool: nothing may arrive; never reuse it
+            self.pool.discard(self)
+        elif self.live:
             self.conn.from_upstream(data)
         else:
             self.pending.append(data)
 
     def eof_received(self) -> bool:
-        self.conn.upstream_closed(self)
+        self._gone()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.conn.upstream_closed(self)
+        self._gone()
+
+    def _gone(self) -> None:
+        if self.conn is None:
+            self.pool.discard(self)
+        else:
+            self.conn.upstream_closed(self)
 
     def pause_writing(self) -> None:
-        self.conn.pause_client()
+        if self.conn is not None:
+            self.conn.pause_client()
 
     def resume_writing(self) -> None:
-        self.conn.resume_client()
+        if self.conn is not None:
+            self.conn.resume_client()
 
     def close(self) -> None:
         if self.transport is not None:
@@ -175,23 +249,9 @@ class Upstream(asyncio.Protocol):
 class ClientConnection(asyncio.Protocol):
     """One agent connection: a keep-alive series of plain HTTP requests, or one tunnel."""
 
-    __slots__ = (
-        "client",
-        "flow",
-        "gw",
-        "head_since",
-        "peek",
-        "port",
-        "queue",
-        "reader",
-        "req_done",
-        "resp",
-        "seen",
-        "state",
-        "task",
-        "transport",
-        "up",
-    )
+    __slots__ = ("client", "flow", "gw", "head_since", "paused", "peek", "port", "pumping",
+                 "queue", "reader", "req_done", "resp", "reused", "seen", "state", "task",
+                 "transport", "up")
 
     def __init__(self, gw: Gateway, port: int) -> None:
         self.gw = gw
@@ -206,6 +266,9 @@ class ClientConnection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.peek = b""
         self.req_done = False
+        self.reused = False
+        self.paused = False
+        self.pumping = False
         self.seen = gw.tick
         self.head_since: int | None = gw.tick
         self.client = ""
@@ -265,15 +328,27 @@ class ClientConnection(asyncio.Protocol):
             self.up.transport.resume_reading()
 
     def pause_client(self) -> None:
-        if self.transport is not None and self.state != CLOSED:
+        if self.transport is not None and self.state != CLOSED and not self.paused:
+            self.paused = True
             self.transport.pause_reading()
 
     def resume_client(self) -> None:
-        if self.transport is not None and self.state in (RELAY, PEEK, TUNNEL):
+        if self.paused and self.transport is not None and self.state in (HEAD, RELAY, PEEK,
+                                                                          TUNNEL):
+            self.paused = False
             self.transport.resume_reading()
 
     # -- request heads
     def _pump(self) -> None:
+        if self.pumping:  # re-entered from a request finished synchronously: the loop goes on
+            return
+        self.pumping = True
+        try:
+            self._pump_events()
+        finally:
+            self.pumping = False
+
+    def _pump_events(self) -> None:
         queue = self.queue
         while queue:
             event = queue[0]
@@ -299,19 +374,28 @@ class ClientConnection(asyncio.Protocol):
         return self.flow is not None and self.flow.head is not None and self.flow.head.chunked
 
     def _start(self, head: RequestHead) -> None:
-        assert self.transport is not None
         self.state = SETUP
         self.head_since = None
-        self.transport.pause_reading()
         flow = Flow(self.gw.snapshot, self.port, self.client, head,
                     started=time.perf_counter(), wall=self.gw.wall())
         self.flow = flow
         self.req_done = not head.has_body
-        self.task = asyncio.get_running_loop().create_task(self._setup(flow))
-
-    async def _setup(self, flow: Flow) -> None:
         try:
-            refusal = await self.gw.pipeline.request(flow)
+            verdict = self.gw.pipeline.request(flow)
+        except Exception:
+            log.exception("gateway: internal error in a step for %s", flow.host)
+            verdict = Refusal(502, reasons.UPSTREAM_FAILED, None, "internal error", deny=False)
+        if isinstance(verdict, Refusal):
+            self._refuse(flow, verdict)
+        elif verdict is None and flow.kind == "http" and self._from_pool(flow):
+            self._relay_http(flow)  # every step ran synchronously; a pooled upstream is ready
+        else:
+            self.pause_client()
+            self.task = asyncio.get_running_loop().create_task(self._setup(flow, verdict))
+
+    async def _setup(self, flow: Flow, pending: Awaitable[Refusal | None] | None) -> None:
+        try:
+            refusal = await pending if pending is not None else None
             if refusal is None:
                 refusal = await self._dial(flow)
         except Exception:
@@ -329,12 +413,29 @@ class ClientConnection(asyncio.Protocol):
         else:
             self._relay_http(flow)
 
-    async def _dial(self, flow: Flow) -> Refusal | None:
+    def _pool_key(self, flow: Flow) -> PoolKey:
+        return (flow.agent, flow.host, flow.resolved or "", flow.port)
+
+    def _from_pool(self, flow: Flow) -> bool:
+        for addr in flow.addrs:
+            up = self.gw.pool.take((flow.agent, flow.host, str(addr), flow.port))
+            if up is not None:
+                up.attach(self)
+                flow.resolved = str(addr)
+                self.up = up
+                self.reused = True
+                return True
+        return False
+
+    async def _dial(self, flow: Flow, *, pooled: bool = True) -> Refusal | None:
+        self.reused = False
+        if pooled and flow.kind == "http" and self._from_pool(flow):
+            return None
         loop = asyncio.get_running_loop()
         timeout = flow.snap.limits.connect_timeout_s
         problem = "no address"
         for addr in flow.addrs:
-            up = Upstream(self)
+            up = Upstream(self, self.gw.pool)
             try:
                 async with asyncio.timeout(timeout):
                     await loop.create_connection(_const(up), str(addr), flow.port)
@@ -422,6 +523,9 @@ class ClientConnection(asyncio.Protocol):
         assert self.resp is not None
         flow.status = self.resp.status
         keep = self.resp.keep_alive and self.req_done and not self.gw.draining
+        if self.resp.reusable and self.req_done and not self.gw.draining and self.up is not None:
+            up, self.up, self.resp = self.up, None, None
+            self.gw.pool.put(self._pool_key(flow), up, self.gw.tick)
         self._drop_upstream()
         self._end_flow()
         if keep:
@@ -434,6 +538,8 @@ class ClientConnection(asyncio.Protocol):
             return
         flow = self.flow
         if self.state == RELAY and self.resp is not None:
+            if self._stale_reuse(up, flow):
+                return
             if self.resp.eof():
                 self._http_done(flow)
             else:
@@ -443,6 +549,28 @@ class ClientConnection(asyncio.Protocol):
             return  # not used yet (closed before relaying); the setup task will notice
         else:
             self._close()
+
+    def _stale_reuse(self, up: Upstream, flow: Flow) -> bool:
+        """A pooled connection the origin had closed: send the request again on a new one."""
+        head = flow.head
+        if not self.reused or up.received or head is None or head.has_body:
+            return False
+        self._drop_upstream()
+        self.state = SETUP
+        self.pause_client()
+        self.task = asyncio.get_running_loop().create_task(self._redial(flow))
+        return True
+
+    async def _redial(self, flow: Flow) -> None:
+        refusal = await self._dial(flow, pooled=False)
+        self.task = None
+        if self.state == CLOSED:
+            if self.up is not None:
+                self.up.close()
+        elif refusal is not None:
+            self._refuse(flow, refusal)
+        else:
+            self._relay_http(flow)
 
     def _drop_upstream(self) -> None:
         up, self.up, self.resp = self.up, None, None
@@ -464,7 +592,7 @@ class ClientConnection(asyncio.Protocol):
         self.state = PEEK
         self.head_since = self.gw.tick
         self.up.go_live()
-        self.transport.resume_reading()
+        self.resume_client()
         self._check_hello()
 
     def _check_hello(self) -> None:
@@ -511,8 +639,7 @@ class ClientConnection(asyncio.Protocol):
         self.state = HEAD
         self.head_since = None
         self.seen = self.gw.tick
-        if self.transport is not None:
-            self.transport.resume_reading()
+        self.resume_client()
         self._pump()
 
     def _close(self) -> None:

@@ -68,7 +68,8 @@ def test_cli_gateway_reload_on_sighup_keeps_open_tunnels(
         assert eventually(lambda: request(gw.ports["a"], "GET", url)[0] == 403)
         assert get_over(tunnel) == 200  # the tunnel opened under the old policy lives on
         tunnel.close()
-        lines = gw.wait_log(1)
+        assert eventually(lambda: any(x[R.METHOD] == "CONNECT" for x in gw.log_lines()))
+        lines = gw.log_lines()
         versions = {line[R.POLICY_VERSION] for line in lines}
         assert len(versions) == 2
         assert b'corral_gateway_reloads_total{result="ok"}' in gw.admin("/metrics")[1]

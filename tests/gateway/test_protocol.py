@@ -150,16 +150,27 @@ def test_upstream_request_is_origin_form_without_hop_by_hop() -> None:
     assert out.startswith(b"GET /p?q=1 HTTP/1.1\r\nHost: a.test:8080\r\n")
     for gone in (b"Proxy-Authorization", b"X-Secret", b"Keep-Alive", b"keep-alive"):
         assert gone not in out
-    assert b"Accept: */*\r\n" in out and out.endswith(b"Connection: close\r\n\r\n")
+    assert out.endswith(b"Accept: */*\r\n\r\n")  # persistent upstream (pooled)
 
 
 # -- responses from upstream
 def test_response_with_length_keeps_client_alive() -> None:
     r = ResponseReader(head_only=False)
     out = r.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
-    assert r.done and r.keep_alive and r.status == 200
+    assert r.done and r.keep_alive and r.status == 200 and not r.reusable
     assert b"Connection: keep-alive" in out and b"Connection: close" not in out
     assert out.endswith(b"\r\n\r\nhi")
+
+
+def test_upstream_reuse_only_after_a_clean_persistent_response() -> None:
+    r = ResponseReader(head_only=False)
+    r.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+    assert r.done and r.reusable
+    r.feed(b"HTTP/1.1 200 OK\r\n")  # unsolicited bytes afterwards
+    assert not r.reusable
+    r = ResponseReader(head_only=False)
+    r.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 200 OK\r\n\r\n")
+    assert r.done and not r.reusable
 
 
 def test_chunked_response_is_reframed() -> None:

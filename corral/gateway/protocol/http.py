@@ -9,7 +9,8 @@ URI and its Host header agree. ``ResponseReader`` re-frames an upstream response
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from typing import Literal
 
 import httptools
@@ -20,6 +21,9 @@ HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
     b"proxy-authorization", b"te", b"trailer", b"transfer-encoding", b"upgrade",
 })
+
+
+_SPACE = re.compile(r"\s")
 
 
 class ProtocolError(Exception):
@@ -42,6 +46,7 @@ class RequestHead:
     has_body: bool
     size: int
     content_length: int = 0
+    hosts: tuple[bytes, ...] = ()  # values of every Host header, as sent
 
 
 @dataclass(slots=True)
@@ -68,8 +73,9 @@ _END = End()
 class RequestReader:
     """Feed client bytes, get request events. One per client connection (keep-alive aware)."""
 
-    __slots__ = ("_events", "_headers", "_max_bytes", "_max_headers", "_parser", "_pending",
-                 "_size", "_url", "in_head", "upgraded")
+    __slots__ = ("_chunked", "_events", "_headers", "_hosts", "_length", "_max_bytes",
+                 "_max_headers", "_over", "_parser", "_pending", "_size", "_url", "in_head",
+                 "upgraded")
 
     def __init__(self, max_header_bytes: int, max_headers: int) -> None:
         self._max_bytes = max_header_bytes
@@ -77,39 +83,58 @@ class RequestReader:
         self._parser = httptools.HttpRequestParser(self)
         self._events: list[Event] = []
         self._headers: list[tuple[bytes, bytes]] = []
+        self._hosts: list[bytes] = []
         self._url = b""
         self._size = 0
         self._pending = 0
+        self._chunked = False
+        self._length = b""
+        self._over = 0  # 431 pending: 1 head too large, 2 too many headers
         self.in_head = False  # some bytes of a head arrived, the head is not complete yet
         self.upgraded = False
 
     # -- httptools callbacks
     def on_message_begin(self) -> None:
         self._headers = []
+        self._hosts = []
         self._url = b""
         self._size = 0
+        self._chunked = False
+        self._length = b""
         self.in_head = True
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._size += len(url)
+        if self._size > self._max_bytes:
+            self._over = 1
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
         self._size += len(name) + len(value) + 4
+        if self._size > self._max_bytes:
+            self._over = 1
+        if len(self._headers) > self._max_headers:
+            self._over = 2
+        low = name.lower()
+        if low == b"host":
+            self._hosts.append(value)
+        elif low == b"transfer-encoding":
+            self._chunked = self._chunked or b"chunked" in value.lower()
+        elif low == b"content-length":
+            self._length = value
 
     def on_headers_complete(self) -> None:
         p = self._parser
         self.in_head = False
         self._pending = 0
-        chunked = any(n.lower() == b"transfer-encoding" and b"chunked" in v.lower()
-                      for n, v in self._headers)
-        length = next((v for n, v in self._headers if n.lower() == b"content-length"), b"0")
+        length = self._length.strip()
+        size = int(length) if length.isdigit() else 0
         self._events.append(RequestHead(
             method=p.get_method().decode("ascii", "replace"), target=self._url,
-            headers=self._headers, keep_alive=p.should_keep_alive(), chunked=chunked,
-            has_body=chunked or length.strip() not in (b"", b"0"), size=self._size,
-            content_length=int(length) if length.strip().isdigit() else 0))
+            headers=self._headers, keep_alive=p.should_keep_alive(), chunked=self._chunked,
+            has_body=self._chunked or size > 0, size=self._size, content_length=size,
+            hosts=tuple(self._hosts)))
 
     def on_body(self, body: bytes) -> None:
         self._events.append(Body(body))
@@ -122,9 +147,10 @@ class RequestReader:
         """Parse ``data``; events for every complete piece. Raises ``ProtocolError``."""
         if self.upgraded:
             raise ProtocolError(400, reasons.BAD_REQUEST, "data after a tunnel request")
-        self._events = []
+        events: list[Event] = []
+        self._events = events
         if not self.in_head and not data.strip(b"\r\n"):
-            return []
+            return events
         self._pending += len(data)
         try:
             self._parser.feed_data(data)
@@ -135,16 +161,15 @@ class RequestReader:
             raise ProtocolError(400, reasons.BAD_REQUEST,
                                 f"malformed HTTP request: {exc}") from None
         self._check_limits()
-        return self._events
+        return events
 
     def _check_limits(self) -> None:
-        heads = [e for e in self._events if isinstance(e, RequestHead)]
-        if (self.in_head and self._pending > self._max_bytes) or any(
-                h.size > self._max_bytes for h in heads):
+        if self.in_head and self._pending > self._max_bytes:
+            self._over = self._over or 1
+        if self._over == 1:
             raise ProtocolError(431, reasons.BAD_REQUEST,
                                 f"request head larger than {self._max_bytes} bytes")
-        if len(self._headers) > self._max_headers or any(
-                len(h.headers) > self._max_headers for h in heads):
+        if self._over == 2:
             raise ProtocolError(431, reasons.BAD_REQUEST,
                                 f"more than {self._max_headers} request headers")
 
@@ -172,7 +197,7 @@ class Target:
 
 def split_authority(text: str, default_port: int | None) -> tuple[str, int]:
     """``host:port`` / ``[v6]:port`` -> (host, port); ValueError on anything else."""
-    if "@" in text or "/" in text or not text or any(c.isspace() for c in text):
+    if "@" in text or "/" in text or not text or _SPACE.search(text):
         raise ValueError(f"{text!r} is not host:port")
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
@@ -231,18 +256,21 @@ def _canonical(host: str) -> str:
 
 
 def _check_host_header(head: RequestHead, host: str, port: int) -> None:
-    values = [v for n, v in head.headers if n.lower() == b"host"]
+    values = head.hosts
     if len(values) > 1:
         raise _bad("more than one Host header", reasons.HOST_MISMATCH)
     if not values:
         return
+    text = values[0].decode("latin-1").strip()
+    if text == (host if port == 80 else f"{host}:{port}"):
+        return  # the common case, exactly as the URI spells it
     try:
-        h_host, h_port = split_authority(values[0].decode("latin-1").strip(), 80)
+        h_host, h_port = split_authority(text, 80)
     except ValueError as exc:
         raise _bad(f"invalid Host header ({exc})", reasons.HOST_MISMATCH) from None
     if _canonical(h_host) != _canonical(host) or h_port != port:
-        raise _bad(f"Host header {values[0].decode('latin-1')!r} differs from the URI host "
-                   f"{host}:{port}", reasons.HOST_MISMATCH)
+        raise _bad(f"Host header {text!r} differs from the URI host {host}:{port}",
+                   reasons.HOST_MISMATCH)
 
 
 def upstream_request(head: RequestHead, target: Target) -> bytes:
@@ -259,7 +287,7 @@ def upstream_request(head: RequestHead, target: Target) -> bytes:
         lines.append(name + b": " + value + b"\r\n")
     if head.chunked:
         lines.append(b"Transfer-Encoding: chunked\r\n")
-    lines.append(b"Connection: close\r\n\r\n")
+    lines.append(b"\r\n")  # HTTP/1.1: persistent unless the origin says otherwise
     return b"".join(lines)
 
 
@@ -270,46 +298,58 @@ def chunk(data: bytes) -> bytes:
 LAST_CHUNK = b"0\r\n\r\n"
 
 
-@dataclass(slots=True)
 class ResponseReader:
     """Re-frames one upstream response for the client: head rebuilt, body passed through.
 
     ``feed`` returns bytes to write to the client; ``done`` turns true when the final response
-    is complete; ``keep_alive`` says whether the client connection may carry another request.
+    is complete; ``keep_alive`` says whether the client connection may carry another request,
+    ``reusable`` whether the upstream connection may (clean end, origin keeps it alive).
     """
 
-    head_only: bool  # the request was HEAD: the response has no body whatever it says
-    done: bool = False
-    keep_alive: bool = True
-    status: int = 0
-    _out: list[bytes] = field(default_factory=list)
-    _headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    _reason: bytes = b""
-    _chunked: bool = False
-    _framed: bool = False
-    _parser: httptools.HttpResponseParser | None = None
+    __slots__ = ("_chunked", "_framed", "_headers", "_length", "_out", "_parser", "_reason",
+                 "done", "head_only", "keep_alive", "reusable", "status")
 
-    def __post_init__(self) -> None:
+    def __init__(self, head_only: bool, keep_alive: bool = True) -> None:
+        self.head_only = head_only  # a HEAD request: the response has no body whatever it says
+        self.keep_alive = keep_alive
+        self.done = False
+        self.reusable = False
+        self.status = 0
+        self._out: list[bytes] = []
+        self._headers: list[bytes] = []
+        self._reason = b""
+        self._chunked = False
+        self._length = False
+        self._framed = False
         self._parser = httptools.HttpResponseParser(self)
 
     def on_message_begin(self) -> None:
+        if self.done:  # bytes after the final response: never reuse this connection
+            self.reusable = False
+            raise ProtocolError(502, reasons.UPSTREAM_FAILED, "data after the response")
         self._headers = []
         self._reason = b""
+        self._chunked = self._length = False
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        low = name.lower()
+        if low in HOP_BY_HOP:
+            if low == b"transfer-encoding":
+                self._chunked = self._chunked or b"chunked" in value.lower()
+            return
+        if low.startswith(b"proxy-"):
+            return
+        if low == b"content-length":
+            self._length = True
+        self._headers.append(name + b": " + value + b"\r\n")
 
     def on_headers_complete(self) -> None:
-        assert self._parser is not None
         status = self._parser.get_status_code()
-        names = {n.lower() for n, _ in self._headers}
-        self._chunked = any(n.lower() == b"transfer-encoding" and b"chunked" in v.lower()
-                            for n, v in self._headers)
         no_body = self.head_only or status in (204, 304) or status < 200
-        self._framed = no_body or self._chunked or b"content-length" in names
+        self._framed = no_body or self._chunked or self._length
         if status >= 200:
             self.status = status
             self.keep_alive = self.keep_alive and self._framed
@@ -318,14 +358,9 @@ class ResponseReader:
             self.done = True
 
     def _head(self, status: int) -> bytes:
-        lines = [b"HTTP/1.1 %d %b\r\n" % (status, self._reason)]
-        lines += [n + b": " + v + b"\r\n" for n, v in self._headers
-                  if n.lower() not in HOP_BY_HOP and not n.lower().startswith(b"proxy-")]
-        if self._chunked:
-            lines.append(b"Transfer-Encoding: chunked\r\n")
-        lines.append(b"Connection: keep-alive\r\n\r\n" if self.keep_alive
-                     else b"Connection: close\r\n\r\n")
-        return b"".join(lines)
+        tail = (b"Transfer-Encoding: chunked\r\n" if self._chunked else b"") + (
+            b"Connection: keep-alive\r\n\r\n" if self.keep_alive else b"Connection: close\r\n\r\n")
+        return b"HTTP/1.1 %d %b\r\n%b%b" % (status, self._reason, b"".join(self._headers), tail)
 
     def on_body(self, body: bytes) -> None:
         self._out.append(chunk(body) if self._chunked else body)
@@ -335,17 +370,22 @@ class ResponseReader:
             self._out.append(LAST_CHUNK)
         if self.status >= 200:
             self.done = True
+            self.reusable = self._parser.should_keep_alive()
 
     def feed(self, data: bytes) -> bytes:
         """Client-bound bytes for ``data``; ``ProtocolError`` (502) on a broken response."""
-        assert self._parser is not None
         self._out = []
-        if not self.done:
-            try:
-                self._parser.feed_data(data)
-            except httptools.HttpParserError as exc:
-                raise ProtocolError(502, reasons.UPSTREAM_FAILED,
-                                    f"invalid response from upstream: {exc}") from None
+        if self.done:
+            self.reusable = False
+            return b""
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            if self.done:
+                self.reusable = False
+                return b"".join(self._out)
+            raise ProtocolError(502, reasons.UPSTREAM_FAILED,
+                                f"invalid response from upstream: {exc}") from None
         return b"".join(self._out)
 
     def eof(self) -> bool:

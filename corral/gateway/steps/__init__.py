@@ -2,7 +2,9 @@
 
 Each step is a class with any of three hooks, all taking the flow:
 
-- ``async request(flow) -> Refusal | None`` before anything is dialled;
+- ``request(flow) -> Refusal | None | Awaitable[Refusal | None]`` before anything is dialled;
+  a step returns an awaitable only when it must wait (a DNS miss), so a keep-alive request to a
+  cached name runs every step synchronously, without a task;
 - ``hello(flow, first_bytes) -> Refusal | None | MORE`` on the first bytes inside a tunnel;
 - ``done(flow) -> None`` once, when the flow ends (accounting, metrics, the access line).
 
@@ -14,8 +16,9 @@ costs no DNS query, and before ``200 Connection established`` so a 429 can still
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from corral.gateway.flow import Flow, Refusal
 from corral.gateway.log import AccessLog
@@ -25,7 +28,8 @@ from corral.gateway.ratelimit import Clock
 from corral.gateway.resolver import Resolver
 from corral.gateway.steps import decide, identify, limits, observe, resolve, sni, target
 
-RequestHook = Callable[[Flow], Awaitable[Refusal | None]]
+Verdict = Refusal | None
+RequestHook = Callable[[Flow], Verdict | Awaitable[Verdict]]
 HelloHook = Callable[[Flow, bytes], Refusal | Hello | None]
 DoneHook = Callable[[Flow], None]
 
@@ -51,11 +55,27 @@ class Pipeline:
         self._hello: tuple[HelloHook, ...] = tuple(s.hello for s in steps if hasattr(s, "hello"))
         self._done: tuple[DoneHook, ...] = tuple(s.done for s in steps if hasattr(s, "done"))
 
-    async def request(self, flow: Flow) -> Refusal | None:
-        for hook in self._request:
-            refusal = await hook(flow)
-            if refusal is not None:
-                return refusal
+    def request(self, flow: Flow) -> Verdict | Coroutine[Any, Any, Verdict]:
+        """Run the request hooks; a coroutine to await when one of them has to wait."""
+        for i, hook in enumerate(self._request):
+            verdict = hook(flow)
+            if verdict is None:
+                continue
+            if isinstance(verdict, Refusal):
+                return verdict
+            return self._rest(flow, verdict, i + 1)
+        return None
+
+    async def _rest(self, flow: Flow, pending: Awaitable[Verdict], start: int) -> Verdict:
+        verdict = await pending
+        if verdict is not None:
+            return verdict
+        for hook in self._request[start:]:
+            result = hook(flow)
+            if result is not None and not isinstance(result, Refusal):
+                result = await result
+            if result is not None:
+                return result
         return None
 
     def hello(self, flow: Flow, data: bytes) -> Refusal | Hello | None:

@@ -32,7 +32,7 @@ class Identify:
     def __init__(self, book: LimitBook) -> None:
         self._book = book
 
-    async def request(self, flow: Flow) -> Refusal | None:
+    def request(self, flow: Flow) -> Refusal | None:
         rules = flow.snap.rules.get(flow.agent)
         if rules is None:
             return Refusal(403, reasons.NOT_IN_ALLOWLIST, "no-agent-on-this-port")

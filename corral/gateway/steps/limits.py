@@ -18,7 +18,7 @@ class Limits:
     def __init__(self, metrics: GatewayMetrics) -> None:
         self._metrics = metrics
 
-    async def request(self, flow: Flow) -> Refusal | None:
+    def request(self, flow: Flow) -> Refusal | None:
         lim = flow.limits
         assert lim is not None and flow.rules is not None
         if lim.rate is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from corral.gateway.flow import Flow
-from corral.gateway.log import AccessLog, rfc3339
+from corral.gateway.log import AccessLog, TimeText
 from corral.gateway.metrics import GatewayMetrics
 from corral.gateway.ratelimit import Clock
 
@@ -23,7 +23,8 @@ class Log:
     def __init__(self, log: AccessLog, wall: Clock) -> None:
         self._log = log
         self._wall = wall
+        self._time = TimeText()
 
     def done(self, flow: Flow) -> None:
         duration = round((time.perf_counter() - flow.started) * 1000.0, 3)
-        self._log.write(flow.record(rfc3339(flow.wall), duration))
+        self._log.write(flow.record(self._time(flow.wall), duration))

@@ -7,16 +7,35 @@ and the Host header must name the same host and port (``host_mismatch`` otherwis
 from __future__ import annotations
 
 from corral.gateway.flow import Flow, Refusal
-from corral.gateway.protocol.http import ProtocolError, parse_target
+from corral.gateway.protocol.http import ProtocolError, RequestHead, Target, parse_target
+
+MEMO_SIZE = 4096
 
 
 class ParseTarget:
-    async def request(self, flow: Flow) -> Refusal | None:
+    """Parsing is pure in (method, target, Host headers): repeated targets hit a memo."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[bool, bytes, tuple[bytes, ...]], Target | Refusal] = {}
+
+    def _parse(self, head: RequestHead) -> Target | Refusal:
+        key = (head.method == "CONNECT", head.target, head.hosts)
+        hit = self._memo.get(key)
+        if hit is None:
+            try:
+                hit = parse_target(head)
+            except ProtocolError as exc:
+                hit = Refusal(exc.status, exc.reason, None, exc.message)
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = hit
+        return hit
+
+    def request(self, flow: Flow) -> Refusal | None:
         assert flow.head is not None
-        try:
-            target = parse_target(flow.head)
-        except ProtocolError as exc:
-            return Refusal(exc.status, exc.reason, None, exc.message)
+        target = self._parse(flow.head)
+        if isinstance(target, Refusal):
+            return target
         flow.target = target
         flow.kind = target.kind
         flow.host = target.host
