@@ -46,6 +46,7 @@ def build_report(conn: sqlite3.Connection, policy: Policy, opts: ReviewOptions,
     known_tlds = frozenset(t for t, first in queries.tld_first_seen(conn).items()
                            if first < opts.since_text)
     new = new_destinations(conn, opts, since_day, rules, known_tlds)
+    denials = queries.denied_in_window(conn, since_day)
     new_keys = {(d.agent, d.host, d.port) for d in new} | {
         (d.agent, h, d.port) for d in new for h in d.hosts}
     return Report(
@@ -53,8 +54,8 @@ def build_report(conn: sqlite3.Connection, policy: Policy, opts: ReviewOptions,
         since=opts.since.astimezone(UTC).isoformat(timespec="seconds"),
         policy=policy_name,
         new_destinations=tuple(new),
-        denied=tuple(denied(conn, since_day, rules, known_tlds, new_keys)),
-        activity=tuple(activity(conn, since_day, policy)),
+        denied=tuple(denied(denials, rules, known_tlds, new_keys)),
+        activity=tuple(activity(conn, since_day, policy, denials)),
         unused=tuple(unused_entries(conn, policy, opts)),
         anomalies=tuple(anomalies(conn, opts, since_day)),
         falco=tuple(falco_tuning.noisy_rules(conn, opts, since_day)),
@@ -121,10 +122,10 @@ def _merge_group(agent: str, domain: str, port: int,
         tuple(flags.values()), members[0].verdict, tuple(sorted(m.host for m in members)))
 
 
-def denied(conn: sqlite3.Connection, since_day: int, rules: dict[str, AgentRules],
+def denied(denials: list[queries.DestRow], rules: dict[str, AgentRules],
            known_tlds: frozenset[str],
            new_keys: set[tuple[str, str, int]]) -> Iterable[DeniedDestination]:
-    for r in queries.denied_in_window(conn, since_day):
+    for r in denials:
         yield DeniedDestination(
             r.agent, r.host, r.port, r.n_deny, r.n_would_deny, r.last_seen,
             (r.agent, r.host, r.port) in new_keys, tuple(flags_for(r.host, known_tlds)),
@@ -135,10 +136,11 @@ def _modes(policy: Policy) -> dict[str, str]:
     return {a.name: a.egress.mode for a in policy.spec.agents}
 
 
-def activity(conn: sqlite3.Connection, since_day: int, policy: Policy) -> list[AgentActivity]:
+def activity(conn: sqlite3.Connection, since_day: int, policy: Policy,
+             denials: list[queries.DestRow]) -> list[AgentActivity]:
     modes = _modes(policy)
     top: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for r in queries.denied_in_window(conn, since_day):
+    for r in denials:
         top[r.agent].append((f"{r.host}:{r.port}", r.n_deny + r.n_would_deny))
     out = []
     for agent, (req, up, down, _allow, deny, would) in sorted(
@@ -167,25 +169,28 @@ def unused_entries(conn: sqlite3.Connection, policy: Policy,
     for agent in policy.spec.agents:
         if first_day.get(agent.name, cutoff_day + 1) > cutoff_day:
             continue  # not observed long enough to call anything unused
-        stale = [(fld, entry, used.get((agent.name, entry))) for fld, entry in _entries(agent)]
-        stale = [x for x in stale if x[2] is None or x[2] < cutoff_text]
-        if not stale:
-            continue
-        recent = queries.destinations_since(conn, agent.name, cutoff_text)
-        for fld, entry, last in stale:
-            if not any(_covers(fld, entry, host, port) for host, port, _ in recent):
-                out.append(UnusedEntry(agent.name, entry, fld, last))
+        for fld, entry in _entries(agent):
+            last = used.get((agent.name, entry))
+            if last is not None and last >= cutoff_text:
+                continue
+            seen = _last_matched(conn, agent.name, fld, entry)
+            if seen is None or seen < cutoff_text:
+                out.append(UnusedEntry(agent.name, entry, fld, max(last or "", seen or "")
+                                       or None))
     return out
 
 
-def _covers(fld: str, entry: str, host: str, port: int) -> bool:
-    """Does the allow entry match a request to ``host:port``?"""
+def _last_matched(conn: sqlite3.Connection, agent: str, fld: str, entry: str) -> str | None:
+    """When a request of the agent last matched the entry (any decision)."""
     if fld == "allow_cidrs":
-        ip = parse_ip_literal(host)
         net = ipaddress.ip_network(entry)
-        return ip is not None and ip.version == net.version and ip in net
-    pattern = parse_pattern(entry)
-    return pattern.matches_name(host) and pattern.matches_port(port, 80 if port == 80 else 443)
+        hits = [last for host, _port, last in queries.address_destinations(conn, agent)
+                if (ip := parse_ip_literal(host)) is not None and ip.version == net.version
+                and ip in net]
+        return max(hits, default=None)
+    p = parse_pattern(entry)
+    ports = (p.port,) if p.port is not None else (443, 80)
+    return queries.name_last_seen(conn, agent, p.name, p.wildcard, ports)
 
 
 def _baseline(values: list[int]) -> tuple[float, float]:
@@ -196,17 +201,20 @@ def _baseline(values: list[int]) -> tuple[float, float]:
 def anomalies(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int) -> list[Anomaly]:
     """Daily bytes out to a destination far above the agent's own baseline (median/MAD of the
     active days before the window); only days above ``anomaly_min_bytes`` are candidates."""
+    today = day_number(opts.now.astimezone(UTC).date().isoformat())
     peak: dict[tuple[str, str, int], tuple[int, int]] = {}
-    for agent, host, port, day, up in queries.heavy_days(conn, since_day, opts.anomaly_min_bytes):
+    for agent, host, port, day, up in queries.heavy_days(conn, since_day, today,
+                                                         opts.anomaly_min_bytes):
         key = (agent, host, port)
         if key not in peak or up > peak[key][1]:
             peak[key] = (day, up)
+    baselines = queries.daily_bytes_up(conn, peak, since_day - opts.baseline_days, since_day)
     out = []
     for key, (day, up) in sorted(peak.items()):
-        days = queries.daily_bytes_up(conn, key, since_day - opts.baseline_days, since_day)
+        days = baselines.get(key, [])
         if len(days) < opts.min_baseline_days:
             continue  # new or rare destination: the new-destinations section covers it
-        median, mad = _baseline([b for _, b in days])
+        median, mad = _baseline(days)
         threshold = max(opts.anomaly_factor * median, median + opts.anomaly_mads * MAD_SCALE * mad)
         if up > threshold:
             out.append(Anomaly(*key, day_iso(day), up, median, mad, len(days)))

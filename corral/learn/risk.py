@@ -11,13 +11,10 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Final
 
-from publicsuffixlist import PublicSuffixList
-
 from corral.model.channels import channel_for_host
-from corral.model.domains import looks_like_ip
+from corral.model.domains import _psl, looks_like_ip
 
 LONG_LABEL: Final = 40  # DNS labels this long are data, not names (max 63)
 ENTROPY_LABEL: Final = 16  # shorter labels are too short to judge by entropy
@@ -35,15 +32,11 @@ class Flag:
     reason: str
 
 
-@lru_cache(maxsize=1)
-def _psl() -> PublicSuffixList:
-    return PublicSuffixList()
-
-
 def registrable(host: str) -> str:
     """``a.b.example.co.uk`` -> ``example.co.uk`` (the host itself when there is none)."""
     if looks_like_ip(host):
         return host
+    # the loader's own list: parsing the public suffix list costs ~0.2 s, once per process
     found = _psl().privatesuffix(host)
     return found if isinstance(found, str) else host
 

@@ -33,7 +33,9 @@ from corral.store import schema
 from corral.store.access import MAX_ERRORS, AccessBatch, Rows
 from corral.store.falco import FalcoFacts, Selectors, facts
 
-BATCH_LINES: Final = 100_000
+BATCH_LINES: Final = 100_000  # lines read and parsed at once
+FLUSH_LINES: Final = 2_000_000  # aggregates written at least this often (lines) ...
+FLUSH_KEYS: Final = 200_000  # ... or once this many distinct keys are held in memory
 Progress = Callable[[int], None]  # called with the number of lines consumed so far
 
 
@@ -98,25 +100,32 @@ class AggregateStore:
                       where: str = "<records>") -> IngestStats:
         """Fold access-log records (``corral.model.records`` fields) into the store."""
         total = IngestStats()
-        numbered = enumerate(records, 1)
-        while chunk := list(islice(numbered, BATCH_LINES)):
+        it = iter(records)
+        consumed = 0
+        while chunk := list(islice(it, BATCH_LINES)):
             batch = AccessBatch(where=where)
-            batch.add_records(chunk)
+            consumed += batch.add_records(chunk, consumed + 1)
             total.add(self._flush(batch))
         return total
 
     def ingest_access_lines(self, lines: Iterable[bytes | str], *, where: str = "<stdin>",
                             progress: Progress | None = None) -> IngestStats:
-        """Parse JSON lines (one access record each) and fold them in, ``BATCH_LINES`` at once."""
+        """Parse JSON lines (one access record each) and fold them in. Lines are read
+        ``BATCH_LINES`` at a time; the aggregates are written when ``FLUSH_LINES`` lines or
+        ``FLUSH_KEYS`` distinct keys have accumulated, and at the end."""
         total = IngestStats()
         it = iter(lines)
         consumed = 0
+        batch = AccessBatch(where=where)
         while chunk := list(islice(it, BATCH_LINES)):
-            batch = AccessBatch(where=where)
             consumed += batch.add_lines(chunk, consumed + 1)
-            total.add(self._flush(batch))
+            del chunk
+            if batch.records >= FLUSH_LINES or len(batch.dest) >= FLUSH_KEYS:
+                total.add(self._flush(batch))
+                batch = AccessBatch(where=where)
             if progress is not None:
                 progress(consumed)
+        total.add(self._flush(batch))
         return total
 
     def _flush(self, batch: AccessBatch) -> IngestStats:

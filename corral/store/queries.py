@@ -121,11 +121,29 @@ def denied_in_window(conn: sqlite3.Connection, since_day: int) -> list[DestRow]:
     return [DestRow(*r) for r in rows]
 
 
-def destinations_since(conn: sqlite3.Connection, agent: str,
-                       since: str) -> list[tuple[str, int, str]]:
-    """(host, port, last seen) of one agent's destinations seen at or after ``since``."""
+def name_last_seen(conn: sqlite3.Connection, agent: str, name: str, wildcard: bool,
+                   ports: tuple[int, ...]) -> str | None:
+    """When the agent last reached ``name`` (or, with ``wildcard``, any name below it) on one
+    of ``ports``, whatever the decision; None if never."""
+    marks = ",".join("?" * len(ports))
+    if wildcard:
+        escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        sql = (f"SELECT max(last_seen) FROM dest_total WHERE agent=? AND host LIKE ? "
+               f"ESCAPE '\\' AND port IN ({marks})")
+        args: tuple[object, ...] = (agent, f"%.{escaped}", *ports)
+    else:
+        sql = (f"SELECT max(last_seen) FROM dest_total WHERE agent=? AND host=? "
+               f"AND port IN ({marks})")
+        args = (agent, name, *ports)
+    value = conn.execute(sql, args).fetchone()[0]
+    return value if isinstance(value, str) else None
+
+
+def address_destinations(conn: sqlite3.Connection, agent: str) -> list[tuple[str, int, str]]:
+    """(host, port, last seen) of the agent's destinations that are IP literals."""
     return conn.execute("SELECT host, port, last_seen FROM dest_total WHERE agent=? AND "
-                        "last_seen >= ?", (agent, since)).fetchall()
+                        "(host GLOB '[0-9]*' AND host NOT GLOB '*[a-z]*' OR host GLOB '*:*')",
+                        (agent,)).fetchall()
 
 
 def rule_last_allowed(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
@@ -134,21 +152,33 @@ def rule_last_allowed(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
     return {(r[0], r[1]): r[2] for r in rows}
 
 
-def heavy_days(conn: sqlite3.Connection, since_day: int,
+def heavy_days(conn: sqlite3.Connection, since_day: int, until_day: int,
                min_bytes: int) -> list[tuple[str, str, int, int, int]]:
-    """(agent, host, port, day, bytes_up) rows from ``since_day`` with at least ``min_bytes`` up."""
+    """(agent, host, port, day, bytes_up) rows of days ``since_day..until_day`` with at least
+    ``min_bytes`` up: one (day, bytes_up) index range per day, never a scan of the window."""
+    days = list(range(since_day, until_day + 1))
+    marks = ",".join("?" * len(days))
     return conn.execute(
         "SELECT agent, host, port, day, bytes_up FROM dest_day INDEXED BY dest_day_by_day "
-        "WHERE day >= ? AND bytes_up >= ?", (since_day, min_bytes)).fetchall()
+        f"WHERE day IN ({marks}) AND bytes_up >= ?", (*days, min_bytes)).fetchall()
 
 
-def daily_bytes_up(conn: sqlite3.Connection, key: tuple[str, str, int], from_day: int,
-                   to_day: int) -> list[tuple[int, int]]:
-    """(day, bytes_up) of one agent x destination for days in ``[from_day, to_day)``."""
-    agent, host, port = key
-    return conn.execute(
-        "SELECT day, bytes_up FROM dest_day WHERE agent=? AND host=? AND port=? "
-        "AND day >= ? AND day < ? ORDER BY day", (agent, host, port, from_day, to_day)).fetchall()
+def daily_bytes_up(conn: sqlite3.Connection, keys: Iterable[tuple[str, str, int]],
+                   from_day: int, to_day: int) -> dict[tuple[str, str, int], list[int]]:
+    """Daily bytes up of each (agent, host, port) for days in ``[from_day, to_day)``, in one
+    query (a temporary table of the keys joined on the primary key)."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS want (agent TEXT, host TEXT, port INTEGER)")
+    conn.execute("DELETE FROM want")
+    conn.executemany("INSERT INTO want VALUES (?,?,?)", keys)
+    out: dict[tuple[str, str, int], list[int]] = {}
+    rows = conn.execute(
+        "SELECT d.agent, d.host, d.port, d.bytes_up FROM want CROSS JOIN dest_day d "
+        "ON d.agent = want.agent AND d.host = want.host AND d.port = want.port "
+        "AND d.day >= ? AND d.day < ?", (from_day, to_day))
+    for agent, host, port, up in rows:
+        out.setdefault((agent, host, port), []).append(up)
+    conn.execute("DELETE FROM want")
+    return out
 
 
 def falco_window(conn: sqlite3.Connection, since_day: int) -> list[tuple[str, str, str, int]]:
