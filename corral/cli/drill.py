@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.cli import _common
+from corral.model.policy import Policy
 from corral.verify import drill
 from corral.verify.catalogue import TECHNIQUES
 from corral.verify.targets import NoTarget
@@ -26,9 +27,13 @@ def register(sub: Any) -> None:
                     "literals, DNS rebinding, proxy bypass, quota exhaustion, unapproved images, "
                     "shells, package managers, the service-account token, the Kubernetes API. "
                     "Prints blocked/detected/missed per technique and control, with evidence. "
-                    "--local runs in network namespaces on this machine (root).")
-    p.add_argument("--local", action="store_true", required=True,
-                   help="run in network namespaces on this machine (needs root)")
+                    "--local runs in network namespaces on this machine (root); --context runs "
+                    "against a cluster with kubectl.")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", action="store_true",
+                       help="run in network namespaces on this machine (needs root)")
+    where.add_argument("--context", metavar="CTX",
+                       help="run against a cluster with kubectl (test pods, cleaned up)")
     _common.add_policy_arg(p)
     p.add_argument("--agent", metavar="NAME",
                    help="the agent playing the compromised one (default: first enforce agent)")
@@ -36,25 +41,55 @@ def register(sub: Any) -> None:
                    choices=[t.id for t in TECHNIQUES], help="run only this technique "
                    "(repeatable)")
     p.add_argument("--keep", metavar="DIR", type=Path,
-                   help="keep the lab's work folder (logs, policy, state) in DIR")
+                   help="--local: keep the lab's work folder (logs, policy, state) in DIR")
+    p.add_argument("--image", metavar="REF", help="--context: test pod image (default: the "
+                   "gateway image: approved, with Python and corral)")
+    p.add_argument("--unapproved-image", metavar="REF", default="docker.io/library/busybox:1.36",
+                   help="--context: an image admission must refuse (default: %(default)s)")
+    p.add_argument("--control", metavar="URL",
+                   help="--context: corral serve's URL, to see the Falco events")
+    p.add_argument("--kubectl", metavar="PATH", default="kubectl", help="kubectl binary")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                   help="--context: upper bound for each wait (default: %(default)ss)")
     _common.add_output_arg(p, choices=("text", "json"))
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    policy = _common.load(args.policy, quiet_warnings=True)
+def _local(args: argparse.Namespace, policy: Policy) -> list[drill.Score]:
     from corral.verify import lab, local  # noqa: PLC0415 - the lab needs root; load it late
 
     reason = lab.unavailable_reason()
     if reason:
         raise _common.CliError(f"corral drill --local: {reason}. It creates network namespaces, "
                                "veth links and nftables rules, which needs root (sudo).")
+    return local.drill_local(policy, agent=args.agent, only=args.only, keep=args.keep)
+
+
+def _cluster(args: argparse.Namespace, policy: Policy) -> tuple[list[drill.Score], dict[str, str]]:
+    from corral.verify import cluster, cluster_drill  # noqa: PLC0415 - only --context
+
+    opts = cluster.Options(context=args.context, agent=args.agent, image=args.image,
+                           unapproved_image=args.unapproved_image, control_url=args.control,
+                           timeout_s=args.timeout, kubectl=args.kubectl)
+    skipped = {t: why for t, why in cluster_drill.LOCAL_ONLY.items()
+               if args.only is None or t in args.only}
+    return cluster_drill.drill_cluster(policy, opts, only=args.only), skipped
+
+
+def run(args: argparse.Namespace) -> int:
+    policy = _common.load(args.policy, quiet_warnings=True)
+    skipped: dict[str, str] = {}
     try:
-        scores = local.drill_local(policy, agent=args.agent, only=args.only, keep=args.keep)
+        if args.local:
+            scores, where = _local(args, policy), "local"
+        else:
+            (scores, skipped), where = _cluster(args, policy), f"context {args.context}"
     except NoTarget as exc:
         raise _common.CliError(str(exc)) from None
     if args.output == "json":
-        _common.emit(drill.to_json(scores, target="local"), "json")
+        _common.emit(drill.to_json(scores, target=where, skipped=skipped), "json")
     else:
-        sys.stdout.write(drill.to_text(scores, f"corral drill --local ({args.policy})"))
+        text = drill.to_text(scores, f"corral drill ({where}, {args.policy})")
+        notes = "".join(f"skipped {t}: {why}\n" for t, why in skipped.items())
+        sys.stdout.write(text + notes)
     return _common.EXIT_OK if drill.all_ok(scores) else _common.EXIT_FINDINGS

@@ -75,6 +75,12 @@ class Options:
     run_id: str = field(default_factory=lambda: secrets.token_hex(4))
 
 
+class EventFinder(Protocol):
+    def __call__(self, base_url: str, namespace: str, pod: str, since: float,
+                 rule: str | None = None) -> str | None:
+        ...
+
+
 @dataclass(frozen=True)
 class Env:
     """The outside world, injectable: kubectl, the clock, and the control-plane lookup."""
@@ -82,8 +88,8 @@ class Env:
     run: Runner = subprocess_runner
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
-    # (control_url, namespace, pod, since) -> evidence of a Falco event for that pod, or None
-    find_event: Callable[[str, str, str, float], str | None] | None = None
+    # evidence of a Falco event of the pod at corral serve (of the rule, if given), or None
+    find_event: EventFinder | None = None
 
 
 def default_env() -> Env:
@@ -134,7 +140,7 @@ class Session:
         done = self.call(argv, stdin)
         if done.code != 0:
             why = kc.cluster_unreachable(done.stderr) or done.stderr.strip()[:500]
-            raise ClusterError(f"{' '.join(argv[3:6])}...: {why}")
+            raise ClusterError(f"kubectl {' '.join(argv[5:7])}: {why}")
         return done
 
     def pod_name(self, what: str) -> str:
@@ -200,16 +206,22 @@ def _probe_text(res: probe.Result) -> str:
     return " ".join(f"{k}={res[k]}" for k in keys if res.get(k) not in (None, ""))
 
 
-def check_network(s: Session, agent: Agent) -> list[Check]:
-    plan = network_plan(s.policy, agent)
-    manifest = kc.test_pod(s.policy, agent, name=s.pod_name("net"), run_id=s.opts.run_id,
+def run_probe_pod(s: Session, agent: Agent, plan: dict[str, Any],
+                  what: str) -> dict[str, probe.Result]:
+    """Run the probe with ``plan`` in a test pod of ``agent``; its results by attempt id."""
+    manifest = kc.test_pod(s.policy, agent, name=s.pod_name(what), run_id=s.opts.run_id,
                            image=s.image, command=kc.probe_command([json.dumps(plan)]))
     with s.pod(manifest) as name:
         state = s.wait(name, lambda st: st.finished)
         logs = s.must(s.k.logs(s.ns, name)).stdout
     if state.phase != "Succeeded":
         raise ClusterError(f"probe pod ended {state.phase} (exit {state.exit_code}): {logs[-300:]}")
-    return judge_network(probe.parse_results(logs), plan)
+    return probe.parse_results(logs)
+
+
+def check_network(s: Session, agent: Agent) -> list[Check]:
+    plan = network_plan(s.policy, agent)
+    return judge_network(run_probe_pod(s, agent, plan, "net"), plan)
 
 
 # -- 2. admission --------------------------------------------------------------------------------

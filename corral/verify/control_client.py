@@ -34,13 +34,17 @@ def _mentions_pod(incident: dict[str, Any], namespace: str, pod: str) -> bool:
     return any(s.get("pod") == pod for s in incident.get("samples") or ())
 
 
-def find_event(base_url: str, namespace: str, pod: str, since: float) -> str | None:
-    """Evidence of an incident holding a Falco event of ``pod`` seen at or after ``since``."""
+def find_event(base_url: str, namespace: str, pod: str, since: float,
+               rule: str | None = None) -> str | None:
+    """Evidence of an incident holding a Falco event of ``pod`` (of ``rule``, when given) seen at
+    or after ``since``."""
     body = get_json(f"{base_url.rstrip('/')}/v1/incidents?limit=1000")
     for inc in body.get("incidents", []) if isinstance(body, dict) else []:
         if not _mentions_pod(inc, namespace, pod):
             continue
         if float(inc.get("last_seen") or 0) + 1.0 < since:
+            continue
+        if rule is not None and rule not in (inc.get("rules") or [inc.get("rule")]):
             continue
         return (f"incident {inc.get('id')}: rules {sorted(inc.get('rules') or [inc.get('rule')])}"
                 f", {inc.get('count')} events, pod {namespace}/{pod}")

@@ -253,7 +253,8 @@ def test_stuck_probe_pod_is_reported_and_deleted() -> None:
 def test_runtime_check_waits_for_the_event_at_the_control_plane() -> None:
     seen: list[tuple[str, str, str]] = []
 
-    def find_event(url: str, ns: str, pod: str, since: float) -> str | None:
+    def find_event(url: str, ns: str, pod: str, since: float,
+                   rule: str | None = None) -> str | None:
         seen.append((url, ns, pod))
         return "incident inc-42: falco rule corral research unexpected process" \
             if len(seen) >= 3 else None
