@@ -18,7 +18,7 @@ from corral.compile.render import render_all
 from corral.learn import apply
 from corral.learn.suggest import Suggestion
 from corral.model.errors import PolicyError
-from corral.model.load import load_policy
+from corral.model.load import load_policy, parse_policy
 from tests.learn import scenario
 
 NOW = "2026-11-26T12:00:00Z"
@@ -215,3 +215,44 @@ def test_an_edit_that_does_not_validate_is_not_written(tmp_path: Path) -> None:
     assert "spec.agents[0].egress.allow[5]" in str(err.value.problems[0])
     assert policy.read_text() == scenario.POLICY
     assert [p.name for p in tmp_path.iterdir()] == ["corral.yaml"]  # no temp file left
+
+
+def test_unused_entries_match_ports_wildcards_and_cidrs(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from corral.learn.build import unused_entries
+    from corral.learn.report import ReviewOptions
+    from corral.model import records as rec
+    from corral.store.aggregates import AggregateStore
+    from tests.learn.test_store import access
+
+    text = """apiVersion: corral.dev/v1alpha1
+kind: Policy
+metadata: {name: t}
+spec:
+  namespace: ns
+  agents:
+    - name: research
+      selector: {app: r}
+      egress:
+        allow: [git.corp.example:8443, "*.weather.gov", api.openai.com, idle.example.com]
+        allow_cidrs: [10.96.0.0/12, 192.168.0.0/16]
+"""
+    policy, _ = parse_policy(text)
+    old, new = "2026-09-01T10:00:00.000Z", "2026-11-20T10:00:00.000Z"
+    recs = [access(**{rec.TIME: old}),  # observed long enough
+            access(**{rec.TIME: new, rec.HOST: "git.corp.example", rec.PORT: 8443,
+                      rec.RULE: None, rec.DECISION: "deny"}),
+            access(**{rec.TIME: new, rec.HOST: "idle.example.com", rec.PORT: 8443,
+                      rec.RULE: None, rec.DECISION: "deny"}),  # wrong port: not its entry
+            access(**{rec.TIME: new, rec.HOST: "a.b.weather.gov", rec.RULE: "*.weather.gov"}),
+            access(**{rec.TIME: new, rec.HOST: "10.100.0.7", rec.RULE: None,
+                      rec.DECISION: "deny"}),  # denied despite the CIDR (say, quarantine)
+            access(**{rec.TIME: old, rec.HOST: "api.openai.com"})]
+    with AggregateStore.open(tmp_path / "s.db") as store:
+        store.ingest_access(recs)
+        opts = ReviewOptions(now=datetime(2026, 11, 26, tzinfo=UTC))
+        found = unused_entries(store.conn, policy, opts)
+    assert [(u.field, u.entry, u.last_used) for u in found] == [
+        ("allow", "api.openai.com", old), ("allow", "idle.example.com", None),
+        ("allow_cidrs", "192.168.0.0/16", None)]
