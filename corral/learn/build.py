@@ -55,7 +55,7 @@ def build_report(conn: sqlite3.Connection, policy: Policy, opts: ReviewOptions,
         policy=policy_name,
         new_destinations=tuple(new),
         denied=tuple(denied(denials, rules, known_tlds, new_keys)),
-        activity=tuple(activity(conn, since_day, policy, denials)),
+        activity=tuple(activity(conn, since_day, policy, denials, opts.group_min)),
         unused=tuple(unused_entries(conn, policy, opts)),
         anomalies=tuple(anomalies(conn, opts, since_day)),
         falco=tuple(falco_tuning.noisy_rules(conn, opts, since_day)),
@@ -137,11 +137,19 @@ def _modes(policy: Policy) -> dict[str, str]:
 
 
 def activity(conn: sqlite3.Connection, since_day: int, policy: Policy,
-             denials: list[queries.DestRow]) -> list[AgentActivity]:
+             denials: list[queries.DestRow], group_min: int) -> list[AgentActivity]:
     modes = _modes(policy)
-    top: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    by_domain: dict[tuple[str, str, int], list[tuple[str, int]]] = defaultdict(list)
     for r in denials:
-        top[r.agent].append((f"{r.host}:{r.port}", r.n_deny + r.n_would_deny))
+        by_domain[(r.agent, registrable(r.host), r.port)].append(
+            (r.host, r.n_deny + r.n_would_deny))
+    top: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for (agent, domain, port), hosts in by_domain.items():
+        if len(hosts) >= group_min and domain not in {h for h, _ in hosts}:
+            top[agent].append((f"*.{domain}:{port} ({len(hosts)} hosts)",
+                               sum(n for _, n in hosts)))
+        else:
+            top[agent].extend((f"{h}:{port}", n) for h, n in hosts)
     out = []
     for agent, (req, up, down, _allow, deny, would) in sorted(
             queries.agent_window(conn, since_day).items()):
