@@ -55,6 +55,10 @@ RULES: dict[str, Rule] = {r.id: r for r in (
          "allow UDP and TCP 53 to cluster DNS (kube-system, k8s-app: kube-dns)"),
     Rule("agent-uncovered", "error", "pod in the agents' namespace matching no agent profile",
          "add an agent to corral.yaml whose selector matches it, or move it out"),
+    Rule("agent-egress-bypasses-gateway", "error",
+         "egress from the agents' namespace straight to an IP block: around the gateway",
+         "remove the ipBlock and allow the destination in the agent's egress.allow; if it must "
+         "stay direct, list it in spec.runtime.direct_cidrs so Falco expects it"),
     Rule("drift-missing", "error", "object corral renders is missing",
          "corral render -f corral.yaml -o out/ && kubectl apply -f out/"),
     Rule("drift-changed", "error", "object corral manages differs from what corral renders",
@@ -223,6 +227,24 @@ def check_agents(inv: Inventory, policy: Policy | None) -> Iterator[Finding]:
                           "policy: its egress gets no gateway listener and no process rules")
 
 
+def check_agent_bypass(inv: Inventory, policy: Policy | None) -> Iterator[Finding]:
+    """ipBlocks in the agents' namespace: agents reach those addresses without the gateway's
+    decision, SSRF guard or log (declared ``spec.runtime.direct_cidrs`` excepted)."""
+    if policy is None:
+        return
+    declared = policy.spec.runtime.direct_cidrs
+    for np in inv.policies.get(policy.spec.namespace, ()):
+        for i, rule in _rules(np, "egress"):
+            for j, peer in enumerate(rule.get("to") or ()):
+                cidr = k.parse_cidr((peer.get("ipBlock") or {}).get("cidr"))
+                if cidr is None or any(cidr.version == d.version and cidr.subnet_of(d)
+                                       for d in declared):
+                    continue
+                yield Finding("agent-egress-bypasses-gateway", np.ref, np.source,
+                              f"spec.egress[{i}].to[{j}].ipBlock {cidr} {_ports_text(rule)}: "
+                              "agent pods reach it directly, unseen by the gateway")
+
+
 def _identity(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
     group = str(obj.get("apiVersion", "")).rpartition("/")[0]
     m = k.meta(obj)
@@ -285,7 +307,8 @@ def check_drift(inv: Inventory, policy: Policy | None) -> Iterator[Finding]:
 
 
 CHECKS: tuple[Check, ...] = (
-    check_default_deny, check_open_rules, check_unselected, check_dns, check_agents, check_drift,
+    check_default_deny, check_open_rules, check_unselected, check_dns, check_agents,
+    check_agent_bypass, check_drift,
 )
 
 

@@ -21,6 +21,7 @@ Nothing leaves the namespaces: the inet namespace has no uplink. Needs root, ipr
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import sys
@@ -89,6 +90,8 @@ def unavailable_reason() -> str | None:
         return reason
     if shutil.which("nft") is None:
         return "nftables `nft` is not installed (Debian package nftables)"
+    if importlib.util.find_spec("trustme") is None:
+        return "the lab's TLS origin needs trustme (pip install trustme, or corral[dev])"
     return None
 
 

@@ -33,6 +33,7 @@ PLANTED = {
     ("pod-unselected", "Deployment/team-web/storefront"),
     ("dns-egress-missing", "CronJob/batch/nightly-report"),
     ("agent-uncovered", "Pod/ai-workloads/debug-shell"),
+    ("agent-egress-bypasses-gateway", "NetworkPolicy/ai-workloads/allow-openai-direct"),
     ("drift-missing", "NetworkPolicy/ai-workloads/corral-quarantine"),
     ("drift-changed", "NetworkPolicy/ai-workloads/egress-research"),
     ("drift-stale", "NetworkPolicy/ai-workloads/egress-scraper"),
@@ -177,3 +178,12 @@ def test_controller_owned_pods_are_audited_through_their_owner(dump_file) -> Non
     owners = {p.owner.ref for p in k.pods_of(objs)}
     assert "Deployment/team-web/storefront" in owners
     assert not any(r.startswith(("Pod/team-web/", "ReplicaSet/team-web/")) for r in owners)
+
+
+def test_declared_direct_cidrs_are_not_a_bypass(policy, dump_file) -> None:  # type: ignore[no-untyped-def]
+    data = policy.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data["spec"].setdefault("runtime", {})["direct_cidrs"] = ["162.159.140.0/24"]
+    declared = type(policy).model_validate(data)
+    found = {f.rule for f in au.audit(k.load_paths([str(dump_file)]), declared)}
+    assert "agent-egress-bypasses-gateway" not in found
+    assert "agent-uncovered" in found
