@@ -46,9 +46,14 @@ spec:
       egress: {{allow: [pypi.org]}}
   response:
     quarantine: {{enabled: false}}
+    incidents: {{window_s: {window}}}
     sinks:
+{sinks}"""
+EVENTS_SINK = """\
       - {{name: siem, type: elasticsearch, url: "http://127.0.0.1:{sink}", send: events,
          batch: 500, backoff_s: 0.2, backoff_max_s: 2, route: {{min_severity: debug}}}}
+"""
+INCIDENT_SINK = """\
       - {{name: hook, type: webhook, url: "http://127.0.0.1:{sink}/hook",
          backoff_s: 0.2, backoff_max_s: 2, route: {{min_severity: debug}}}}
 """
@@ -140,13 +145,15 @@ def parse_wrk(text: str) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="corral-bench-"))
     sink_port, port = free_port(), free_port()
-    (work / "corral.yaml").write_text(POLICY.format(sink=sink_port))
+    sinks = (EVENTS_SINK if args.events_sink else "") + INCIDENT_SINK
+    (work / "corral.yaml").write_text(POLICY.format(sinks=sinks.format(sink=sink_port),
+                                                    window=args.window))
     receiver = Receiver(sink_port, work)
     receiver.start()
     serve = subprocess.Popen(
         [sys.executable, "-m", "corral", "serve", "-f", str(work / "corral.yaml"),
          "--listen", f"127.0.0.1:{port}", "--state", str(work / "state"),
-         "--log-level", "error"],
+         "--log-level", "error", *([] if args.aggregates else ["--no-aggregates"])],
         stdout=subprocess.DEVNULL, stderr=(work / "serve.log").open("wb"))
     base = f"http://127.0.0.1:{port}"
     try:
@@ -174,15 +181,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for t in (outage, back):
             if t is not None:
                 t.join()
-        drained = wait_drained(base, args.drain_timeout)
+        drained = wait_closed(base, args.drain_timeout) and \
+            wait_drained(base, args.drain_timeout)
         stop.set()
         metrics = get(base + "/metrics").decode()
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(30)
         receiver.kill()
-    ids = (work / "ids.txt").read_bytes().split()
+    ids_file = work / "ids.txt"
+    ids = ids_file.read_bytes().split() if ids_file.exists() else []
     result = parse_wrk(wrk.stdout)
+    result["incidents"] = incident_accounting(work / "hooks.txt")
     accepted = int(metric(metrics, 'corral_control_events_total{source="falco"}'))
     max_queued = max((s["queued"] for x in samples for s in x["sinks"] if s["name"] == "siem"),
                      default=0)
@@ -200,6 +210,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "config": vars(args), "work": str(work),
     })
     return result
+
+
+def wait_closed(base: str, seconds: float) -> bool:
+    """After the load, every incident closes once its window passes (final counts sent)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not json.loads(get(base + "/v1/incidents?status=open&limit=1"))["incidents"]:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def incident_accounting(path: Path) -> dict[str, int]:
+    """Sum of final counts of closed incidents as the webhook received them (by key: a
+    redelivered notice counts once)."""
+    notices = {}
+    if path.exists():
+        for line in path.read_bytes().splitlines():
+            n = json.loads(line)
+            notices[n["key"]] = n
+    closed = [n for n in notices.values() if n["kind"] == "closed" and n["status"] == "closed"]
+    return {"notices": len(notices), "closed_incidents": len(closed),
+            "events_in_closed_incidents": sum(n["count"] for n in closed)}
 
 
 def wait_drained(base: str, seconds: float) -> bool:
@@ -222,6 +255,12 @@ def main() -> int:
     p.add_argument("--outage", type=float, default=20.0, help="seconds the sink is down")
     p.add_argument("--outage-at", type=float, default=10.0, help="when the outage starts")
     p.add_argument("--drain-timeout", type=float, default=180.0)
+    p.add_argument("--window", type=float, default=5.0,
+                   help="incident window (s): incidents close this long after the load")
+    p.add_argument("--no-events-sink", dest="events_sink", action="store_false",
+                   help="no sink receiving every event (incident notices only)")
+    p.add_argument("--no-aggregates", dest="aggregates", action="store_false",
+                   help="run serve with --no-aggregates (no behaviour store)")
     r = run(p.parse_args())
     print(f"load: {r['requests']} POSTs in {r['load_s']}s = {r['rps']:.0f}/s, "
           f"non-2xx {r['non_2xx']}, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms (wrk)")
@@ -231,8 +270,17 @@ def main() -> int:
     print(f"sink: accepted {r['accepted']}, delivered {r['unique_delivered']} unique "
           f"({r['duplicates']} duplicates), lost {r['lost']}, max queued on disk during "
           f"the outage {r['max_queued_during_outage']}, drained={r['drained']}")
+    inc = r["incidents"]
+    print(f"incidents: {inc['closed_incidents']} closed, their final counts sum to "
+          f"{inc['events_in_closed_incidents']} events (accepted {r['accepted']})")
     print(json.dumps(r))
-    return 0 if r["lost"] == 0 and r["duplicates"] == 0 and r["drained"] else 1
+    lost = r["lost"] if args_events(r) else 0
+    ok = inc["events_in_closed_incidents"] == r["accepted"]
+    return 0 if ok and lost == 0 and r["duplicates"] == 0 and r["drained"] else 1
+
+
+def args_events(r: dict[str, Any]) -> bool:
+    return bool(r["config"]["events_sink"])
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ def make_app(ids_path: Path, hooks_path: Path) -> web.Application:
 
     async def hook(request: web.Request) -> web.Response:
         for item in orjson.loads(await request.read()):
-            hooks.write(item["key"].encode() + b"\n")
+            inc = item["incident"]
+            hooks.write(orjson.dumps({"key": item["key"], "kind": item["kind"], "id": inc["id"],
+                                      "count": inc["count"], "status": inc["status"]}) + b"\n")
         hooks.flush()
         return web.Response(text="ok")
 

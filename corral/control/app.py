@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 
+from corral.control.behaviour import BehaviourFeed
 from corral.control.events import BadEvent, Event
 from corral.control.incidents import IdMaker, Incident
 from corral.control.ingest.body import objects
@@ -40,9 +42,9 @@ from corral.control.sinks.queue import DiskQueue
 from corral.control.store import IncidentStore
 from corral.model.control import NOTICE_CLOSED, NOTICE_OPENED
 from corral.model.policy import Policy
-from corral.store.aggregates import AggregateStore
 
 log = logging.getLogger("corral.control")
+MAX_BEHAVIOUR_BACKLOG = 256 << 20  # bytes queued for the behaviour worker before 503s
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,11 @@ class ControlPlane:
         self.metrics = Metrics()
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = IncidentStore(settings.state_dir / "incidents.db")
-        self.aggregates = (AggregateStore.open(settings.state_dir / "behaviour.db")
-                           if settings.aggregates else None)
         spec = policy.spec
         self.selectors = {a.name: dict(a.selector) for a in spec.agents}
+        self.behaviour = (BehaviourFeed(settings.state_dir / "behaviour.db", self.selectors,
+                                        self._behaviour_error)
+                          if settings.aggregates else None)
         resp = spec.response
         self.out = Outbox()
         self._quarantined: set[str] = set(self.store.quarantined())
@@ -95,8 +98,6 @@ class ControlPlane:
         ]
         self._sink_override = dict(sinks or {})
         self.deliverers: dict[str, Deliverer] = {}
-        self._falco_raw: list[dict[str, Any]] = []
-        self._access_raw: list[dict[str, Any]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
         self.responder: Responder | None = None
@@ -110,6 +111,8 @@ class ControlPlane:
     async def start(self, *, background: bool = True) -> None:
         """Open sinks and queues; with ``background`` start the ticker and the deliverers."""
         self._session = aiohttp.ClientSession()
+        if self.behaviour is not None:
+            await self.behaviour.start()
         (self.settings.state_dir / "sinks").mkdir(exist_ok=True)
         for spec in self.policy.spec.response.sinks:
             sink = self._sink_override.get(spec.name) or build_sink(spec, self._session)
@@ -143,9 +146,9 @@ class ControlPlane:
             d.queue.close()
         if self._session is not None:
             await self._session.close()
+        if self.behaviour is not None:
+            await self.behaviour.aclose()
         self.store.close()
-        if self.aggregates is not None:
-            self.aggregates.close()
 
     def tail(self, path: Path, interval: float = 0.25) -> Tailer:
         """Follow a gateway log file, resuming where the last run stopped."""
@@ -171,8 +174,10 @@ class ControlPlane:
     # -- ingest -----------------------------------------------------------------------------
 
     def overloaded(self) -> bool:
-        pending = self.out.pending + len(self._falco_raw) + len(self._access_raw)
-        return pending >= self.settings.max_pending
+        b = self.behaviour
+        pending = self.out.pending + (b.pending if b is not None else 0)
+        return pending >= self.settings.max_pending or (
+            b is not None and b.backlog() > MAX_BEHAVIOUR_BACKLOG)
 
     def ingest_falco(self, body: bytes) -> IngestResult:
         result = IngestResult()
@@ -186,7 +191,8 @@ class ControlPlane:
                 self.metrics.rejected.labels(exc.reason).inc()
                 result.reject(i, exc)
                 continue
-            self._falco_raw.append(obj)
+            if self.behaviour is not None:
+                self.behaviour.add_falco(orjson.dumps(obj))
             self.process(ev)
             result.accepted += 1
         return result
@@ -218,7 +224,8 @@ class ControlPlane:
     def _access(self, obj: dict[str, Any]) -> None:
         check_access(obj)
         ev = parse_access(obj, self.policy.spec.response.incidents.gateway_severity)
-        self._access_raw.append(obj)
+        if self.behaviour is not None:
+            self.behaviour.add_access(orjson.dumps(obj))
         if ev is None:
             self.metrics.events.labels("gateway_allow").inc()
             return
@@ -256,6 +263,8 @@ class ControlPlane:
                 self.out.dirty[inc.id] = inc
                 self.route.notice(inc, NOTICE_CLOSED, now, self.out)
         self.flush()
+        if self.behaviour is not None and self.behaviour.dead():
+            self.spawn("behaviour-restart", self.behaviour.restart_if_dead())
         for t in self.tailers:  # after the flush: the lines up to here are on disk
             self.store.set_state(f"tail:{t.path.resolve()}", list(t.position))
 
@@ -271,31 +280,21 @@ class ControlPlane:
                 d.queue.put(items)
                 self.metrics.queued.labels(name).inc(len(items))
                 d.notify()
-        self._feed_aggregates()
+        if self.behaviour is not None:
+            self.behaviour.flush()
         for inc in box.triggers:
             self.spawn(f"quarantine-{inc.agent}", self._quarantine(inc))
         self._observe()
 
-    def _feed_aggregates(self) -> None:
-        """Hand the raw records to the behaviour store, in the loop thread on purpose: on a
-        thread, every socket write released the GIL to the CPU-bound store and waited up to a
-        switch interval to get it back (measured: 117 us per response write, half the rate)."""
-        falco, access = self._falco_raw, self._access_raw
-        self._falco_raw, self._access_raw = [], []
-        if self.aggregates is None:
-            return
-        try:
-            if falco:
-                self.aggregates.ingest_falco(falco, selectors=self.selectors, where="falco")
-            if access:
-                self.aggregates.ingest_access(access, where="gateway")
-        except Exception:  # the behaviour store must not take incidents down with it
-            self.metrics.aggregate_errors.inc()
-            log.exception("behaviour store refused a batch")
+    def _behaviour_error(self, message: str) -> None:
+        self.metrics.aggregate_errors.inc()
+        log.error("%s", message)
 
-    def settle(self) -> None:
-        """Make sure the behaviour store has every record handed over so far."""
-        self._feed_aggregates()
+    async def settle(self) -> None:
+        """Wait until the behaviour store has every record handed over so far."""
+        self.flush()
+        if self.behaviour is not None:
+            await self.behaviour.settle()
 
     def _observe(self) -> None:
         m = self.metrics

@@ -39,7 +39,8 @@ class Metrics:
                                 "Time to handle one ingest request", buckets=_LATENCY_BUCKETS,
                                 registry=r)
         self.aggregate_errors = Counter("corral_control_aggregate_errors_total",
-                                        "Batches the behaviour store refused", registry=r)
+                                        "Behaviour-store batches lost (worker down)",
+                                        registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -111,6 +111,7 @@ def make_plane(tmp_path: Path, clock: Clock) -> PlaneFactory:
 
     def make(pol: Policy | None = None, *, sinks: dict[str, MockSink] | None = None,
              state: Path | None = None, **settings: Any) -> ControlPlane:
+        settings.setdefault("aggregates", False)  # the behaviour worker only where tested
         return ControlPlane(pol or policy(), Settings(state_dir=state or tmp_path / "state",
                                                       **settings),
                             clock=clock, sleep=clock.sleep, sinks=sinks)

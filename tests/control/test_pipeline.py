@@ -9,6 +9,7 @@ import orjson
 
 from corral.control.app import ControlPlane
 from corral.control.sinks.base import MockSink
+from corral.store.aggregates import AggregateStore
 from tests.control.conftest import Clock, PlaneFactory, access, body, falco_event, policy, run
 
 SINKS = """\
@@ -138,7 +139,7 @@ def test_gateway_denial_then_falco_alert_merges(make_plane: PlaneFactory, clock:
 def test_no_correlation_beyond_a_minute_or_across_agents(make_plane: PlaneFactory,
                                                          clock: Clock) -> None:
     async def go() -> None:
-        plane = make_plane()
+        plane = make_plane(aggregates=True)
         await plane.start(background=False)
         plane.ingest_falco(body(falco_event()))
         clock.advance(61)
@@ -147,9 +148,10 @@ def test_no_correlation_beyond_a_minute_or_across_agents(make_plane: PlaneFactor
         plane.tick()
         rows = _incidents(plane)
         assert len(rows) == 3 and not any(r["correlated"] for r in rows)
-        assert plane.aggregates is not None
-        plane.settle()
-        falco = plane.aggregates.conn.execute("SELECT agent, count FROM falco_day").fetchall()
+        assert plane.behaviour is not None
+        await plane.settle()
+        with AggregateStore.open(plane.behaviour.db, readonly=True) as store:
+            falco = store.conn.execute("SELECT agent, count FROM falco_day").fetchall()
         assert falco == [("research", 1)]
         await plane.aclose()
     run(go())
@@ -214,7 +216,7 @@ def test_batch_with_good_and_bad_items_keeps_every_good_one(make_plane: PlaneFac
 
 def test_gateway_lines_allows_counted_denials_grouped(make_plane: PlaneFactory) -> None:
     async def go() -> None:
-        plane = make_plane()
+        plane = make_plane(aggregates=True)
         await plane.start(background=False)
         missing = access()
         del missing["agent"]
@@ -227,10 +229,11 @@ def test_gateway_lines_allows_counted_denials_grouped(make_plane: PlaneFactory) 
         assert rows["coder"]["severity"] == "notice"
         agents = {a["name"]: a for a in plane.agents()}
         assert agents["research"]["events"] == {"gateway": 1}
-        assert plane.aggregates is not None
-        plane.settle()
-        rows = plane.aggregates.conn.execute(
-            "SELECT agent, host, requests FROM dest_total ORDER BY agent").fetchall()
+        assert plane.behaviour is not None
+        await plane.settle()
+        with AggregateStore.open(plane.behaviour.db, readonly=True) as store:
+            rows = store.conn.execute(
+                "SELECT agent, host, requests FROM dest_total ORDER BY agent").fetchall()
         assert rows == [("coder", "evil.example", 1), ("research", "evil.example", 3)]
         await plane.aclose()
     run(go())

@@ -13,7 +13,8 @@ import orjson
 
 from corral.control.app import ControlPlane
 from corral.control.server import Router, ServerSettings, serve
-from tests.control.conftest import PlaneFactory, access, body, falco_event, run
+from corral.control.sinks.base import MockSink
+from tests.control.conftest import PlaneFactory, access, body, falco_event, policy, run
 
 
 @asynccontextmanager
@@ -99,7 +100,13 @@ def test_bad_input_gets_4xx_and_counters_and_server_stays_up(make_plane: PlaneFa
 
 def test_overloaded_answers_503(make_plane: PlaneFactory) -> None:
     async def go() -> None:
-        plane = make_plane(max_pending=3)
+        pol = policy("""\
+response:
+  sinks:
+    - {name: siem, type: webhook, url: "http://127.0.0.1:9/", send: events,
+       route: {min_severity: debug}}
+""")
+        plane = make_plane(pol, sinks={"siem": MockSink("siem")}, max_pending=3)
         async with served(plane) as base, aiohttp.ClientSession() as s:
             codes = []
             for _ in range(5):
