@@ -118,7 +118,8 @@ def plan(policy: Policy, agent: str, command: list[str], *, policy_path: str, lo
     tag = tag or secrets.token_hex(3)
     net = subnet or subnet_for(tag)
     host_ip, ns_ip = (str(h) for h in list(net.hosts())[:2])
-    netns, host_if, ns_if = f"corral-run-{tag}", f"crl{tag}h", f"crl{tag}a"
+    # Not "corral-...": the test bed's cleanup_stale owns that prefix and would remove it.
+    netns, host_if, ns_if = f"crlrun-{tag}", f"crl{tag}h", f"crl{tag}a"
     setup = (
         ("ip", "netns", "add", netns),
         ("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if, "netns", netns),

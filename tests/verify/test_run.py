@@ -40,13 +40,13 @@ def test_plan_is_exact_and_has_no_side_effects() -> None:
                      policy_path="p.yaml", log="a.log", tag="0a0b0c",
                      subnet=ipaddress.IPv4Network(SUBNET), uid=1000, gid=1000, python="py")
     assert (p.host_ip, p.ns_ip, p.port) == ("10.239.201.1", "10.239.201.2", 18480)
-    assert p.setup[0] == ("ip", "netns", "add", "corral-run-0a0b0c")
+    assert p.setup[0] == ("ip", "netns", "add", "crlrun-0a0b0c")
     assert ("ip", "link", "add", "crl0a0b0ch", "type", "veth", "peer", "name", "crl0a0b0ca",
-            "netns", "corral-run-0a0b0c") in p.setup
+            "netns", "crlrun-0a0b0c") in p.setup
     assert not any("route" in step for step in p.setup)  # no default route: nowhere to go
     assert p.gateway[:4] == ("py", "-m", "corral", "gateway")
     assert p.gateway[p.gateway.index("--listen") + 1] == "10.239.201.1"
-    assert p.command == ("ip", "netns", "exec", "corral-run-0a0b0c", "setpriv",
+    assert p.command == ("ip", "netns", "exec", "crlrun-0a0b0c", "setpriv",
                          "--reuid=1000", "--regid=1000", "--init-groups", "--no-new-privs",
                          "--", "curl", "https://allowed.test")
     assert p.env["HTTPS_PROXY"] == p.env["http_proxy"] == "http://10.239.201.1:18480"
@@ -124,7 +124,7 @@ def test_the_command_reaches_only_its_listener(tmp_path: Path, origin: int) -> N
     # everything is gone: namespace, nftables table, resolv.conf folder
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                           check=False).stdout
-    assert "corral-run-" not in left
+    assert "crlrun-" not in left
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
                             check=False).stdout
     assert "corral_run_" not in tables
