@@ -100,6 +100,9 @@ def _summary(log: Path, start: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise _common.CliError("nothing to run: give the command after --, e.g. corral run "
+                               "--agent research -- curl https://api.openai.com")
     reason = run_mod.unavailable_reason()
     if reason:
         raise _common.CliError(reason)

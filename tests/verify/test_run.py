@@ -128,3 +128,14 @@ def test_the_command_reaches_only_its_listener(tmp_path: Path, origin: int) -> N
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
                             check=False).stdout
     assert "corral_run_" not in tables
+
+
+def test_cli_usage_errors_are_explained() -> None:
+    example = str(ROOT / "examples" / "corral.yaml")
+    for argv, needle in ((["--agent", "research", "-f", example], "nothing to run"),
+                         (["--agent", "nobody", "-f", example, "--", "true"],
+                          "no agent 'nobody'")):
+        done = subprocess.run([sys.executable, "-m", "corral", "run", *argv],
+                              capture_output=True, text=True, timeout=30, cwd=ROOT,
+                              check=False)
+        assert done.returncode == 2 and needle in done.stderr, done.stderr
