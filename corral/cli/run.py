@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.cli import _common
+from corral.model.policy import Policy
 from corral.verify import run as run_mod
 
 DEFAULT_LOG = ".corral/run-access.log"
@@ -65,11 +66,15 @@ def _taken() -> list[ipaddress.IPv4Network]:
     return nets
 
 
-def _plan(args: argparse.Namespace, command: list[str]) -> run_mod.Plan:
+def _policy(args: argparse.Namespace) -> Policy:
     policy = _common.load(args.policy, quiet_warnings=True)
     if args.agent not in policy.spec.listener_ports():
         names = ", ".join(a.name for a in policy.spec.agents)
         raise _common.CliError(f"no agent {args.agent!r} in {args.policy} (agents: {names})")
+    return policy
+
+
+def _plan(args: argparse.Namespace, policy: Policy, command: list[str]) -> run_mod.Plan:
     user = _user(args.user)
     taken = _taken()
     for _ in range(32):
@@ -103,10 +108,11 @@ def run(args: argparse.Namespace) -> int:
     if not command:
         raise _common.CliError("nothing to run: give the command after --, e.g. corral run "
                                "--agent research -- curl https://api.openai.com")
+    policy = _policy(args)
     reason = run_mod.unavailable_reason()
     if reason:
         raise _common.CliError(reason)
-    p = _plan(args, command)
+    p = _plan(args, policy, command)
     log = Path(args.log)
     log.parent.mkdir(parents=True, exist_ok=True)
     start = log.stat().st_size if log.exists() else 0
