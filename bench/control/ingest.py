@@ -194,8 +194,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = parse_wrk(wrk.stdout)
     result["incidents"] = incident_accounting(work / "hooks.txt")
     accepted = int(metric(metrics, 'corral_control_events_total{source="falco"}'))
-    max_queued = max((s["queued"] for x in samples for s in x["sinks"] if s["name"] == "siem"),
-                     default=0)
+    max_queued = {name: max((s["queued"] for x in samples for s in x["sinks"]
+                             if s["name"] == name), default=0) for name in ("siem", "hook")}
     result.update({
         "accepted": accepted, "delivered": len(ids), "unique_delivered": len(set(ids)),
         "lost": accepted - len(set(ids)), "duplicates": len(ids) - len(set(ids)),

@@ -42,9 +42,9 @@ class Enrich:
         return True
 
     def _cached(self, ev: Event) -> str | None:
-        """Falco sends the same labels string for every alert of a pod: look that up first."""
-        if ev.labels is None or any(k.startswith("k8s.pod.label") and k != "k8s.pod.labels"
-                                    for k in ev.fields):
+        """Falco sends the same labels string for every alert of a pod: look that up first
+        (it lists every label, so single ``k8s.pod.label[...]`` fields add nothing)."""
+        if ev.labels is None:
             return self.agent_for(ev.namespace, labels_of(ev))
         key = (ev.namespace, ev.labels)
         if key in self._cache:
