@@ -50,11 +50,16 @@ def references(draw: st.DrawFn) -> str:
     return draw(st.sampled_from([ref, ref, ref.upper(), " " + ref]))
 
 
-@pytest.fixture(scope="module", params=range(len(PREFIX_SETS)))
+@pytest.fixture(scope="module",
+                params=[(i, n) for i in range(len(PREFIX_SETS)) for n in (False, True)],
+                ids=lambda p: f"set{p[0]}-{'native' if p[1] else 'cached'}-regex")
 def case(request: pytest.FixtureRequest) -> tuple[Checker, tuple[object, ...]]:
-    texts = PREFIX_SETS[request.param]
+    """Each prefix set, with the engine's own regex and with corral check's cached one."""
+    index, native = request.param
+    texts = PREFIX_SETS[index]
     prefixes = tuple(parse_registry_prefix(t) for t in texts)
-    return Checker(make_policy(only("registries"), registries=texts)), prefixes
+    policy = make_policy(only("registries"), registries=texts)
+    return Checker(policy, native_regex=native), prefixes
 
 
 def cel_admits(checker: Checker, image: str) -> bool:
@@ -62,7 +67,7 @@ def cel_admits(checker: Checker, image: str) -> bool:
     return "registries" not in failing(checker, pod(spec))
 
 
-@settings(max_examples=250, deadline=None,
+@settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ref=references() | st.text(max_size=40))
 def test_cel_agrees_with_reference(case: tuple[Checker, tuple[object, ...]], ref: str) -> None:
