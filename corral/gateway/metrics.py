@@ -35,7 +35,7 @@ class GatewayMetrics:
         self._req: dict[tuple[str, str, str], int] = {}
         self._up: dict[str, int] = {}
         self._down: dict[str, int] = {}
-        self._tun: dict[str, Gauge] = {}
+        self._tun: dict[str, int] = {}
         self._version: str | None = None
 
     def request(self, agent: str, decision: str, reason: str, up: int, down: int) -> None:
@@ -58,10 +58,13 @@ class GatewayMetrics:
         for agent, n in down.items():
             if n:
                 self.bytes_down.labels(agent).inc(n)
+        tunnels, self._tun = self._tun, {}
+        for agent, n in tunnels.items():
+            if n:
+                self.tunnels.labels(agent).inc(n)
 
     def tunnel(self, agent: str, delta: int) -> None:
-        g = self._tun.get(agent) or self._tun.setdefault(agent, self.tunnels.labels(agent))
-        g.inc(delta)
+        self._tun[agent] = self._tun.get(agent, 0) + delta
 
     def dns(self, seconds: float) -> None:
         self.dns_seconds.observe(seconds)

@@ -249,6 +249,13 @@ def test_hello_split_over_two_records() -> None:
     assert parse_client_hello(rec).name == "allowed.test"
 
 
+def test_bytes_after_the_hello_do_not_matter() -> None:
+    hello = client_hello("allowed.test")
+    early = b"\x17\x03\x03\x00\x05hello"  # 0-RTT application data right behind it
+    assert parse_client_hello(hello + early).name == "allowed.test"
+    assert parse_client_hello(hello + b"\r\n").name == "allowed.test"
+
+
 @pytest.mark.parametrize("data", [b"SSH-2.0-OpenSSH_9.6\r\n", b"GET / HTTP/1.1\r\n",
                                   b"\x16\x03\x01\x00\x05\x02\x00\x00\x01\x00"])
 def test_non_tls_is_detected(data: bytes) -> None:

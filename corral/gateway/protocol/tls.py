@@ -31,44 +31,40 @@ NOT_TLS = Hello("not_tls")
 NO_SNI = Hello("no_sni")
 
 
-def _handshake_bytes(buf: bytes) -> tuple[bytes, bool] | None:
-    """Concatenated handshake-record payloads, and whether the buffer ended mid-record.
-
-    None when the bytes are not TLS handshake records.
-    """
-    out = bytearray()
-    pos = 0
-    while pos + 5 <= len(buf):
-        ctype, major, length = buf[pos], buf[pos + 1], int.from_bytes(buf[pos + 3:pos + 5])
-        if ctype != _HANDSHAKE or major != 3 or length == 0 or length > 16384 + 2048:
-            return None
-        out += buf[pos + 5:pos + 5 + length]
-        pos += 5 + length
-    if pos < len(buf) and buf[pos] != _HANDSHAKE:
-        return None
-    return bytes(out), pos != len(buf)
-
-
 def parse_client_hello(buf: bytes) -> Hello:  # noqa: PLR0911 (one return per outcome)
-    """Inspect the bytes a client sent into a tunnel so far."""
-    if not buf:
-        return MORE
-    if buf[0] != _HANDSHAKE:
-        return NOT_TLS
-    found = _handshake_bytes(buf)
-    if found is None:
-        return NOT_TLS
-    hs, _partial = found
-    if len(hs) >= 1 and hs[0] != _CLIENT_HELLO:
-        return NOT_TLS
-    if len(hs) < 4:
-        return MORE if len(buf) < MAX_HELLO else NOT_TLS
-    total = 4 + int.from_bytes(hs[1:4])
-    if total > MAX_HELLO:
-        return NOT_TLS
-    if len(hs) < total:
-        return MORE
-    return _server_name(hs[4:total])
+    """Inspect the bytes a client sent into a tunnel so far.
+
+    Records are read in order until the ClientHello is complete; whatever follows it (0-RTT
+    early data, more records) is not looked at.
+    """
+    hs = bytearray()
+    pos = 0
+    while True:
+        if len(hs) >= 4:
+            if hs[0] != _CLIENT_HELLO:
+                return NOT_TLS
+            total = 4 + int.from_bytes(hs[1:4])
+            if total > MAX_HELLO:
+                return NOT_TLS
+            if len(hs) >= total:
+                return _server_name(bytes(hs[4:total]))
+        if pos >= len(buf):
+            return MORE
+        if buf[pos] != _HANDSHAKE or (pos + 1 < len(buf) and buf[pos + 1] != 3):
+            return NOT_TLS
+        if pos + 5 > len(buf):
+            return MORE
+        length = int.from_bytes(buf[pos + 3:pos + 5])
+        if length == 0 or length > 16384 + 2048:
+            return NOT_TLS
+        if pos + 5 + length > len(buf):
+            if hs or length >= 4:  # enough of this record may already be known
+                partial = hs + buf[pos + 5:]
+                if len(partial) >= 1 and partial[0] != _CLIENT_HELLO:
+                    return NOT_TLS
+            return MORE
+        hs += buf[pos + 5:pos + 5 + length]
+        pos += 5 + length
 
 
 def _server_name(body: bytes) -> Hello:

@@ -2,8 +2,9 @@
 
 A cheap domain-fronting and tunnelling guard, per agent (``egress.sni_check``). Missing SNI or
 non-TLS bytes -> ``sni_missing``; another name -> ``sni_mismatch``. A CONNECT to an IP literal
-(allowed by CIDR) may omit SNI, as TLS clients do for addresses. In learn mode the mismatch is
-logged as ``would_deny`` and the tunnel proceeds.
+(allowed by CIDR) may omit SNI, as TLS clients do for addresses. An SNI of ``host:port`` with
+the CONNECT port (sent by some Go clients such as ``hey``) is compared by its host part. In
+learn mode the mismatch is logged as ``would_deny`` and the tunnel proceeds.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class SniCheck:
         return self._refuse(flow, reasons.SNI_MISSING, "no TLS server name in the ClientHello")
 
     def _compare(self, flow: Flow, name: str) -> Refusal | None:
+        host, sep, port = name.rpartition(":")
+        if sep and port == str(flow.port):
+            name = host  # some clients (hey, old Go) send "host:port"; the name still decides
         try:
             same = normalise_host(name) == flow.host
         except DomainError:
