@@ -146,13 +146,18 @@ def _suggest(args: argparse.Namespace, report: Report, chosen: list[Suggestion])
         _common.print_problems(list(exc.problems))
         raise _common.CliError(
             "the suggested policy does not validate; nothing was written") from None
-    out = sys.stdout
-    out.write(apply.unified_diff(text, edit.text, args.policy))
-    out.write(apply.unified_diff(old_rules, new_rules, str(falco_path)))
+    policy_diff = apply.unified_diff(text, edit.text, args.policy)
+    rules_diff = apply.unified_diff(old_rules, new_rules, str(falco_path))
     con = _common.stderr()
-    for s in edit.held_back:
-        con.print(f"held back (risky, needs --include-risky): {s.agent} {s.kind} {s.value}: "
-                  f"{s.reason}", markup=False)
+    if args.output == "json":
+        _common.emit({"applied": [_sd(s) for s in edit.applied],
+                      "held_back": [_sd(s) for s in edit.held_back],
+                      "policy_diff": policy_diff, "falco_rules_diff": rules_diff}, "json")
+    else:
+        sys.stdout.write(policy_diff + rules_diff)
+        for s in edit.held_back:
+            con.print(f"held back (risky, needs --include-risky): {s.agent} {s.kind} "
+                      f"{s.value}: {s.reason}", markup=False)
     if args.apply:
         if edit.applied:
             apply.write_policy(args.policy, edit.text)

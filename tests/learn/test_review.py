@@ -152,6 +152,12 @@ def test_suggest_prints_a_diff_and_writes_nothing(fleet: Path, tmp_path: Path,
     assert "- old-api.example.com" in removed and "mode: learn" in removed
     assert not any("pastebin" in a or "cdn-sync" in a or "203.0.113" in a for a in added)
     assert "held back" in err and "pastebin.com" in err
+    _, js, _ = _review(fleet, capsys, "--suggest", "-o", "json", policy=policy)
+    data = json.loads(js)
+    assert {(s["kind"], s["value"]) for s in data["held_back"]} == {
+        ("add-allow", "pastebin.com"), ("add-allow", "*.cdn-sync.xyz")}
+    assert data["policy_diff"] == diff[: len(data["policy_diff"])]
+    assert "override" in data["falco_rules_diff"]
 
 
 def test_apply_keeps_comments_loads_and_renders(fleet: Path, tmp_path: Path,
