@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from corral.control.behaviour import BehaviourFeed
+from corral.control.behaviour import BehaviourFeed, one_line
 from corral.control.events import BadEvent, Event
 from corral.control.incidents import IdMaker, Incident
 from corral.control.ingest.body import objects
@@ -191,8 +191,8 @@ class ControlPlane:
                 self.metrics.rejected.labels(exc.reason).inc()
                 result.reject(i, exc)
                 continue
-            if self.behaviour is not None:
-                self.behaviour.add_falco(orjson.dumps(obj))
+            if self.behaviour is not None:  # a one-line body is the record itself
+                self.behaviour.add_falco(one_line(obj, body if body[:1] == b"{" else None))
             self.process(ev)
             result.accepted += 1
         return result
