@@ -48,6 +48,7 @@ Wall = Callable[[], float]
 PoolKey = tuple[str, str, str, int]  # agent, host, vetted address, port
 POOL_PER_KEY = 32
 POOL_IDLE_S = 30.0
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # retried once on a stale pooled connection
 
 
 class UpstreamPool:
@@ -553,7 +554,8 @@ class ClientConnection(asyncio.Protocol):
     def _stale_reuse(self, up: Upstream, flow: Flow) -> bool:
         """A pooled connection the origin had closed: send the request again on a new one."""
         head = flow.head
-        if not self.reused or up.received or head is None or head.has_body:
+        if (not self.reused or up.received or head is None or head.has_body
+                or head.method not in SAFE_METHODS):
             return False
         self._drop_upstream()
         self.state = SETUP

@@ -29,7 +29,7 @@ class Echo(BaseHTTPRequestHandler):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             body = self._read_chunked()
         doc = {"method": self.command, "path": self.path, "headers": dict(self.headers.items()),
-               "body": body.decode("latin-1")}
+               "body": body.decode("latin-1"), "peer": self.client_address[1]}
         out = json.dumps(doc).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

@@ -187,3 +187,29 @@ def test_cli_rejects_bad_flags(tmp_path: Path) -> None:
                           str(tmp_path / "missing.yaml")], capture_output=True, text=True,
                          timeout=60, check=False)
     assert out.returncode == 2 and "not found" in out.stderr
+
+
+def test_reload_opens_and_closes_listeners(tmp_path: Path, dns_server: StaticDns,
+                                           ports: tuple[int, int]) -> None:
+    url = f"http://allowed.test:{ports[0]}/"
+    with ThreadGateway(policy_for(ports, "allowed.test"), log_path=str(tmp_path / "log"),
+                       resolver=("127.0.0.1", dns_server.port), poll_seconds=0.05) as gw:
+        path = Path(gw.policy_path)
+        doc = yaml.safe_load(path.read_text())
+        new_port = free_ports(1)[0]
+        doc["spec"]["agents"][1] = {"name": "c", "selector": {"app": "c"}, "port": new_port,
+                                    "egress": {"allow": [f"allowed.test:{ports[0]}"],
+                                               "allow_cidrs": LOOP}}
+        path.write_text(yaml.safe_dump(doc))
+
+        def served() -> bool:
+            try:
+                return request(new_port, "GET", url)[0] == 200
+            except OSError:
+                return False
+
+        assert eventually(served)
+        with pytest.raises(OSError):
+            request(gw.ports["b"], "GET", url)
+        assert request(gw.ports["a"], "GET", url)[0] == 200
+        assert {line[R.AGENT] for line in gw.log_lines()} >= {"a", "c"}

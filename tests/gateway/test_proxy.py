@@ -298,3 +298,23 @@ def admin_text(gw: ThreadGateway, path: str, method: str = "GET") -> tuple[int, 
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+def test_upstream_connections_are_pooled_per_agent(gw: ThreadGateway,
+                                                   ports: tuple[int, int]) -> None:
+    url = f"http://allowed.test:{ports[0]}/"
+    peers = [json.loads(request(gw.ports["research"], "GET", url)[2])["peer"] for _ in range(3)]
+    assert len(set(peers)) == 1  # three client connections, one upstream connection
+    other = json.loads(request(gw.ports["coder"], "GET", url)[2])["peer"]
+    assert other not in peers  # never shared with another agent
+    lines = gw.log_lines()
+    assert [line[R.RESOLVED] for line in lines] == ["127.0.0.1"] * 4
+
+
+def test_open_tunnels_gauge(gw: ThreadGateway, ports: tuple[int, int]) -> None:
+    s, status, _ = connect(gw.ports["research"], f"allowed.test:{ports[1]}")
+    assert status == 200
+    assert 'corral_gateway_open_tunnels{agent="research"} 1.0' in admin_text(gw, "/metrics")[1]
+    s.close()
+    gw.log_lines()  # waits for the tunnel to end
+    assert 'corral_gateway_open_tunnels{agent="research"} 0.0' in admin_text(gw, "/metrics")[1]
