@@ -252,6 +252,7 @@ class Result:
     errors: int
     cpu_us_per_req: float | None = None
     status: dict[str, int] = field(default_factory=dict)
+    settle_s: float = 0.0  # time the proxy needed afterwards to be rid of the run's sockets
 
 
 def parse_hey(text: str) -> Result:
@@ -290,6 +291,23 @@ def measured(proc: Proc, url: str, port: int, args: argparse.Namespace, **kw: An
     total = res.ok + res.other
     res.cpu_us_per_req = spent / total * 1e6 if total else None
     return res
+
+
+def settle(port: int, *, timeout: float = 20.0) -> float:
+    """Wait until no TCP socket uses the proxy's port (bounded); returns the seconds waited.
+
+    hey's Go transport opens surplus CONNECT tunnels when a tunnel is slow to come up and drops
+    them when it exits; a proxy then still holds (or has yet to accept) those connections, and
+    the next scenario would pay for draining them."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        out = subprocess.run(["ss", "-Htan", f"( sport = :{port} )"], capture_output=True,
+                             text=True, check=False).stdout
+        live = [ln for ln in out.splitlines() if ln and not ln.startswith(("LISTEN", "TIME-WAIT"))]
+        if not live:
+            break
+        time.sleep(0.1)
+    return time.monotonic() - start
 
 
 def run_scenario(name: str, scenario: str, proc: Proc, args: argparse.Namespace) -> Result:
@@ -389,7 +407,7 @@ def summarise(rounds: list[dict[str, dict[str, Result]]], direct: list[Result]) 
                 "p99_ms": median([x.p99_ms for x in runs]),
                 "cpu_us_per_req": median([x.cpu_us_per_req for x in runs]),
                 "non_2xx_403": sum(x.other for x in runs), "errors": sum(x.errors for x in runs),
-                "rounds": len(runs),
+                "rounds": len(runs), "settle_s_max": max((x.settle_s for x in runs), default=0),
             }
         c, e, s = (row[n]["rps"] for n in ("corral", "envoy", "squid"))
         row["ratio_vs_envoy"] = round(c / e, 3) if c and e else None
@@ -520,10 +538,11 @@ def main() -> int:
                     this[name] = {}
                     for sc in scenarios:
                         res = run_scenario(name, sc, proc, args)
+                        res.settle_s = round(settle(PORTS[name]), 2)
                         this[name][sc] = res
                         log(f"  {name:6} {sc:17} {res.rps:8.0f} req/s p50 {res.p50_ms:6.2f} ms "
                             f"p99 {res.p99_ms:6.2f} ms cpu {res.cpu_us_per_req or 0:5.0f} µs "
-                            f"status {res.status} errors {res.errors}")
+                            f"status {res.status} errors {res.errors} settle {res.settle_s} s")
             rounds.append(this)
         if not args.no_extras:
             extras = run_extras(names, args, workdir)
