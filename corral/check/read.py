@@ -19,6 +19,7 @@ import yaml
 
 SUFFIXES = (".yaml", ".yml", ".json")
 _SEPARATOR = re.compile(r"^---(?:[ \t].*)?$", re.MULTILINE)
+_PREAMBLE = re.compile(r"(?:[ \t]*(?:#[^\n]*)?\n)*")  # blank and comment lines
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -78,7 +79,8 @@ def _yaml_docs(source: str, text: str) -> Iterator[tuple[int, Any]]:
         except yaml.YAMLError as exc:
             raise ReadError(source, line, f"invalid YAML: {exc}") from None
         if data is not None:
-            yield line, data
+            lead = _PREAMBLE.match(chunk)
+            yield line + (chunk.count("\n", 0, lead.end()) if lead else 0), data
 
 
 def _json_doc(source: str, text: str) -> Iterator[tuple[int, Any]]:
