@@ -191,6 +191,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         receiver.kill()
     ids_file = work / "ids.txt"
     ids = ids_file.read_bytes().split() if ids_file.exists() else []
+    conflicts_file = ids_file.with_suffix(".409")
+    conflicts = conflicts_file.read_bytes().split() if conflicts_file.exists() else []
     result = parse_wrk(wrk.stdout)
     result["incidents"] = incident_accounting(work / "hooks.txt")
     accepted = int(metric(metrics, 'corral_control_events_total{source="falco"}'))
@@ -199,6 +201,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result.update({
         "accepted": accepted, "delivered": len(ids), "unique_delivered": len(set(ids)),
         "lost": accepted - len(set(ids)), "duplicates": len(ids) - len(set(ids)),
+        "redelivered_409": len(conflicts),
         "drained": drained, "max_queued_during_outage": max_queued,
         "serve_cpu_s": round(cpu_s, 2), "wrk_cpu_s": round(wrk_cpu, 2), "load_s": round(load_s, 1),
         "cpu_us_per_event": round(cpu_s / max(accepted, 1) * 1e6, 1),
@@ -268,7 +271,8 @@ def main() -> int:
           f"server-side p99 <= {r['server_p99_le_s']} s, {r['incidents_opened']} incidents; "
           f"wrk used {r['wrk_cpu_s']} s CPU")
     print(f"sink: accepted {r['accepted']}, delivered {r['unique_delivered']} unique "
-          f"({r['duplicates']} duplicates), lost {r['lost']}, max queued on disk during "
+          f"({r['duplicates']} duplicates; {r['redelivered_409']} redelivered after a lost "
+          f"answer, refused as 409), lost {r['lost']}, max queued on disk during "
           f"the outage {r['max_queued_during_outage']}, drained={r['drained']}")
     inc = r["incidents"]
     print(f"incidents: {inc['closed_incidents']} closed, their final counts sum to "

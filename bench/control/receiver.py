@@ -1,6 +1,8 @@
 """Benchmark sink receiver: an Elasticsearch ``_bulk`` endpoint (and a webhook) that appends the
-``_id`` of every document it accepts to a file, so losses and duplicates can be counted even
-across the receiver being killed and restarted (the simulated outage)."""
+``_id`` of every document it creates to a file, so losses and duplicates can be counted even
+across the receiver being killed and restarted (the simulated outage). Like Elasticsearch, a
+``create`` of an ``_id`` that exists answers 409 (counted in a second file): a batch whose
+answer was lost when the receiver died is redelivered, and must not become a duplicate."""
 
 from __future__ import annotations
 
@@ -12,16 +14,24 @@ from aiohttp import web
 
 
 def make_app(ids_path: Path, hooks_path: Path) -> web.Application:
+    seen = set(ids_path.read_bytes().split()) if ids_path.exists() else set()
     ids = ids_path.open("ab")
+    conflicts = ids_path.with_suffix(".409").open("ab")
     hooks = hooks_path.open("ab")
 
     async def bulk(request: web.Request) -> web.Response:
         lines = (await request.read()).split(b"\n")
-        got = [orjson.loads(line)["create"]["_id"] for line in lines[::2] if line]
-        ids.write(b"".join(i.encode() + b"\n" for i in got))
+        got = [orjson.loads(line)["create"]["_id"].encode() for line in lines[::2] if line]
+        new = [i for i in got if i not in seen]
+        seen.update(new)
+        ids.write(b"".join(i + b"\n" for i in new))
         ids.flush()
-        items = [{"create": {"_id": i, "status": 201}} for i in got]
-        return web.json_response({"took": 1, "errors": False, "items": items},
+        conflicts.write(b"".join(i + b"\n" for i in got if i not in new))
+        conflicts.flush()
+        fresh = set(new)
+        items = [{"create": {"_id": i.decode(), "status": 201 if i in fresh else 409}}
+                 for i in got]
+        return web.json_response({"took": 1, "errors": len(fresh) < len(got), "items": items},
                                  dumps=lambda o: orjson.dumps(o).decode())
 
     async def hook(request: web.Request) -> web.Response:
