@@ -177,9 +177,14 @@ class Runtime:
         self.apply_quarantine(agents)
 
     def apply_quarantine(self, agents: frozenset[str]) -> None:
-        if agents != self.snapshot.quarantined:
-            self.gateway.snapshot = self.snapshot.with_quarantine(agents)
-            log.warning("gateway: quarantined agents now %s", sorted(agents) or "none")
+        """New requests of these agents are denied; their open connections are cut."""
+        if agents == self.snapshot.quarantined:
+            return
+        added = agents - self.snapshot.quarantined
+        self.gateway.snapshot = self.snapshot.with_quarantine(agents)
+        cut = sum(self.gateway.cut(agent) for agent in sorted(added))
+        log.warning("gateway: quarantined agents now %s (%d open connections cut)",
+                    sorted(agents) or "none", cut)
 
     # -- admin backend
     def ready(self) -> bool:

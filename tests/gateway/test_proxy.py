@@ -318,3 +318,23 @@ def test_open_tunnels_gauge(gw: ThreadGateway, ports: tuple[int, int]) -> None:
     s.close()
     gw.log_lines()  # waits for the tunnel to end
     assert 'corral_gateway_open_tunnels{agent="research"} 0.0' in admin_text(gw, "/metrics")[1]
+
+
+def test_quarantine_cuts_open_tunnels(gw: ThreadGateway, ports: tuple[int, int],
+                                      client_tls: ssl.SSLContext) -> None:
+    s, status, _ = connect(gw.ports["research"], f"allowed.test:{ports[1]}")
+    assert status == 200
+    tls = client_tls.wrap_socket(s, server_hostname="allowed.test")
+    keep = socket.create_connection(("127.0.0.1", gw.ports["coder"]), timeout=5)
+    assert admin(gw, "PUT", "/v1/quarantine/research")[0] == 200
+    with pytest.raises((ssl.SSLError, OSError)):
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+        if not tls.recv(100):
+            raise ConnectionResetError("closed by the gateway")
+    tls.close()
+    status, _, _ = request(0, "GET", f"http://allowed.test:{ports[0]}/", sock=keep)
+    assert status == 200  # another agent's open connection is untouched
+    keep.close()
+    lines = gw.log_lines()
+    assert [(x[R.AGENT], x[R.REASON]) for x in lines if x[R.METHOD] == "CONNECT"] == [
+        ("research", reasons.QUARANTINED)]
