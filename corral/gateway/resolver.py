@@ -70,7 +70,7 @@ class Resolver:
         self._clock = clock
         self._observe = observe
         self._cache: dict[str, Resolved] = {}
-        self._inflight: dict[str, asyncio.Future[Resolved]] = {}
+        self._inflight: dict[str, asyncio.Task[Resolved]] = {}
         self.queries = 0  # names actually sent to DNS (tests and metrics read it)
 
     def cached(self, host: str) -> tuple[IPAddress, ...] | None:
@@ -92,20 +92,18 @@ class Resolver:
         return hit.addresses
 
     async def _lookup_shared(self, host: str) -> Resolved:
-        pending = self._inflight.get(host)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        fut: asyncio.Future[Resolved] = asyncio.get_running_loop().create_future()
-        self._inflight[host] = fut
-        try:
-            result = await self._lookup(host)
-            fut.set_result(result)
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # mark retrieved: waiters re-raise it themselves
-            raise
-        finally:
-            del self._inflight[host]
+        """One lookup per name at a time, in its own task: a requester that goes away (its
+        connection closed) cancels only its wait, never the lookup others are waiting for."""
+        task = self._inflight.get(host)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._lookup_and_cache(host),
+                                                          name=f"dns:{host}")
+            self._inflight[host] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(host, None))
+        return await asyncio.shield(task)
+
+    async def _lookup_and_cache(self, host: str) -> Resolved:
+        result = await self._lookup(host)
         if len(self._cache) >= MAX_CACHE:
             self._cache.clear()
         self._cache[host] = result

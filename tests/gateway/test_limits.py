@@ -200,5 +200,11 @@ def test_resolver_ttl_and_errors(dns_server: StaticDns) -> None:
         assert r.queries == 3
         results = await asyncio.gather(*(r.resolve("other.test") for _ in range(20)))
         assert r.queries == 4 and len({tuple(x) for x in results}) == 1
+        # the first requester giving up must not cancel the lookup the others wait for
+        first = asyncio.ensure_future(r.resolve("apple.test"))
+        second = asyncio.ensure_future(r.resolve("apple.test"))
+        await asyncio.sleep(0)
+        first.cancel()
+        assert [str(a) for a in await second] == ["127.0.0.1"] and r.queries == 5
 
     asyncio.run(main())
