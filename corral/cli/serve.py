@@ -88,7 +88,7 @@ def settings_from(args: argparse.Namespace, policy: Policy) -> Settings:
         overlay_cm = (ns, name)
     kube = KubeConfig.in_cluster(overlay_configmap=overlay_cm) if args.kube == "auto" else None
     return Settings(
-        state_dir=Path(args.state), aggregates=not args.no_aggregates,
+        state_dir=Path(args.state), aggregates=not args.no_aggregates, sink_process=True,
         known_rules=known_rules(policy, args.rules, args.strict_rules),
         response=ResponseSettings(
             gateway_admin=tuple(args.gateway_admin),
@@ -159,7 +159,7 @@ def local_service(policy_path: str, *, log_path: str, admin_port: int | None,
     policy = _common.load(policy_path, quiet_warnings=True)
     admin = admin_port or policy.spec.gateway.admin_port
     settings = Settings(
-        state_dir=Path(state_dir) / "control",
+        state_dir=Path(state_dir) / "control", sink_process=True,
         response=ResponseSettings(gateway_admin=(f"http://127.0.0.1:{admin}",),
                                   namespace=policy.spec.namespace,
                                   selectors={a.name: dict(a.selector)

@@ -39,6 +39,7 @@ from corral.control.sinks.base import Sink
 from corral.control.sinks.build import build_sink
 from corral.control.sinks.deliver import Deliverer
 from corral.control.sinks.queue import DiskQueue
+from corral.control.sinks.worker import SinkProcess, queue_path
 from corral.control.store import IncidentStore
 from corral.model.control import NOTICE_CLOSED, NOTICE_OPENED
 from corral.model.policy import Policy
@@ -55,6 +56,7 @@ class Settings:
     max_pending: int = 200_000  # outbox items before ingest answers 503
     known_rules: frozenset[str] = frozenset()  # non-empty: other Falco rules are refused
     aggregates: bool = True  # feed the behaviour store (corral.store) under state_dir
+    sink_process: bool = False  # deliver from a child process (serve) instead of this loop
     response: ResponseSettings = field(default_factory=ResponseSettings)
     kube: KubeConfig | None = None
 
@@ -97,7 +99,9 @@ class ControlPlane:
             self.route,
         ]
         self._sink_override = dict(sinks or {})
-        self.deliverers: dict[str, Deliverer] = {}
+        self.queues: dict[str, DiskQueue] = {}  # this process appends to them
+        self.deliverers: dict[str, Deliverer] = {}  # in-process delivery (tests, --sink-inline)
+        self.sink_process: SinkProcess | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
         self.responder: Responder | None = None
@@ -114,13 +118,18 @@ class ControlPlane:
         if self.behaviour is not None:
             await self.behaviour.start()
         (self.settings.state_dir / "sinks").mkdir(exist_ok=True)
-        for spec in self.policy.spec.response.sinks:
-            sink = self._sink_override.get(spec.name) or build_sink(spec, self._session)
-            queue = DiskQueue(self.settings.state_dir / "sinks" / f"{spec.name}.db",
-                              spec.max_queue)
-            self.deliverers[spec.name] = Deliverer(
-                sink, queue, batch=spec.batch, backoff=spec.backoff_s,
-                backoff_max=spec.backoff_max_s, sleep=self._sleep, clock=self.clock)
+        specs = self.policy.spec.response.sinks
+        for spec in specs:
+            queue = self.queues[spec.name] = DiskQueue(
+                queue_path(self.settings.state_dir, spec.name), spec.max_queue)
+            if not self.settings.sink_process:
+                sink = self._sink_override.get(spec.name) or build_sink(spec, self._session)
+                self.deliverers[spec.name] = Deliverer(
+                    sink, queue, batch=spec.batch, backoff=spec.backoff_s,
+                    backoff_max=spec.backoff_max_s, sleep=self._sleep, clock=self.clock)
+        if self.settings.sink_process and specs:
+            self.sink_process = SinkProcess(self.settings.state_dir, specs, self._sinks_exited)
+            await self.sink_process.start()
         kube = KubeClient(self.settings.kube, self._session) if self.settings.kube else None
         self.responder = Responder(self.settings.response, self.store, self._session, kube,
                                    clock=self.clock, sleep=self._sleep)
@@ -143,7 +152,10 @@ class ControlPlane:
             t.close()
         for d in self.deliverers.values():
             await d.sink.aclose()
-            d.queue.close()
+        if self.sink_process is not None:
+            await self.sink_process.aclose()
+        for q in self.queues.values():
+            q.close()
         if self._session is not None:
             await self._session.close()
         if self.behaviour is not None:
@@ -265,6 +277,8 @@ class ControlPlane:
         self.flush()
         if self.behaviour is not None and self.behaviour.dead():
             self.spawn("behaviour-restart", self.behaviour.restart_if_dead())
+        if self.sink_process is not None and self.sink_process.dead():
+            self.spawn("sinks-restart", self.sink_process.start())
         for t in self.tailers:  # after the flush: the lines up to here are on disk
             self.store.set_state(f"tail:{t.path.resolve()}", list(t.position))
 
@@ -275,11 +289,12 @@ class ControlPlane:
         if box.dirty or box.counts:
             self.store.write(box.dirty.values(), box.counts, now)
         for name, items in box.deliveries.items():
-            d = self.deliverers.get(name)
-            if d is not None:
-                d.queue.put(items)
-                self.metrics.queued.labels(name).inc(len(items))
-                d.notify()
+            self.queues[name].put(items)
+            self.metrics.queued.labels(name).inc(len(items))
+            if name in self.deliverers:
+                self.deliverers[name].notify()
+        if box.deliveries and self.sink_process is not None:
+            self.sink_process.notify()
         if self.behaviour is not None:
             self.behaviour.flush()
         for inc in box.triggers:
@@ -299,12 +314,15 @@ class ControlPlane:
     def _observe(self) -> None:
         m = self.metrics
         m.open_incidents.set(len(self.group.open))
-        for name, d in self.deliverers.items():
-            m.depth.labels(name).set(d.queue.depth)
-            for counter, value, attr in ((m.delivered, d.stats.delivered, "delivered"),
-                                         (m.failures, d.stats.failures, "failures"),
-                                         (m.dead, d.stats.dead, "dead"),
-                                         (m.dropped, d.queue.dropped, "dropped")):
+        for name, q in self.queues.items():
+            if self.sink_process is not None:
+                q.refresh()
+            m.depth.labels(name).set(q.depth)
+            st = self._sink_stats(name)
+            for counter, value, attr in ((m.delivered, st["delivered"], "delivered"),
+                                         (m.failures, st["failures"], "failures"),
+                                         (m.dead, st["dead"], "dead"),
+                                         (m.dropped, q.dropped, "dropped")):
                 seen = self._seen.setdefault((name, attr), 0)
                 if value > seen:
                     counter.labels(name).inc(value - seen)
@@ -358,7 +376,21 @@ class ControlPlane:
         } for a in self.policy.spec.agents]
 
     def sinks(self) -> list[dict[str, Any]]:
-        return [{"name": n, "queued": d.queue.depth, "delivered": d.stats.delivered,
-                 "failures": d.stats.failures, "dead": d.stats.dead, "dropped": d.queue.dropped,
-                 "retry_in_s": d.delay} for n, d in self.deliverers.items()]
+        out = []
+        for name, q in self.queues.items():
+            depth = q.refresh() if self.sink_process is not None else q.depth
+            out.append({"name": name, "queued": depth, "dropped": q.dropped,
+                        **self._sink_stats(name)})
+        return out
+
+    def _sink_stats(self, name: str) -> dict[str, Any]:
+        d = self.deliverers.get(name)
+        if d is not None:
+            return {"delivered": d.stats.delivered, "failures": d.stats.failures,
+                    "dead": d.stats.dead, "retry_in_s": d.delay}
+        reported = self.sink_process.stats.get(name) if self.sink_process else None
+        return reported or {"delivered": 0, "failures": 0, "dead": 0, "retry_in_s": 0.0}
+
+    def _sinks_exited(self, code: int) -> None:
+        log.error("sink worker exited with %d; restarting it", code)
 

@@ -46,6 +46,7 @@ class BehaviourFeed:
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self._proc = None  # not "dead" while (re)starting
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "corral.control.behaviour", str(self.db),
             orjson.dumps(self._selectors).decode(),

@@ -199,3 +199,39 @@ def test_http_sink_errors_classified(tmp_path: Path) -> None:
             assert results == [True, True, False]
         await runner.cleanup()
     run(go())
+
+
+def test_sink_worker_process_delivers_after_the_receiver_returns(make_plane: PlaneFactory) -> None:
+    """As `corral serve` runs it: delivery in a child process over the same queue files."""
+    async def go() -> None:
+        hub = rx.Hub()
+        runner, port = await rx.start_http(hub)
+        await runner.cleanup()  # down at first
+        pol = policy(f"""\
+response:
+  sinks:
+    - {{name: es, type: elasticsearch, url: "http://127.0.0.1:{port}", send: events,
+       route: {{min_severity: debug}}, batch: 40, backoff_s: 0.05, backoff_max_s: 0.2}}
+""")
+        plane = make_plane(pol, sink_process=True)
+        await plane.start(background=False)
+        for i in range(200):
+            plane.ingest_falco(body(falco_event(proc=f"p{i % 9}")))
+        plane.tick()
+
+        async def until(check: Any, what: str) -> None:
+            for _ in range(300):  # at most 30 s: the worker is a real process on real time
+                if check():
+                    return
+                await asyncio.sleep(0.1)
+            raise AssertionError(what)
+
+        await until(lambda: plane.sinks()[0]["failures"] >= 2, "worker retrying")
+        assert plane.sinks()[0]["queued"] == 200
+        runner2, _ = await rx.start_http(hub, port)
+        await until(lambda: plane.sinks()[0]["queued"] == 0, "queue drained")
+        assert len(hub.es_docs) == 200 and hub.errors == []
+        await until(lambda: plane.sinks()[0]["delivered"] == 200, "stats reported")
+        await plane.aclose()
+        await runner2.cleanup()
+    run(go())

@@ -8,6 +8,7 @@ the batch to the dead-letter table. ``sleep`` and ``clock`` are injected so test
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,13 +30,14 @@ class Stats:
 class Deliverer:
     def __init__(self, sink: Sink, queue: DiskQueue, *, batch: int, backoff: float,
                  backoff_max: float, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], poll: float | None = None) -> None:
         self.sink, self.queue = sink, queue
         self._batch, self._first, self._max = batch, backoff, backoff_max
         self._sleep, self._clock = sleep, clock
         self._wake = asyncio.Event()
         self.stats = Stats()
         self.delay = 0.0  # current backoff (0 when healthy)
+        self._poll = poll  # also look at the queue this often (another process appends to it)
 
     def notify(self) -> None:
         self._wake.set()
@@ -44,8 +46,8 @@ class Deliverer:
         while True:
             if not await self.step():
                 self._wake.clear()
-                if self.queue.depth == 0:
-                    await self._wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll)
 
     async def step(self) -> bool:
         """Try one batch; True when something was delivered or dropped (there may be more)."""

@@ -30,9 +30,17 @@ class DiskQueue:
         self.depth = int(self._conn.execute("SELECT COUNT(*) FROM q").fetchone()[0])
         self.dropped = 0
 
+    def refresh(self) -> int:
+        """Re-read the depth (another process may have delivered): rows always form one
+        contiguous id range (appends at the end, deletes from the front), so MIN/MAX suffice."""
+        lo, hi = self._conn.execute("SELECT MIN(id), MAX(id) FROM q").fetchone()
+        self.depth = 0 if lo is None else hi - lo + 1
+        return self.depth
+
     def put(self, items: list[dict[str, Any]]) -> None:
         c = self._conn
         c.execute("BEGIN IMMEDIATE")
+        self.refresh()
         c.executemany("INSERT INTO q(item) VALUES (?)", [(orjson.dumps(i),) for i in items])
         self.depth += len(items)
         over = self.depth - self._max
