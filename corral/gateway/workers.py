@@ -76,6 +76,7 @@ class Supervisor:
         self.quarantine = snapshot.quarantined
         self.workers = [Worker(i, opts, metrics_dir) for i in range(opts.workers)]
         self.stopping = asyncio.Event()
+        self.fatal: str | None = None
         self._overlay_key = app.file_key(opts.overlay or "")
 
     def ready(self) -> bool:
@@ -106,10 +107,22 @@ class Supervisor:
             await w.send(quarantined)
 
     async def keep(self, worker: Worker) -> None:
-        """Run one worker; start it again when it dies, until the supervisor stops."""
+        """Run one worker; start it again when it dies, until the supervisor stops.
+
+        A worker that dies before it was ever ready (port in use, bad policy) stops the
+        supervisor: restarting it would only repeat the failure.
+        """
+        started = False
         while not self.stopping.is_set():
             await worker.start(self.quarantine)
             assert worker.proc is not None
+            if not worker.ready and not started:
+                await worker.proc.wait()
+                code = worker.proc.returncode
+                self.fatal = f"worker {worker.index} failed to start (exit {code})"
+                self.stopping.set()
+                return
+            started = True
             code = await worker.proc.wait()
             worker.ready = False
             multiprocess.mark_process_dead(worker.proc.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
@@ -145,6 +158,13 @@ async def _supervise(opts: app.Options) -> int:
         deadline = time.monotonic() + 30
         while not sup.ready() and time.monotonic() < deadline and not sup.stopping.is_set():
             await asyncio.sleep(0.05)
+        if sup.fatal is not None or not sup.ready():
+            for w in sup.workers:
+                w.signal(signal.SIGKILL)
+            await asyncio.wait(keepers, timeout=5)
+            watcher.cancel()
+            print(f"error: {sup.fatal or 'workers not ready after 30 s'}", file=sys.stderr)
+            return 2
         port = opts.admin_port
         admin = AdminServer(sup, opts.listen, sup.snapshot.policy.spec.gateway.admin_port
                             if port is None else port)
@@ -202,7 +222,12 @@ def main(argv: list[str]) -> int:
     opts = app.Options(**doc)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     app.raise_fd_limit()
-    return uvloop.run(_worker(opts))
+    try:
+        code: int = uvloop.run(_worker(opts))
+    except OSError as exc:
+        print(f"error: gateway worker cannot start: {exc}", file=sys.stderr)
+        return 2
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -97,5 +97,8 @@ def dns_server() -> Iterator[StaticDns]:
     records["private.test"] = [[("10.1.2.3", 300)]]
     records["meta.test"] = [[("169.254.169.254", 300)]]
     records["rebind.test"] = [[("127.0.0.1", 0)], [("169.254.169.254", 0)]]
+    records["v6.test"] = [[("::1", 300)]]
+    records["mapped.test"] = [[("::ffff:10.0.0.1", 300)]]
+    records["nat64.test"] = [[("64:ff9b::a9fe:a9fe", 300)]]
     with StaticDns(records) as server:
         yield server

@@ -213,3 +213,24 @@ def test_reload_opens_and_closes_listeners(tmp_path: Path, dns_server: StaticDns
             request(gw.ports["b"], "GET", url)
         assert request(gw.ports["a"], "GET", url)[0] == 200
         assert {line[R.AGENT] for line in gw.log_lines()} >= {"a", "c"}
+
+
+def test_workers_exit_2_when_a_port_is_taken(tmp_path: Path) -> None:
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    taken = blocker.getsockname()[1]
+    doc = make_policy(agent("a", allow=["allowed.test"]))
+    doc["spec"]["agents"][0]["port"] = taken  # type: ignore[index]
+    policy = tmp_path / "corral.yaml"
+    policy.write_text(yaml.safe_dump(doc))
+    try:
+        for workers in ("1", "2"):
+            out = subprocess.run(
+                [sys.executable, "-m", "corral", "gateway", "-f", str(policy), "--workers",
+                 workers, "--admin-port", str(free_ports(1)[0])],
+                capture_output=True, text=True, timeout=60, check=False)
+            assert out.returncode == 2, out.stderr
+            assert "in use" in out.stderr or "cannot start" in out.stderr
+    finally:
+        blocker.close()

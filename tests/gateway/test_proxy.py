@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import socket
 import ssl
 import urllib.error
@@ -36,7 +37,8 @@ def gw(tmp_path: Path, dns_server: StaticDns, ports: tuple[int, int]):
         agent("research", allow=on(ports, "allowed.test", "*.wild.test", "*.allowed.test"),
               deny=["deny.allowed.test"], allow_cidrs=LOOP),
         agent("coder", mode="learn", allow=on(ports, "allowed.test"), allow_cidrs=LOOP),
-        agent("strict", allow=on(ports, "allowed.test", "private.test", "meta.test")),
+        agent("strict", allow=on(ports, "allowed.test", "private.test", "meta.test", "v6.test",
+                                 "mapped.test", "nat64.test")),
     )
     with ThreadGateway(policy, log_path=str(tmp_path / "access.log"),
                        resolver=("127.0.0.1", dns_server.port)) as g:
@@ -114,7 +116,9 @@ def test_learn_mode_allows_and_logs_would_deny(gw: ThreadGateway, ports: tuple[i
 
 
 @pytest.mark.parametrize(("name", "category"), [
-    ("allowed.test", "loopback"), ("private.test", "private"), ("meta.test", "link_local")])
+    ("allowed.test", "loopback"), ("private.test", "private"), ("meta.test", "link_local"),
+    ("v6.test", "loopback"), ("mapped.test", "ipv4_mapped:private"),
+    ("nat64.test", "nat64:link_local")])
 def test_ssrf_guard_refuses_internal_addresses(gw: ThreadGateway, ports: tuple[int, int],
                                                name: str, category: str) -> None:
     status, headers, _ = request(gw.ports["strict"], "GET", f"http://{name}:{ports[0]}/")
@@ -338,3 +342,15 @@ def test_quarantine_cuts_open_tunnels(gw: ThreadGateway, ports: tuple[int, int],
     lines = gw.log_lines()
     assert [(x[R.AGENT], x[R.REASON]) for x in lines if x[R.METHOD] == "CONNECT"] == [
         ("research", reasons.QUARANTINED)]
+
+
+def test_random_bytes_never_take_the_gateway_down(gw: ThreadGateway,
+                                                  ports: tuple[int, int]) -> None:
+    rng = random.Random(1234)
+    seeds = [b"GET http://allowed.test/ HTTP/1.1\r\n", b"CONNECT a:1 HTTP/1.1\r\n\r\n",
+             b"POST http://allowed.test/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz"]
+    for i in range(40):
+        blob = rng.choice(seeds)[: rng.randrange(40)] + rng.randbytes(rng.randrange(1, 300))
+        answer = raw(gw.ports["research"], blob + b"\r\n\r\n" * (i % 2))
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer[:80]
+    assert request(gw.ports["research"], "GET", f"http://allowed.test:{ports[0]}/")[0] == 200
