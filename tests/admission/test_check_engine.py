@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import cel
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from corral.check.engine import cached_matches, compose, global_matches
 from corral.check.read import ReadError, read_text
@@ -47,3 +50,38 @@ def test_read_errors_name_line() -> None:
     with pytest.raises(ReadError) as jexc:
         list(read_text("f.json", '{"kind": "Pod",\n "x": }'))
     assert jexc.value.line == 2
+
+
+# --- the fast YAML builder gives what PyYAML's safe loader gives -----------------------------
+
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**12, 10**12), st.text(max_size=12),
+    st.sampled_from(["yes", "No", "on", "OFF", "0777", "0x1F", "1_000", "12:30", "~", "null",
+                     "2026-11-26", "3.5e3", ".inf", "'quoted'", "<<", "=", "true"]),
+)
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+    st.text(min_size=1, max_size=8) | st.sampled_from(["yes", "1", "null"]), inner, max_size=4),
+    max_leaves=20)
+
+
+def _loaded(text: str) -> list[object]:
+    return [d for d in yaml.load_all(text, Loader=yaml.CSafeLoader) if d is not None]
+
+
+@settings(max_examples=200, deadline=None)
+@given(docs=st.lists(VALUES, min_size=1, max_size=3))
+def test_builder_equals_safe_loader(docs: list[object]) -> None:
+    text = "---\n".join(yaml.safe_dump({"kind": "Pod", "v": d}) for d in docs)
+    ours = [d.obj for d in read_text("f.yaml", text)]
+    assert ours == _loaded(text)
+
+
+@pytest.mark.parametrize("text", [
+    "kind: Pod\nbase: &b {a: 1}\nx:\n  <<: *b\n  c: 2\n",          # merge key
+    "kind: Pod\ns: !!set {a, b}\n",                               # tagged mapping
+    "kind: Pod\nv: [yes, no, on, off, 0o17, 017, 0x1f, 1_0, 1:30, 2026-11-26]\n",
+    "kind: Pod\nb: !!binary aGVsbG8=\nf: !!float 1\nstr: !!str 12\n",
+    "kind: Pod\na: &x [1, 2]\nb: *x\n1: one\ntrue: t\n",
+])
+def test_builder_edge_cases(text: str) -> None:
+    assert [d.obj for d in read_text("f.yaml", text)] == _loaded(text)
