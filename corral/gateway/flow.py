@@ -13,7 +13,6 @@ from corral.model import records as R
 from corral.model.records import AccessRecord, Outcome
 
 if TYPE_CHECKING:
-    from corral.decide.addresses import IPAddress
     from corral.decide.egress import AgentRules
     from corral.gateway.protocol.http import RequestHead, Target
     from corral.gateway.ratelimit import AgentLimits
@@ -85,7 +84,7 @@ class Flow:
         self.decision: Outcome = "deny"
         self.reason: str = ""
         self.rule: str | None = None
-        self.addrs: tuple[IPAddress, ...] = ()
+        self.addrs: tuple[str, ...] = ()  # vetted addresses, the only ones dialled
         self.resolved: str | None = None
         self.sni: str | None = None
         self.bytes_up = 0

@@ -427,10 +427,10 @@ class ClientConnection(asyncio.Protocol):
 
     def _from_pool(self, flow: Flow) -> bool:
         for addr in flow.addrs:
-            up = self.gw.pool.take((flow.agent, flow.host, str(addr), flow.port))
+            up = self.gw.pool.take((flow.agent, flow.host, addr, flow.port))
             if up is not None:
                 up.attach(self)
-                flow.resolved = str(addr)
+                flow.resolved = addr
                 self.up = up
                 self.reused = True
                 return True
@@ -447,17 +447,17 @@ class ClientConnection(asyncio.Protocol):
             up = Upstream(self, self.gw.pool)
             try:
                 async with asyncio.timeout(timeout):
-                    await loop.create_connection(_const(up), str(addr), flow.port)
+                    await loop.create_connection(_const(up), addr, flow.port)
             except TimeoutError:
                 problem = f"connect to {addr} port {flow.port} timed out"
                 continue
             except OSError as exc:
                 problem = f"connect to {addr} port {flow.port} failed: {exc.strerror or exc}"
                 continue
-            flow.resolved = str(addr)
+            flow.resolved = addr
             self.up = up
             return None
-        flow.resolved = str(flow.addrs[0]) if flow.addrs else None
+        flow.resolved = flow.addrs[0] if flow.addrs else None
         return Refusal(502, reasons.UPSTREAM_FAILED, None, problem, deny=False)
 
     # -- refusals

@@ -36,7 +36,7 @@ class Decide:
         flow.reason = d.reason
         flow.rule = d.rule
         if d.ip is not None:
-            flow.addrs = (d.ip,)
+            flow.addrs = (str(d.ip),)
         if d.outcome == "deny":
             return Refusal(403, d.reason, d.rule)
         return None

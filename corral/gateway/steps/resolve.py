@@ -18,7 +18,9 @@ from corral.gateway.resolver import ResolveError, Resolver
 class ResolveGuard:
     def __init__(self, resolver: Resolver) -> None:
         self._resolver = resolver
-        self._memo: dict[tuple[IPAddress, tuple[IPNetwork, ...]], str | None] = {}
+        # (id of the answer, id of the CIDRs) -> (answer, CIDRs, vetted strings, refusal):
+        # a cached answer is vetted once per rules object, not once per request.
+        self._memo: dict[tuple[int, int], tuple[object, object, tuple[str, ...], str | None]] = {}
 
     def request(self, flow: Flow) -> Refusal | Awaitable[Refusal | None] | None:
         if flow.addrs:  # an IP literal: decide already vetted it
@@ -38,21 +40,24 @@ class ResolveGuard:
             return Refusal(502, reasons.RESOLVE_FAILED, None, str(exc), deny=False)
         return self._guard(flow, found)
 
-    def _vet(self, addr: IPAddress, allowed: tuple[IPNetwork, ...]) -> str | None:
-        key = (addr, allowed)
-        if key in self._memo:
-            return self._memo[key]
-        if len(self._memo) > 4096:
+    def _vetted(self, found: tuple[IPAddress, ...],
+                allowed: tuple[IPNetwork, ...]) -> tuple[tuple[str, ...], str | None]:
+        """Dialable addresses of an answer, and the refusal category of its first address."""
+        key = (id(found), id(allowed))
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] is found and hit[1] is allowed:
+            return hit[2], hit[3]
+        vetted = tuple(str(a) for a in found if vet(a, allowed) is None)
+        category = vet(found[0], allowed) if not vetted else None
+        if len(self._memo) >= 4096:
             self._memo.clear()
-        category = self._memo[key] = vet(addr, allowed)
-        return category
+        self._memo[key] = (found, allowed, vetted, category)
+        return vetted, category
 
     def _guard(self, flow: Flow, found: tuple[IPAddress, ...]) -> Refusal | None:
         assert flow.rules is not None
-        allowed = flow.rules.allow_cidrs
-        vetted = tuple(a for a in found if self._vet(a, allowed) is None)
+        vetted, category = self._vetted(found, flow.rules.allow_cidrs)
         if not vetted:
-            category = self._vet(found[0], allowed)
             flow.resolved = str(found[0])
             return Refusal(403, reasons.FORBIDDEN_ADDRESS, f"ssrf:{category}",
                            f"{flow.host} resolves to {found[0]}")
