@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,12 +110,16 @@ class ControlPlane:
         self._seen: dict[tuple[str, str], int] = {}  # deliverer stats already exported
         self.tailers: list[Tailer] = []
         self._event_counters: dict[str, Any] = {}  # bound metric children, per source
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="corral-queue-writer")
+        self._queue_writes: list[Future[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self, *, background: bool = True) -> None:
         """Open sinks and queues; with ``background`` start the ticker and the deliverers."""
         self._session = aiohttp.ClientSession()
+        self._loop = asyncio.get_running_loop()
         if self.behaviour is not None:
             await self.behaviour.start()
         (self.settings.state_dir / "sinks").mkdir(exist_ok=True)
@@ -152,6 +157,9 @@ class ControlPlane:
             t.close()
         for d in self.deliverers.values():
             await d.sink.aclose()
+        for f in self._queue_writes:  # what the writer thread still holds reaches the disk
+            await asyncio.wrap_future(f)
+        self._writer.shutdown()
         if self.sink_process is not None:
             await self.sink_process.aclose()
         for q in self.queues.values():
@@ -288,18 +296,32 @@ class ControlPlane:
         now = self.clock()
         if box.dirty or box.counts:
             self.store.write(box.dirty.values(), box.counts, now)
-        for name, items in box.deliveries.items():
-            self.queues[name].put(items)
-            self.metrics.queued.labels(name).inc(len(items))
-            if name in self.deliverers:
-                self.deliverers[name].notify()
-        if box.deliveries and self.sink_process is not None:
-            self.sink_process.notify()
+        if self.sink_process is not None and box.deliveries:
+            # the worker process deletes from the same files: a put may wait for its lock, so
+            # it runs on the writer thread (SQLite waits without the GIL), not in the loop
+            self._queue_writes.append(self._writer.submit(self._put_all, box.deliveries))
+            self._queue_writes = [f for f in self._queue_writes if not f.done()]
+        else:
+            self._put_all(box.deliveries)
         if self.behaviour is not None:
             self.behaviour.flush()
         for inc in box.triggers:
             self.spawn(f"quarantine-{inc.agent}", self._quarantine(inc))
         self._observe()
+
+    def _put_all(self, deliveries: dict[str, list[dict[str, Any]]]) -> None:
+        for name, items in deliveries.items():
+            self.queues[name].put(items)
+            self.metrics.queued.labels(name).inc(len(items))
+            if name in self.deliverers:
+                self.deliverers[name].notify()
+        if deliveries and self.sink_process is not None:
+            self._loop_call(self.sink_process.notify)
+
+    def _loop_call(self, fn: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn)
 
     def _behaviour_error(self, message: str) -> None:
         self.metrics.aggregate_errors.inc()

@@ -8,6 +8,7 @@ every item carries a ``key`` so receivers, and Elasticsearch's ``_id``, drop red
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ class DiskQueue:
     def __init__(self, path: str | Path, max_rows: int = 1_000_000) -> None:
         self._conn = connect(path)
         self._conn.executescript(_SCHEMA)
+        self._path = path
+        self._reader: sqlite3.Connection | None = None  # for refresh() from another thread
         self._max = max_rows
         self.depth = int(self._conn.execute("SELECT COUNT(*) FROM q").fetchone()[0])
         self.dropped = 0
@@ -33,14 +36,17 @@ class DiskQueue:
     def refresh(self) -> int:
         """Re-read the depth (another process may have delivered): rows always form one
         contiguous id range (appends at the end, deletes from the front), so MIN/MAX suffice."""
-        lo, hi = self._conn.execute("SELECT MIN(id), MAX(id) FROM q").fetchone()
+        if self._reader is None:
+            self._reader = connect(self._path)
+        lo, hi = self._reader.execute("SELECT MIN(id), MAX(id) FROM q").fetchone()
         self.depth = 0 if lo is None else hi - lo + 1
         return self.depth
 
     def put(self, items: list[dict[str, Any]]) -> None:
         c = self._conn
         c.execute("BEGIN IMMEDIATE")
-        self.refresh()
+        lo, hi = c.execute("SELECT MIN(id), MAX(id) FROM q").fetchone()
+        self.depth = 0 if lo is None else hi - lo + 1
         c.executemany("INSERT INTO q(item) VALUES (?)", [(orjson.dumps(i),) for i in items])
         self.depth += len(items)
         over = self.depth - self._max
@@ -74,3 +80,5 @@ class DiskQueue:
 
     def close(self) -> None:
         self._conn.close()
+        if self._reader is not None:
+            self._reader.close()
