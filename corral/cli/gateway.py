@@ -7,7 +7,6 @@ on stderr (``agent research -> 127.0.0.1:8080``); access lines go to ``--log`` (
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from corral.cli import _common
@@ -28,8 +27,8 @@ def register(sub: Any) -> None:
                    help="admin port for /healthz /readyz /metrics and the quarantine API "
                         "(default: spec.gateway.admin_port)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="processes sharing the ports with SO_REUSEPORT; 0 = one per core "
-                        "(default 1)")
+                   help="processes sharing the ports with SO_REUSEPORT; 0 = one per usable core "
+                        "(CPU affinity and cgroup quota) (default 1)")
     p.add_argument("--log", default="-", metavar="FILE",
                    help="access log: a file to append to, or - for stdout (default -)")
     p.add_argument("--resolver", default=None, metavar="IP[:PORT]",
@@ -55,7 +54,7 @@ def options(args: argparse.Namespace) -> app.Options:
         raise _common.CliError("--workers must be 0 (one per core) or more")
     if args.admin_port is not None and not 0 <= args.admin_port < 65536:
         raise _common.CliError("--admin-port must be 0-65535")
-    workers = args.workers or os.cpu_count() or 1
+    workers = args.workers or app.usable_cpus()
     return app.Options(policy_path=args.policy, listen=args.listen, admin_port=args.admin_port,
                    workers=workers, log=args.log, resolver=resolver, overlay=args.overlay,
                    drain_seconds=args.drain_seconds, reuse_port=workers > 1)

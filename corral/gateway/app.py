@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import resource
 import signal
@@ -237,6 +238,22 @@ async def serve(opts: Options, snapshot: state.Snapshot | None = None,
     await rt.stopping.wait()
     await rt.stop()
     return 0
+
+
+def usable_cpus(cgroup_cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """CPUs this process may really use: its affinity, capped by a cgroup v2 CPU quota.
+
+    ``--workers 0`` means one per core; in a pod limited to 1 CPU on a 16-core node that must
+    be 1, not 16 (what ``os.cpu_count()`` would say).
+    """
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    with contextlib.suppress(OSError, ValueError):
+        with open(cgroup_cpu_max, encoding="ascii") as fh:
+            quota, period = fh.read().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    return max(1, count)
 
 
 def raise_fd_limit(want: int = 1 << 16) -> None:

@@ -234,3 +234,14 @@ def test_workers_exit_2_when_a_port_is_taken(tmp_path: Path) -> None:
             assert "in use" in out.stderr or "cannot start" in out.stderr
     finally:
         blocker.close()
+
+
+def test_usable_cpus_follows_the_cgroup_quota(tmp_path: Path) -> None:
+    from corral.gateway.app import usable_cpus
+
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("150000 100000\n")
+    assert usable_cpus(str(cpu_max)) == min(2, len(os.sched_getaffinity(0)))
+    cpu_max.write_text("max 100000\n")
+    assert usable_cpus(str(cpu_max)) == len(os.sched_getaffinity(0))
+    assert usable_cpus(str(tmp_path / "missing")) == len(os.sched_getaffinity(0))
