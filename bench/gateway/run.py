@@ -412,6 +412,11 @@ def summarise(rounds: list[dict[str, dict[str, Result]]], direct: list[Result]) 
         c, e, s = (row[n]["rps"] for n in ("corral", "envoy", "squid"))
         row["ratio_vs_envoy"] = round(c / e, 3) if c and e else None
         row["ratio_vs_squid"] = round(c / s, 3) if c and s else None
+        # capacity of one proxy core = 1 / CPU per request; the ratio that matters when the
+        # load generator, not the proxy, is the bottleneck
+        cc, ce, cs = (row[n]["cpu_us_per_req"] for n in ("corral", "envoy", "squid"))
+        row["cpu_ratio_vs_envoy"] = round(ce / cc, 3) if cc and ce else None
+        row["cpu_ratio_vs_squid"] = round(cs / cc, 3) if cc and cs else None
         table[scenario] = row
     d50 = median([x.p50_ms for x in direct])
     table["light"]["direct_p50_ms"] = d50
@@ -422,16 +427,18 @@ def summarise(rounds: list[dict[str, dict[str, Result]]], direct: list[Result]) 
 
 
 def markdown(summary: dict[str, Any], extras: dict[str, Any]) -> str:
-    lines = ["| scenario | proxy | req/s | p50 ms | p99 ms | CPU µs/req | errors | corral÷peer |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
+    lines = ["| scenario | proxy | req/s | p50 ms | p99 ms | CPU µs/req | errors | "
+             "corral÷peer req/s | corral÷peer capacity (1/CPU) |",
+             "|---|---|---:|---:|---:|---:|---:|---|---|"]
     for scenario, row in summary.items():
         for name in PORTS:
             r = row[name]
             if not r["rounds"]:
                 continue
-            ratio = ""
+            ratio = " | "
             if name == "corral":
-                ratio = f"{row['ratio_vs_envoy']}x Envoy, {row['ratio_vs_squid']}x Squid"
+                ratio = (f"{row['ratio_vs_envoy']}x Envoy, {row['ratio_vs_squid']}x Squid | "
+                         f"{row['cpu_ratio_vs_envoy']}x Envoy, {row['cpu_ratio_vs_squid']}x Squid")
 
             def f(v: float | None, fmt: str) -> str:
                 return "-" if v is None else format(v, fmt)
@@ -475,6 +482,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--extras-all-peers", action="store_true")
     ap.add_argument("--no-extras", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help="write results JSON here")
+    ap.add_argument("--report", type=Path, default=None,
+                    help="only print the tables of a results JSON written by --out")
     ap.add_argument("--corral-src", type=Path, default=None,
                     help="folder holding the corral package to run (e.g. a `git archive` of a "
                     "commit); default: the installed one")
@@ -484,7 +493,7 @@ def parse_args() -> argparse.Namespace:
 NS_ENV = "CORRAL_BENCH_NETNS"
 
 
-def in_own_namespace() -> int:
+def in_own_namespace(script: Path | None = None) -> int:
     """Re-run this script inside a fresh network namespace (its own loopback: ports 80/443 are
     free, nothing else on the machine shares or disturbs the sockets); removed afterwards."""
     sys.path.insert(0, str(REPO))
@@ -495,14 +504,27 @@ def in_own_namespace() -> int:
         raise SystemExit(f"bench: {reason}")
     with netns.TestBed(Path(tempfile.mkdtemp(prefix="corral-bench-bed-"))) as bed:
         ns = bed.namespace("bench")
-        argv = ns.exec_argv([sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]])
+        script = script or Path(__file__).resolve()
+        argv = ns.exec_argv([sys.executable, str(script), *sys.argv[1:]])
         return subprocess.run(argv, env=os.environ | {NS_ENV: ns.name}, check=False).returncode
 
 
+def report_only(path: Path) -> int:
+    saved = json.loads(path.read_text())
+    rounds = [{n: {s: Result(**r) for s, r in v.items()} for n, v in rd.items()}
+              for rd in saved["raw"]]
+    direct = [Result(0, d, d, 0, 0, 0) for d in saved.get("direct_p50_ms", [])] or [
+        Result(0, saved["summary"]["light"]["direct_p50_ms"], 0, 0, 0, 0)]
+    print(markdown(summarise(rounds, direct), saved["extras"]))
+    return 0
+
+
 def main() -> int:
+    args = parse_args()
+    if args.report:
+        return report_only(args.report)
     if NS_ENV not in os.environ:
         return in_own_namespace()
-    args = parse_args()
     if args.corral_src:
         os.environ["CORRAL_BENCH_SRC"] = str(args.corral_src.resolve())
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -548,6 +570,7 @@ def main() -> int:
             extras = run_extras(names, args, workdir)
     summary = summarise(rounds, direct) if rounds else {}
     report = {"summary": summary, "extras": extras, "args": vars(args) | {"out": str(args.out)},
+              "direct_p50_ms": [d.p50_ms for d in direct],
               "raw": [{n: {s: vars(r) for s, r in v.items()} for n, v in rd.items()}
                       for rd in rounds]}
     if args.out:
