@@ -3,6 +3,7 @@ drain on SIGTERM, --workers with SO_REUSEPORT, and ``corral up --check``."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -245,3 +246,40 @@ def test_usable_cpus_follows_the_cgroup_quota(tmp_path: Path) -> None:
     cpu_max.write_text("max 100000\n")
     assert usable_cpus(str(cpu_max)) == len(os.sched_getaffinity(0))
     assert usable_cpus(str(tmp_path / "missing")) == len(os.sched_getaffinity(0))
+
+
+def test_corral_up_runs_until_sigterm(tmp_path: Path, dns_server: StaticDns,
+                                      ports: tuple[int, int]) -> None:
+    doc = policy_for(ports, "allowed.test")
+    agents = doc["spec"]["agents"]  # type: ignore[index]
+    for a, p in zip(agents, free_ports(len(agents)), strict=True):
+        a["port"] = p
+    policy = tmp_path / "corral.yaml"
+    policy.write_text(yaml.safe_dump(doc))
+    admin = free_ports(1)[0]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "corral", "up", "-f", str(policy), "--admin-port", str(admin),
+         "--resolver", dns_server.address], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        port = agents[0]["port"]
+        url = f"http://allowed.test:{ports[0]}/"
+
+        def served() -> bool:
+            try:
+                return request(port, "GET", url)[0] == 200
+            except OSError:
+                return False
+
+        assert eventually(served, 30)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        assert f"HTTPS_PROXY=http://127.0.0.1:{port}" in out
+        log = tmp_path / ".corral" / "gateway-access.log"
+        lines = [json.loads(x) for x in log.read_text().splitlines()]
+        assert lines[-1][R.STATUS] == 200  # flushed at shutdown
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
