@@ -156,7 +156,7 @@ def test_refused_items_go_to_dead_letters_not_retried(tmp_path: Path, clock: Clo
     async def go() -> None:
         sink = MockSink()
         sink.fail = SinkError("HTTP 400: mapping error", retryable=False)
-        q = DiskQueue(tmp_path / "q.db")
+        q = DiskQueue(tmp_path / "q")
         q.put([{"key": "a"}, {"key": "b"}])
         d = Deliverer(sink, q, batch=10, backoff=1, backoff_max=8, sleep=clock.sleep,
                       clock=clock)
@@ -173,12 +173,41 @@ def test_refused_items_go_to_dead_letters_not_retried(tmp_path: Path, clock: Clo
     run(go())
 
 
-def test_queue_bound_drops_oldest_and_counts(tmp_path: Path) -> None:
-    q = DiskQueue(tmp_path / "q.db", max_rows=100)
+def test_queue_bound_drops_new_items_and_counts(tmp_path: Path) -> None:
+    q = DiskQueue(tmp_path / "q", max_rows=100)
     q.put([{"key": i} for i in range(150)])
     assert q.depth == 100 and q.dropped == 50
-    assert q.peek(1)[0][1] == {"key": 50}
+    assert q.peek(1)[0][1] == {"key": 0}
     q.close()
+
+
+def test_queue_segments_restart_and_a_second_process_view(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from corral.control.sinks import queue as qmod
+    monkeypatch.setattr(qmod, "SEGMENT_BYTES", 200)  # roll every few items
+    writer = DiskQueue(tmp_path / "q")
+    reader = DiskQueue(tmp_path / "q")  # as in the sink worker process: same directory
+    writer.put([{"key": i} for i in range(10)])
+    got = reader.peek(4)
+    assert [i for i, _ in got] == [0, 1, 2, 3] and reader.peek(4) == got  # until acked
+    reader.ack([0, 1, 2, 3])
+    writer.put([{"key": i} for i in range(10, 25)])
+    seen = [item["key"] for _, item in got]
+    while rows := reader.peek(7):
+        seen += [item["key"] for _, item in rows]
+        reader.ack([i for i, _ in rows])
+    assert seen == list(range(25))
+    assert writer.refresh() == 0 and len(list((tmp_path / "q").glob("seg-*"))) == 1
+    writer.put([{"key": 25}])
+    with (tmp_path / "q" / sorted(p.name for p in (tmp_path / "q").glob("seg-*"))[-1]
+          ).open("ab") as f:
+        f.write(b'{"key": 26, "cut sho')  # a crash in the middle of a write
+    writer.close()
+    reader.close()
+    again = DiskQueue(tmp_path / "q")  # restart: resumes after the last ack, drops the cut
+    assert again.depth == 1 and [r[1] for r in again.peek(10)] == [{"key": 25}]
+    again.put([{"key": 27}])
+    assert [r[1]["key"] for r in DiskQueue(tmp_path / "q").peek(10)] == [25, 27]
 
 
 def test_http_sink_errors_classified(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 ``python -m corral.control.sinks.worker STATE_DIR`` reads the sink specs (one JSON line, the
 ``spec.response.sinks`` entries) from stdin, runs one ``Deliverer`` per sink over the same queue
-files the parent appends to (SQLite WAL: one appender, one reader/deleter), and writes its
+directories the parent appends to (one appender, one reader: see queue.py), and writes its
 statistics as one JSON line every ``REPORT_S``. Every further stdin line is a wake-up (new items
 queued); EOF stops it. Items not yet acknowledged stay on disk for the next start.
 """
@@ -33,7 +33,7 @@ POLL_S = 0.2  # the parent's wake-ups are the fast path; this bounds a missed on
 
 
 def queue_path(state_dir: Path, name: str) -> Path:
-    return state_dir / "sinks" / f"{name}.db"
+    return state_dir / "sinks" / name
 
 
 class SinkProcess:
