@@ -8,10 +8,11 @@ one-element comprehension around the expression (``[def].map(variables_x, expr)[
 variable is evaluated once per object, before the expressions that use it, as in Kubernetes.
 
 Speed comes from doing little per object: one context is reused, the object is converted into
-CEL once, and a single program returns, per control, ``null`` (passed) or ``[message, failing
-containers]``, messages evaluated only for failures, as the API server does. Only when that
-program errors are the controls evaluated one by one, so an error is pinned on the control that
-raised it; a validation that fails to evaluate is a violation (``failurePolicy: Fail``).
+CEL once, without the map keys no expression reads (``project``), and a single program returns,
+per control, ``null`` (passed) or ``[message, failing containers]``, messages evaluated only for
+failures, as the API server does. Only when that program errors are the controls evaluated one
+by one, so an error is pinned on the control that raised it; a validation that fails to
+evaluate is a violation (``failurePolicy: Fail``).
 
 Regex: the engine compiles the pattern of every ``matches()`` call anew (about 100 µs each for
 the image rules), so by default ``x.matches(re)`` is rewritten to the global form
@@ -96,6 +97,28 @@ def cached_matches(text: str, pattern: str) -> bool:
     return _regex(pattern).search(text) is not None
 
 
+def fields_read(expressions: list[str]) -> frozenset[str]:
+    """Every name the CEL could look up as a map key: selected fields (``.name``, ``has(x.f)``)
+    and string literals (``'cpu' in limits``). An over-approximation: any key outside it is never
+    read by these expressions, which select fields and test literal keys but never iterate or
+    measure a map."""
+    keys: set[str] = set()
+    for text in expressions:
+        keys |= {lit[lit.index(lit[-1]) + 1:-1] for lit in _LITERAL.findall(text)}
+        keys |= set(re.findall(rf"\.({_IDENT})", _LITERAL.sub("''", text)))
+    return frozenset(keys)
+
+
+def project(value: Any, keys: frozenset[str]) -> Any:
+    """``value`` without the map keys the policy's CEL never reads (fewer conversions into CEL:
+    2-3x faster on manifests with env, probes, ports and annotations)."""
+    if isinstance(value, dict):
+        return {k: project(v, keys) for k, v in value.items() if k in keys}
+    if isinstance(value, list):
+        return [project(v, keys) for v in value]
+    return value
+
+
 def _program(expression: str, what: str) -> Any:
     try:
         return cel.compile(expression)
@@ -147,7 +170,7 @@ class Checker:
     """Compiled once per policy; ``check`` is called once per object. Not thread-safe."""
 
     def __init__(self, policy: Policy, *, all_namespaces: bool = False,
-                 native_regex: bool = False) -> None:
+                 native_regex: bool = False, projection: bool = True) -> None:
         spec = admission_cel.vap(policy)["spec"]
         controls = admission_cel.cel_controls(policy)
         self.namespace = policy.spec.namespace
@@ -163,8 +186,9 @@ class Checker:
                 ctl.name, v["message"],
                 _program(prepare(compose(variables, v["expression"])), ctl.name),
                 _program(prepare(compose(variables, detail)), f"{ctl.name} messageExpression")))
-        self.program = _program(prepare(compose(variables, "[" + ", ".join(entries) + "]")),
-                                "policy")
+        whole = compose(variables, "[" + ", ".join(entries) + "]")
+        self.program = _program(prepare(whole), "policy")
+        self.keys = fields_read([whole]) if projection else None
         self.ctx = cel.Context()
         if not native_regex:
             self.ctx.add_function("matches", cached_matches)
@@ -180,7 +204,8 @@ class Checker:
         why = self._scope(doc)
         if why is not None:
             return Outcome(doc, skipped=why)
-        self.ctx.add_variable("object", doc.obj)
+        obj = doc.obj if self.keys is None else project(doc.obj, self.keys)
+        self.ctx.add_variable("object", obj)
         self.ctx.add_variable("request", {
             "operation": doc.operation, "subResource": doc.sub_resource,
             "namespace": doc.namespace or self.namespace, "name": doc.name,

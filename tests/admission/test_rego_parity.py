@@ -15,7 +15,15 @@ from corral.check.engine import Checker
 from corral.compile.admission_cel import KINDS
 from corral.model.images import image_admitted, parse_registry_prefix
 from corral.model.policy import Policy
-from tests.admission.helpers import GOOD_CONTAINER, failing, make_policy, only, pod, workload
+from tests.admission.helpers import (
+    GOOD_CONTAINER,
+    failing,
+    make_policy,
+    only,
+    pod,
+    run,
+    workload,
+)
 from tests.admission.rego_runner import RegoEngine
 from tests.admission.test_cel_controls import BAD, mutate
 from tests.admission.test_images_cel import PREFIX_SETS, references
@@ -157,3 +165,25 @@ def test_container_named_in_message(engines: tuple[Checker, RegoEngine]) -> None
     msgs = engines[1].query("registries", pod(spec))
     assert msgs == ["registries: container setup uses an image outside the approved registries "
                     "(evil.io/x:1)"]
+
+
+# --- corral check's projection never changes a result -----------------------------------------
+
+JUNK = st.dictionaries(st.sampled_from(["env", "ports", "args", "annotations", "x-extra",
+                                        "livenessProbe", "volumeMounts"]),
+                       st.lists(st.text(max_size=5), max_size=3), max_size=3)
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(spec=pod_specs(), kind=st.sampled_from(KINDS), junk=JUNK)
+def test_projection_is_invisible(policy: Policy, spec: dict[str, Any], kind: str,
+                                 junk: dict[str, Any]) -> None:
+    for ctr in spec["containers"]:
+        ctr.update(junk)
+    spec.update(junk)
+    obj = pod(spec) if kind == "Pod" else workload(kind, spec)
+    full = Checker(policy, projection=False)
+    lean = Checker(policy)
+    assert [(v.control, v.message, v.containers) for v in run(full, obj).violations] == [
+        (v.control, v.message, v.containers) for v in run(lean, obj).violations]
