@@ -76,7 +76,7 @@ class Sink(Strict):
     route: Route = Route()
     timeout_s: float = Field(default=5.0, gt=0)
     batch: int = Field(default=200, ge=1, le=10000)
-    max_queue: int = Field(default=1_000_000, ge=100)  # rows kept on disk during an outage
+    max_queue: int = Field(default=1_000_000, ge=100)  # items kept on disk during an outage
     backoff_s: float = Field(default=0.5, gt=0)  # first retry delay; doubles up to backoff_max_s
     backoff_max_s: float = Field(default=60.0, gt=0)
 
