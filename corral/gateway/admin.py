@@ -1,22 +1,20 @@
-"""The admin port: health, readiness, Prometheus metrics and the quarantine overlay API.
+"""The admin port's routes: health, readiness, Prometheus metrics, the quarantine overlay API.
 
 ``GET /healthz`` (process alive), ``GET /readyz`` (listeners bound, policy loaded),
 ``GET /metrics``; ``GET /v1/quarantine`` lists quarantined agents as JSON, ``PUT`` and ``DELETE
-/v1/quarantine/<agent>`` flip one agent to deny-all (reason ``quarantined``) for every new
-request at once. One request per connection; parsed with httptools; bad input gets a 4xx.
+/v1/quarantine/<agent>`` flip one agent to deny-all (reason ``quarantined``) at once. Sans-io:
+``AdminRequest`` parses one request head with httptools, ``route`` answers it; the socket side
+is ``server.AdminServer``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from dataclasses import dataclass
 from typing import Protocol
 
 import httptools
 import orjson
 
-log = logging.getLogger("corral.gateway.admin")
 MAX_REQUEST = 8192
 
 
@@ -39,18 +37,46 @@ def _json(status: int, doc: object) -> Reply:
     return Reply(status, orjson.dumps(doc) + b"\n")
 
 
-class _Head:
-    """httptools callbacks collecting one request line."""
+class AdminRequest:
+    """Feed bytes until ``complete``; then ``method`` and ``path``. ``error`` when malformed."""
 
     def __init__(self) -> None:
         self.url = b""
         self.complete = False
+        self.seen = 0
+        self.error: Reply | None = None
+        self._parser = httptools.HttpRequestParser(self)
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_headers_complete(self) -> None:
         self.complete = True
+
+    def feed(self, data: bytes) -> None:
+        self.seen += len(data)
+        if not data or self.seen > MAX_REQUEST:
+            self.error = _json(400, {"error": "incomplete or oversized request"})
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.error = _json(400, {"error": f"malformed request: {exc}"})
+
+    def target(self) -> tuple[str, str] | Reply:
+        method = self._parser.get_method().decode("ascii", "replace")
+        try:
+            path = (httptools.parse_url(self.url).path or b"/").decode("utf-8")
+        except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
+            return _json(400, {"error": "invalid path"})
+        return method, path
+
+
+def encode_reply(reply: Reply) -> bytes:
+    head = (b"HTTP/1.1 %d %b\r\nContent-Type: %b\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n")
+    return head % (reply.status, b"OK" if reply.status < 400 else b"Error",
+                   reply.content_type.encode(), len(reply.body)) + reply.body
 
 
 async def route(backend: Backend, method: str, path: str) -> Reply:
@@ -78,56 +104,3 @@ async def _quarantine(backend: Backend, method: str, agent: str) -> Reply:
                            "agents": backend.known_agents()})
     await backend.set_quarantine(agent, method == "PUT")
     return _json(200, {"quarantined": backend.quarantined()})
-
-
-class AdminServer:
-    def __init__(self, backend: Backend, host: str, port: int) -> None:
-        self._backend = backend
-        self._host = host
-        self._port = port
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._handle, self._host, self._port)
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(10):
-                reply = await self._answer(reader)
-            writer.write(b"HTTP/1.1 %d %b\r\nContent-Type: %b\r\nContent-Length: %d\r\n"
-                         b"Connection: close\r\n\r\n%b" % (
-                             reply.status, b"OK" if reply.status < 400 else b"Error",
-                             reply.content_type.encode(), len(reply.body), reply.body))
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        except Exception:
-            log.exception("admin: error while answering")
-        finally:
-            writer.close()
-
-    async def _answer(self, reader: asyncio.StreamReader) -> Reply:
-        head = _Head()
-        parser = httptools.HttpRequestParser(head)
-        seen = 0
-        while not head.complete:
-            data = await reader.read(4096)
-            seen += len(data)
-            if not data or seen > MAX_REQUEST:
-                return _json(400, {"error": "incomplete or oversized request"})
-            try:
-                parser.feed_data(data)
-            except httptools.HttpParserError as exc:
-                return _json(400, {"error": f"malformed request: {exc}"})
-        method = parser.get_method().decode("ascii", "replace")
-        try:
-            path = (httptools.parse_url(head.url).path or b"/").decode("utf-8")
-        except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
-            return _json(400, {"error": "invalid path"})
-        return await route(self._backend, method, path)

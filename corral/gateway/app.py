@@ -26,12 +26,11 @@ import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from corral.gateway import state
-from corral.gateway.admin import AdminServer
 from corral.gateway.log import AccessLog
 from corral.gateway.metrics import GatewayMetrics
 from corral.gateway.ratelimit import Clock
 from corral.gateway.resolver import Resolver
-from corral.gateway.server import Gateway
+from corral.gateway.server import AdminServer, Gateway
 from corral.gateway.steps import Context, build_pipeline
 from corral.model.errors import PolicyError
 

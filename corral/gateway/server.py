@@ -8,7 +8,7 @@ connection per request taken from a small pool of idle persistent connections (k
 host and the vetted address, so nothing is shared across agents or names) with the response
 re-framed for client keep-alive. A ``Gateway`` owns the listeners (one per agent port), a sweeper
 that enforces header/idle timeouts on a coarse tick, and drain. Any error inside one connection
-ends that connection only.
+ends that connection only. ``AdminServer`` serves the admin routes of ``admin`` on its port.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import cast
 
 from corral.decide import reasons
+from corral.gateway import admin
 from corral.gateway.flow import Flow, Refusal
 from corral.gateway.protocol import responses
 from corral.gateway.protocol.http import (
@@ -692,3 +693,46 @@ class ClientConnection(asyncio.Protocol):
                                                 "no TLS ClientHello in time"))
         elif state in (RELAY, TUNNEL) and tick - self.seen > idle_ticks:
             self._close()
+
+
+class AdminServer:
+    """The admin port: one request per connection, answered by ``admin.route``."""
+
+    def __init__(self, backend: admin.Backend, host: str, port: int) -> None:
+        self._backend = backend
+        self._host = host
+        self._port = port
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._handle, self._host, self._port)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(10):
+                reply = await self._answer(reader)
+            writer.write(admin.encode_reply(reply))
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        except Exception:
+            log.exception("admin: error while answering")
+        finally:
+            writer.close()
+
+    async def _answer(self, reader: asyncio.StreamReader) -> admin.Reply:
+        req = admin.AdminRequest()
+        while not req.complete and req.error is None:
+            req.feed(await reader.read(4096))
+        if req.error is not None:
+            return req.error
+        target = req.target()
+        if isinstance(target, admin.Reply):
+            return target
+        return await admin.route(self._backend, *target)

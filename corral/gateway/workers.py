@@ -27,7 +27,7 @@ import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
 from corral.gateway import app, state
-from corral.gateway.admin import AdminServer
+from corral.gateway.server import AdminServer
 
 log = logging.getLogger("corral.gateway.workers")
 RESTART_PAUSE = 1.0
