@@ -243,7 +243,9 @@ def parse_target(head: RequestHead) -> Target:
     if url.schema.lower() != b"http":
         raise _bad("only http:// URIs are proxied; use CONNECT for https")
     host = url.host.decode("latin-1")
-    port = url.port or 80
+    port = 80 if url.port is None else url.port
+    if not 0 < port < 65536:  # ":0" must not fall back to the default port
+        raise _bad(f"invalid port {port} in {raw[:200]!r}: expected 1-65535")
     path = (url.path or b"/").decode("latin-1")
     if url.query is not None:
         path += "?" + url.query.decode("latin-1")

@@ -1,27 +1,19 @@
-"""The only socket code of the gateway: listeners, client connections, upstream connections.
+"""``ClientConnection``: one agent connection, a keep-alive series of requests or one tunnel.
 
-One ``ClientConnection`` (an asyncio Protocol, no streams: small per-connection state for
-10,000 idle tunnels) per accepted socket. It feeds bytes to the sans-io ``RequestReader``, runs
-the ordered steps (``steps.Pipeline``) for each request head, dials the address the resolve step
-vetted, then relays: CONNECT as a raw tunnel after the SNI check, plain HTTP as one upstream
-connection per request taken from a small pool of idle persistent connections (keyed by agent,
-host and the vetted address, so nothing is shared across agents or names) with the response
-re-framed for client keep-alive. A ``Gateway`` owns the listeners (one per agent port), a sweeper
-that enforces header/idle timeouts on a coarse tick, and drain. Any error inside one connection
-ends that connection only. ``AdminServer`` serves the admin routes of ``admin`` on its port.
+States: HEAD (waiting for a request head) -> SETUP (steps; a task only when a step must wait or
+a new upstream must be dialled) -> RELAY (plain HTTP) or PEEK (tunnel, waiting for the TLS
+ClientHello) -> TUNNEL; CLOSED at the end. The flow is logged exactly once when it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from corral.decide import reasons
-from corral.gateway import admin
 from corral.gateway.flow import Flow, Refusal
 from corral.gateway.protocol import responses
 from corral.gateway.protocol.http import (
@@ -38,222 +30,16 @@ from corral.gateway.protocol.http import (
     upstream_request,
 )
 from corral.gateway.protocol.tls import MAX_HELLO, Hello
-from corral.gateway.state import Snapshot
-from corral.gateway.steps import Pipeline
+from corral.gateway.server.upstream import PoolKey, Upstream, const
+
+if TYPE_CHECKING:
+    from corral.gateway.server.listeners import Gateway
 
 log = logging.getLogger("corral.gateway")
 
 HEAD, SETUP, RELAY, PEEK, TUNNEL, CLOSED = range(6)
 Wall = Callable[[], float]
-PoolKey = tuple[str, str, str, int]  # agent, host, vetted address, port
-POOL_PER_KEY = 32
-POOL_IDLE_S = 30.0
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # retried once on a stale pooled connection
-
-
-class UpstreamPool:
-    """Idle persistent upstream connections for plain HTTP, reused only for the same key."""
-
-    def __init__(self) -> None:
-        self._idle: dict[PoolKey, list[Upstream]] = {}
-
-    def take(self, key: PoolKey) -> Upstream | None:
-        idle = self._idle.get(key)
-        while idle:
-            up = idle.pop()
-            if up.transport is not None and not up.transport.is_closing():
-                up.pooled = None
-                return up
-        return None
-
-    def put(self, key: PoolKey, up: Upstream, tick: int) -> None:
-        idle = self._idle.setdefault(key, [])
-        if len(idle) >= POOL_PER_KEY:
-            up.close()
-            return
-        up.conn = None
-        up.pooled = (key, tick)
-        if up.transport is not None:
-            up.transport.resume_reading()  # it may have been paused for a slow client
-        idle.append(up)
-
-    def discard(self, up: Upstream) -> None:
-        if up.pooled is not None:
-            idle = self._idle.get(up.pooled[0], [])
-            if up in idle:
-                idle.remove(up)
-            if not idle:
-                self._idle.pop(up.pooled[0], None)
-            up.pooled = None
-        up.close()
-
-    def expire(self, tick: int, idle_ticks: int) -> None:
-        for key in list(self._idle):
-            for up in [u for u in self._idle[key] if u.pooled and tick - u.pooled[1] > idle_ticks]:
-                self.discard(up)
-
-    def close_all(self) -> None:
-        for key in list(self._idle):
-            for up in list(self._idle.get(key, ())):
-                self.discard(up)
-
-
-class Gateway:
-    """Listeners and live connections of one process; ``snapshot`` is swapped on reload."""
-
-    def __init__(self, snapshot: Snapshot, pipeline: Pipeline, *, listen: str = "127.0.0.1",
-                 reuse_port: bool = False, wall: Wall = time.time) -> None:
-        self.snapshot = snapshot
-        self.pipeline = pipeline
-        self.listen = listen
-        self.reuse_port = reuse_port
-        self.wall = wall
-        self.servers: dict[int, asyncio.Server] = {}
-        self.conns: set[ClientConnection] = set()
-        self.tick = 0
-        self.draining = False
-        self.pool = UpstreamPool()
-        lim = snapshot.limits
-        self.tick_s = max(0.02, min(1.0, lim.header_timeout_s / 4, lim.idle_timeout_s / 4))
-        self._sweeper: asyncio.Task[None] | None = None
-
-    # -- listeners
-    async def start(self) -> None:
-        await self.sync_listeners()
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="sweeper")
-
-    async def sync_listeners(self) -> None:
-        """Open a listener per agent port of the snapshot, close those no agent uses now."""
-        loop = asyncio.get_running_loop()
-        wanted = set(self.snapshot.agent_by_port)
-        for port in sorted(set(self.servers) - wanted):
-            self.servers.pop(port).close()
-        for port in sorted(wanted - set(self.servers)):
-            self.servers[port] = await loop.create_server(
-                self._factory(port), host=self.listen, port=port,
-                reuse_port=self.reuse_port or None, backlog=4096)
-
-    def _factory(self, port: int) -> Callable[[], ClientConnection]:
-        return lambda: ClientConnection(self, port)
-
-    def bound(self) -> dict[str, int]:
-        """Agent -> the port actually bound (after binding port 0 in tests)."""
-        out = {}
-        for port, server in self.servers.items():
-            agent = self.snapshot.agent_by_port.get(port, "?")
-            out[agent] = server.sockets[0].getsockname()[1]
-        return out
-
-    async def apply(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
-        await self.sync_listeners()
-
-    def cut(self, agent: str) -> int:
-        """Close every connection of ``agent`` now (quarantine); returns how many."""
-        mine = [c for c in self.conns if self.snapshot.agent_by_port.get(c.port) == agent]
-        for conn in mine:
-            conn.cut(reasons.QUARANTINED)
-        return len(mine)
-
-    # -- timeouts
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self.tick_s)
-            self.tick += 1
-            lim = self.snapshot.limits
-            header = math.ceil(lim.header_timeout_s / self.tick_s)
-            idle = math.ceil(lim.idle_timeout_s / self.tick_s)
-            for conn in list(self.conns):
-                conn.expire(self.tick, header, idle)
-            self.pool.expire(self.tick, math.ceil(POOL_IDLE_S / self.tick_s))
-
-    # -- shutdown
-    async def drain(self, seconds: float) -> int:
-        """Stop accepting, let open flows finish for up to ``seconds``; returns flows cut."""
-        self.draining = True
-        self.pool.close_all()
-        for server in self.servers.values():
-            server.close()
-        for conn in list(self.conns):
-            conn.close_if_idle()
-        deadline = time.monotonic() + seconds
-        while self.conns and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        cut = len(self.conns)
-        for conn in list(self.conns):
-            conn.abort()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        return cut
-
-
-def _const(up: Upstream) -> Callable[[], Upstream]:
-    return lambda: up
-
-
-class Upstream(asyncio.Protocol):
-    """The gateway's connection to the destination; bytes go to its ``ClientConnection``."""
-
-    __slots__ = ("conn", "live", "pending", "pool", "pooled", "received", "transport")
-
-    def __init__(self, conn: ClientConnection, pool: UpstreamPool) -> None:
-        self.conn: ClientConnection | None = conn
-        self.pool = pool
-        self.pooled: tuple[PoolKey, int] | None = None
-        self.live = False
-        self.received = False
-        self.pending: list[bytes] = []
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-
-    def attach(self, conn: ClientConnection) -> None:
-        """Hand a pooled connection to a new request."""
-        self.conn = conn
-        self.live = False
-        self.received = False
-
-    def go_live(self) -> None:
-        self.live = True
-        pending, self.pending = self.pending, []
-        for data in pending:
-            if self.conn is not None:
-                self.conn.from_upstream(data)
-
-    def data_received(self, data: bytes) -> None:
-        self.received = True
-        if self.conn is None:  # idle in the pool: nothing may arrive; never reuse it
-            self.pool.discard(self)
-        elif self.live:
-            self.conn.from_upstream(data)
-        else:
-            self.pending.append(data)
-
-    def eof_received(self) -> bool:
-        self._gone()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._gone()
-
-    def _gone(self) -> None:
-        if self.conn is None:
-            self.pool.discard(self)
-        else:
-            self.conn.upstream_closed(self)
-
-    def pause_writing(self) -> None:
-        if self.conn is not None:
-            self.conn.pause_client()
-
-    def resume_writing(self) -> None:
-        if self.conn is not None:
-            self.conn.resume_client()
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
 
 
 class ClientConnection(asyncio.Protocol):
@@ -448,7 +234,7 @@ class ClientConnection(asyncio.Protocol):
             up = Upstream(self, self.gw.pool)
             try:
                 async with asyncio.timeout(timeout):
-                    await loop.create_connection(_const(up), addr, flow.port)
+                    await loop.create_connection(const(up), addr, flow.port)
             except TimeoutError:
                 problem = f"connect to {addr} port {flow.port} timed out"
                 continue
@@ -693,46 +479,3 @@ class ClientConnection(asyncio.Protocol):
                                                 "no TLS ClientHello in time"))
         elif state in (RELAY, TUNNEL) and tick - self.seen > idle_ticks:
             self._close()
-
-
-class AdminServer:
-    """The admin port: one request per connection, answered by ``admin.route``."""
-
-    def __init__(self, backend: admin.Backend, host: str, port: int) -> None:
-        self._backend = backend
-        self._host = host
-        self._port = port
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._handle, self._host, self._port)
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(10):
-                reply = await self._answer(reader)
-            writer.write(admin.encode_reply(reply))
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        except Exception:
-            log.exception("admin: error while answering")
-        finally:
-            writer.close()
-
-    async def _answer(self, reader: asyncio.StreamReader) -> admin.Reply:
-        req = admin.AdminRequest()
-        while not req.complete and req.error is None:
-            req.feed(await reader.read(4096))
-        if req.error is not None:
-            return req.error
-        target = req.target()
-        if isinstance(target, admin.Reply):
-            return target
-        return await admin.route(self._backend, *target)

@@ -1,0 +1,135 @@
+"""The destination side of a flow: ``Upstream`` connections and the pool of idle ones.
+
+Plain-HTTP upstream connections are kept for reuse only under the key (agent, host, vetted
+address, port), so nothing is shared across agents or names; an idle pooled connection that
+receives bytes or closes is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from corral.gateway.server.client import ClientConnection
+
+PoolKey = tuple[str, str, str, int]  # agent, host, vetted address, port
+POOL_PER_KEY = 32
+POOL_IDLE_S = 30.0
+
+
+class UpstreamPool:
+    """Idle persistent upstream connections for plain HTTP, reused only for the same key."""
+
+    def __init__(self) -> None:
+        self._idle: dict[PoolKey, list[Upstream]] = {}
+
+    def take(self, key: PoolKey) -> Upstream | None:
+        idle = self._idle.get(key)
+        while idle:
+            up = idle.pop()
+            if up.transport is not None and not up.transport.is_closing():
+                up.pooled = None
+                return up
+        return None
+
+    def put(self, key: PoolKey, up: Upstream, tick: int) -> None:
+        idle = self._idle.setdefault(key, [])
+        if len(idle) >= POOL_PER_KEY:
+            up.close()
+            return
+        up.conn = None
+        up.pooled = (key, tick)
+        if up.transport is not None:
+            up.transport.resume_reading()  # it may have been paused for a slow client
+        idle.append(up)
+
+    def discard(self, up: Upstream) -> None:
+        if up.pooled is not None:
+            idle = self._idle.get(up.pooled[0], [])
+            if up in idle:
+                idle.remove(up)
+            if not idle:
+                self._idle.pop(up.pooled[0], None)
+            up.pooled = None
+        up.close()
+
+    def expire(self, tick: int, idle_ticks: int) -> None:
+        for key in list(self._idle):
+            for up in [u for u in self._idle[key] if u.pooled and tick - u.pooled[1] > idle_ticks]:
+                self.discard(up)
+
+    def close_all(self) -> None:
+        for key in list(self._idle):
+            for up in list(self._idle.get(key, ())):
+                self.discard(up)
+
+
+def const(up: Upstream) -> Callable[[], Upstream]:
+    return lambda: up
+
+
+class Upstream(asyncio.Protocol):
+    """The gateway's connection to the destination; bytes go to its ``ClientConnection``."""
+
+    __slots__ = ("conn", "live", "pending", "pool", "pooled", "received", "transport")
+
+    def __init__(self, conn: ClientConnection, pool: UpstreamPool) -> None:
+        self.conn: ClientConnection | None = conn
+        self.pool = pool
+        self.pooled: tuple[PoolKey, int] | None = None
+        self.live = False
+        self.received = False
+        self.pending: list[bytes] = []
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def attach(self, conn: ClientConnection) -> None:
+        """Hand a pooled connection to a new request."""
+        self.conn = conn
+        self.live = False
+        self.received = False
+
+    def go_live(self) -> None:
+        self.live = True
+        pending, self.pending = self.pending, []
+        for data in pending:
+            if self.conn is not None:
+                self.conn.from_upstream(data)
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        if self.conn is None:  # idle in the pool: nothing may arrive; never reuse it
+            self.pool.discard(self)
+        elif self.live:
+            self.conn.from_upstream(data)
+        else:
+            self.pending.append(data)
+
+    def eof_received(self) -> bool:
+        self._gone()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._gone()
+
+    def _gone(self) -> None:
+        if self.conn is None:
+            self.pool.discard(self)
+        else:
+            self.conn.upstream_closed(self)
+
+    def pause_writing(self) -> None:
+        if self.conn is not None:
+            self.conn.pause_client()
+
+    def resume_writing(self) -> None:
+        if self.conn is not None:
+            self.conn.resume_client()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
