@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
 import socket
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from corral.decide import reasons
-from corral.gateway.testing import StaticDns, ThreadGateway
+from corral.gateway.testing import StaticDns, ThreadGateway, free_ports
 from corral.model import records as R
 from tests.gateway.helpers import agent, connect, https_get, make_policy, raw, request
 
@@ -354,3 +355,45 @@ def test_random_bytes_never_take_the_gateway_down(gw: ThreadGateway,
         answer = raw(gw.ports["research"], blob + b"\r\n\r\n" * (i % 2))
         assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer[:80]
     assert request(gw.ports["research"], "GET", f"http://allowed.test:{ports[0]}/")[0] == 200
+
+
+def test_pipelined_requests_are_answered_in_order(gw: ThreadGateway,
+                                                  ports: tuple[int, int]) -> None:
+    host = f"allowed.test:{ports[0]}"
+    data = b"".join(f"GET http://{host}/{i} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+                    for i in range(3))
+    with socket.create_connection(("127.0.0.1", gw.ports["research"]), timeout=5) as s:
+        s.sendall(data)
+        for i in range(3):
+            resp = http.client.HTTPResponse(s, method="GET")
+            resp.begin()
+            assert resp.status == 200 and json.loads(resp.read())["path"] == f"/{i}"
+    assert len(gw.log_lines()) == 3
+
+
+def test_http10_client_is_served_then_closed(gw: ThreadGateway, ports: tuple[int, int]) -> None:
+    answer = raw(gw.ports["research"],
+                 f"GET http://allowed.test:{ports[0]}/old HTTP/1.0\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in answer
+
+
+def test_unreachable_and_unresolvable_destinations_are_502(
+        tmp_path: Path, dns_server: StaticDns) -> None:
+    closed = free_ports(1)[0]
+    policy = make_policy(agent("a", allow=[f"allowed.test:{closed}", "nowhere.test"],
+                               allow_cidrs=LOOP))
+    with ThreadGateway(policy, log_path=str(tmp_path / "a.log"),
+                       resolver=("127.0.0.1", dns_server.port)) as g:
+        status, headers, body = request(g.ports["a"], "GET", f"http://allowed.test:{closed}/")
+        assert status == 502 and headers["x-corral-reason"] == reasons.UPSTREAM_FAILED
+        assert b"refused" in body
+        status, headers, _ = request(g.ports["a"], "GET", "http://nowhere.test/")
+        assert status == 502 and headers["x-corral-reason"] == reasons.RESOLVE_FAILED
+        s, status, _ = connect(g.ports["a"], "nowhere.test:443")
+        s.close()
+        assert status == 502
+        lines = g.log_lines()
+        assert [(x[R.DECISION], x[R.REASON]) for x in lines] == [
+            ("allow", reasons.UPSTREAM_FAILED), ("allow", reasons.RESOLVE_FAILED),
+            ("allow", reasons.RESOLVE_FAILED)]
+        assert lines[0][R.RESOLVED] == "127.0.0.1"
