@@ -40,7 +40,27 @@ class Response:
         return self.body.decode("utf-8", "replace")
 
 
-def _read_head(sock: socket.socket | ssl.SSLSocket) -> tuple[bytes, bytes]:
+class Buffered:
+    """A socket reader that keeps bytes read past one response for the next (pipelining)."""
+
+    def __init__(self, sock: socket.socket | ssl.SSLSocket) -> None:
+        self.sock = sock
+        self.extra = b""
+
+    def recv(self, n: int) -> bytes:
+        if self.extra:
+            data, self.extra = self.extra, b""
+            return data
+        return self.sock.recv(n)
+
+    def unread(self, data: bytes) -> None:
+        self.extra = data + self.extra
+
+
+Readable = socket.socket | ssl.SSLSocket | Buffered
+
+
+def _read_head(sock: Readable) -> tuple[bytes, bytes]:
     """Bytes up to the blank line, and whatever came after it."""
     buf = b""
     while b"\r\n\r\n" not in buf:
@@ -54,7 +74,7 @@ def _read_head(sock: socket.socket | ssl.SSLSocket) -> tuple[bytes, bytes]:
     return head, rest
 
 
-def read_response(sock: socket.socket | ssl.SSLSocket, *, head_only: bool = False) -> Response:
+def read_response(sock: Readable, *, head_only: bool = False) -> Response:
     """One HTTP/1.x response; the body is read by Content-Length (or to EOF without one)."""
     head, rest = _read_head(sock)
     status_line, _, header_bytes = head.partition(b"\r\n")
@@ -78,6 +98,8 @@ def read_response(sock: socket.socket | ssl.SSLSocket, *, head_only: bool = Fals
         if not chunk:
             break
         body += chunk
+    if isinstance(sock, Buffered) and len(body) > want:
+        sock.unread(body[want:])
     return Response(status, headers, body[:want], head)
 
 

@@ -38,6 +38,7 @@ class Handler(BaseHTTPRequestHandler):
             "host": self.headers.get("Host"),
             "path": self.path,
             "method": self.command,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
         }).encode() + b"\n"
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

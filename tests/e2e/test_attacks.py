@@ -247,6 +247,48 @@ def test_malformed_requests_get_4xx_and_the_gateway_stays_up(world: cf.World,
     assert_gateway_healthy(world)
 
 
+def test_hop_by_hop_and_proxy_credentials_are_not_forwarded(world: cf.World) -> None:
+    resp = client.get(world.agent, proxy(world), "http://allowed.test/hop", headers={
+        "Proxy-Authorization": "Basic c2VjcmV0OnNlY3JldA==", "Proxy-Connection": "keep-alive",
+        "X-Hop": "drop-me", "Connection": "close, X-Hop", "X-Kept": "yes"})
+    assert resp.status == 200
+    seen = resp.json()["headers"]
+    assert seen.get("x-kept") == "yes"  # control: ordinary headers pass
+    for name in ("proxy-authorization", "proxy-connection", "x-hop"):
+        assert name not in seen, seen
+
+
+def test_pipelined_requests_are_decided_one_by_one(world: cf.World) -> None:
+    with client.connect(world.agent, *proxy(world)) as sock:
+        sock.sendall(b"GET http://allowed.test/p1 HTTP/1.1\r\nHost: allowed.test\r\n\r\n"
+                     b"GET http://denied.test/p2 HTTP/1.1\r\nHost: denied.test\r\n\r\n"
+                     b"GET http://api.allowed.test/p3 HTTP/1.1\r\nHost: api.allowed.test\r\n"
+                     b"Connection: close\r\n\r\n")
+        reader = client.Buffered(sock)  # responses may arrive in one segment
+        first, second, third = (client.read_response(reader) for _ in range(3))
+    assert (first.status, first.json()["path"]) == (200, "/p1")
+    refused(second, reasons.NOT_IN_ALLOWLIST)
+    assert (third.status, third.json()["origin"]) == (200, "public-b")
+
+
+def test_http10_without_host_uses_the_absolute_uri(world: cf.World) -> None:
+    resp = client.send_raw(world.agent, *proxy(world),
+                           b"GET http://allowed.test/ten HTTP/1.0\r\n\r\n")
+    assert resp.status == 200 and resp.json()["origin"] == "public-a"
+    resp = client.send_raw(world.agent, *proxy(world),
+                           b"GET http://denied.test/ten HTTP/1.0\r\n\r\n")
+    assert resp.status == 403
+
+
+@pytest.mark.parametrize("url", ["https://allowed.test/", "ftp://allowed.test/",
+                                 "http://[fe80::1%25eth0]/", "http:///allowed.test/",
+                                 "http://allowed.test:0/", "gopher://allowed.test:70/"])
+def test_odd_schemes_and_authorities_in_plain_requests(world: cf.World, url: str) -> None:
+    resp = client.get(world.agent, proxy(world), url, host="allowed.test")
+    assert 400 <= resp.status < 500, (url, resp)
+    assert "origin" not in resp.text
+
+
 @pytest.mark.parametrize("data", [
     b"GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\nX-Big: " + b"a" * 70000
     + b"\r\n\r\n",
