@@ -25,6 +25,7 @@ _SEPARATOR = re.compile(r"^---(?:[ \t].*)?$", re.MULTILINE)
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR, _SEQ, _MAP = (f"tag:yaml.org,2002:{t}" for t in ("str", "seq", "map"))
 _MERGE = "tag:yaml.org,2002:merge"
+_SCALARS = {f"tag:yaml.org,2002:{t}": f"construct_yaml_{t}" for t in ("bool", "int", "null")}
 
 
 class ReadError(Exception):
@@ -81,7 +82,10 @@ def _build(node: Any, loader: Any) -> Any:
     plain strings, lists and dicts directly; every other scalar through the constructor."""
     kind = type(node)
     if kind is ScalarNode:
-        return node.value if node.tag == _STR else loader.construct_object(node, deep=True)
+        if node.tag == _STR:
+            return node.value
+        direct = _SCALARS.get(node.tag)  # SafeConstructor's own methods, minus its bookkeeping
+        return getattr(loader, direct)(node) if direct else loader.construct_object(node)
     if kind is SequenceNode and node.tag == _SEQ:
         return [_build(n, loader) for n in node.value]
     if kind is not MappingNode or node.tag != _MAP:
