@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 from pydantic import ValidationError
 
@@ -92,7 +93,7 @@ def _show(report: Report, fmt: str, chosen: list[Suggestion] | None) -> None:
         data = report.as_dict()
         if chosen is not None:
             data["suggestions"] = [_sd(s) for s in chosen]
-        _common.emit(data, "json")
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
     elif fmt == "markdown":
         sys.stdout.write(render.markdown(report, chosen) + "\n")
     elif fmt == "html":

@@ -260,25 +260,27 @@ def _parse(text: str) -> datetime:
 
 
 def charts(conn: sqlite3.Connection, opts: ReviewOptions, top: int = 8) -> Charts:
+    """Daily series for the HTML page: bytes out of the top agents (and the rest as
+    ``(others)``), new destinations, deny and would_deny — all from the rollups."""
     end = day_number(opts.now.astimezone(UTC).date().isoformat())
     start = end - opts.chart_days + 1
-    days = list(range(start, end + 1))
-    index = {d: i for i, d in enumerate(days)}
-    per_agent: dict[str, list[int]] = defaultdict(lambda: [0] * len(days))
-    deny, would = [0] * len(days), [0] * len(days)
-    for agent, day, _req, up, _down, _allow, d, w in queries.agent_series(conn, start):
+    index = {d: i for i, d in enumerate(range(start, end + 1))}
+    n = len(index)
+    leaders = queries.top_agents(conn, start, top)
+    series = {a: [0] * n for a in leaders}
+    for agent, day, up in queries.agent_series(conn, start, leaders):
         if day in index:
-            per_agent[agent][index[day]] += up
-            deny[index[day]] += d
-            would[index[day]] += w
-    ranked = sorted(per_agent, key=lambda a: -sum(per_agent[a]))
-    series = {a: tuple(per_agent[a]) for a in ranked[:top]}
-    if len(ranked) > top:
-        series["(others)"] = tuple(sum(per_agent[a][i] for a in ranked[top:])
-                                   for i in range(len(days)))
-    new = [0] * len(days)
-    start_text = day_iso(start)
-    for _agent, iso, n in queries.new_destination_days(conn, start_text):
+            series[agent][index[day]] = up
+    fleet, deny, would = [0] * n, [0] * n, [0] * n
+    for day, up, d, w in queries.day_totals(conn, start):
+        if day in index:
+            fleet[index[day]], deny[index[day]], would[index[day]] = up, d, w
+    others = [fleet[i] - sum(s[i] for s in series.values()) for i in range(n)]
+    out = {a: tuple(v) for a, v in series.items()}
+    if any(others):
+        out["(others)"] = tuple(others)
+    new = [0] * n
+    for iso, count in queries.new_destination_days(conn, day_iso(start)):
         if day_number(iso) in index:
-            new[index[day_number(iso)]] += n
-    return Charts(tuple(day_iso(d) for d in days), series, tuple(new), tuple(deny), tuple(would))
+            new[index[day_number(iso)]] = count
+    return Charts(tuple(day_iso(d) for d in index), out, tuple(new), tuple(deny), tuple(would))

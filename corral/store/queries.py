@@ -11,7 +11,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 Counts = tuple[int, int, int, int, int, int]  # requests, up, down, allow, deny, would_deny
 
@@ -51,12 +50,19 @@ def new_destinations(conn: sqlite3.Connection, since: str) -> list[DestRow]:
 def pods_since(conn: sqlite3.Connection, keys: Iterable[tuple[str, str, int]],
                since_day: int) -> dict[tuple[str, str, int], int]:
     """How many distinct pods used each (agent, host, port) on or after ``since_day``."""
-    out: dict[tuple[str, str, int], int] = {}
-    for agent, host, port in keys:
-        row = conn.execute("SELECT count(*) FROM dest_pod WHERE agent=? AND host=? AND port=? "
-                           "AND last_day >= ?", (agent, host, port, since_day)).fetchone()
-        out[(agent, host, port)] = row[0]
-    return out
+    _fill_want(conn, keys)
+    rows = conn.execute(
+        "SELECT p.agent, p.host, p.port, count(*) FROM want CROSS JOIN dest_pod p "
+        "ON p.agent = want.agent AND p.host = want.host AND p.port = want.port "
+        "WHERE p.last_day >= ? GROUP BY p.agent, p.host, p.port", (since_day,))
+    return {(a, h, p): n for a, h, p, n in rows}
+
+
+def _fill_want(conn: sqlite3.Connection, keys: Iterable[tuple[str, str, int]]) -> None:
+    """A temporary table of (agent, host, port) keys to join on (read-only stores too)."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS want (agent TEXT, host TEXT, port INTEGER)")
+    conn.execute("DELETE FROM want")
+    conn.executemany("INSERT INTO want VALUES (?,?,?)", keys)
 
 
 def distinct_pods(conn: sqlite3.Connection, agent: str, hosts: Iterable[str], port: int,
@@ -86,18 +92,32 @@ def agent_first_day(conn: sqlite3.Connection) -> dict[str, int]:
     return dict(conn.execute("SELECT agent, min(day) FROM agent_day GROUP BY agent"))
 
 
-def agent_series(conn: sqlite3.Connection, since_day: int) -> list[tuple[Any, ...]]:
-    """(agent, day, requests, bytes_up, bytes_down, allow, deny, would_deny) from ``since_day``."""
-    return conn.execute(
-        "SELECT agent, day, requests, bytes_up, bytes_down, n_allow, n_deny, n_would_deny "
-        "FROM agent_day WHERE day >= ? ORDER BY agent, day", (since_day,)).fetchall()
+def top_agents(conn: sqlite3.Connection, since_day: int, limit: int) -> list[str]:
+    """The agents sending the most bytes out from ``since_day``."""
+    rows = conn.execute("SELECT agent FROM agent_day WHERE day >= ? GROUP BY agent "
+                        "ORDER BY sum(bytes_up) DESC, agent LIMIT ?", (since_day, limit))
+    return [r[0] for r in rows]
 
 
-def new_destination_days(conn: sqlite3.Connection, since: str) -> list[tuple[str, str, int]]:
-    """(agent, first-seen date, how many new destinations) from ``since``."""
+def agent_series(conn: sqlite3.Connection, since_day: int,
+                 agents: list[str]) -> list[tuple[str, int, int]]:
+    """(agent, day, bytes_up) of the given agents from ``since_day``."""
+    marks = ",".join("?" * len(agents))
+    return conn.execute(f"SELECT agent, day, bytes_up FROM agent_day WHERE day >= ? AND "
+                        f"agent IN ({marks})", (since_day, *agents)).fetchall()
+
+
+def day_totals(conn: sqlite3.Connection, since_day: int) -> list[tuple[int, int, int, int]]:
+    """(day, bytes_up, deny, would_deny) of the whole fleet from ``since_day``."""
+    return conn.execute("SELECT day, sum(bytes_up), sum(n_deny), sum(n_would_deny) FROM "
+                        "agent_day WHERE day >= ? GROUP BY day", (since_day,)).fetchall()
+
+
+def new_destination_days(conn: sqlite3.Connection, since: str) -> list[tuple[str, int]]:
+    """(first-seen date, how many destinations were new that day, fleet-wide) from ``since``."""
     return conn.execute(
-        "SELECT agent, substr(first_seen, 1, 10) AS d, count(*) FROM dest_total "
-        "WHERE first_seen >= ? GROUP BY agent, d ORDER BY d", (since,)).fetchall()
+        "SELECT substr(first_seen, 1, 10) AS d, count(*) FROM dest_total "
+        "WHERE first_seen >= ? GROUP BY d ORDER BY d", (since,)).fetchall()
 
 
 def last_new_destination(conn: sqlite3.Connection, agents: Iterable[str]) -> dict[str, str]:
@@ -167,18 +187,14 @@ def daily_bytes_up(conn: sqlite3.Connection, keys: Iterable[tuple[str, str, int]
                    from_day: int, to_day: int) -> dict[tuple[str, str, int], list[int]]:
     """Daily bytes up of each (agent, host, port) for days in ``[from_day, to_day)``, in one
     query (a temporary table of the keys joined on the primary key)."""
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS want (agent TEXT, host TEXT, port INTEGER)")
-    conn.execute("DELETE FROM want")
-    conn.executemany("INSERT INTO want VALUES (?,?,?)", keys)
-    out: dict[tuple[str, str, int], list[int]] = {}
+    _fill_want(conn, keys)
+    # one row per key with its days folded by SQLite: 25x fewer rows cross into Python
     rows = conn.execute(
-        "SELECT d.agent, d.host, d.port, d.bytes_up FROM want CROSS JOIN dest_day d "
-        "ON d.agent = want.agent AND d.host = want.host AND d.port = want.port "
-        "AND d.day >= ? AND d.day < ?", (from_day, to_day))
-    for agent, host, port, up in rows:
-        out.setdefault((agent, host, port), []).append(up)
-    conn.execute("DELETE FROM want")
-    return out
+        "SELECT want.agent, want.host, want.port, group_concat(d.bytes_up) FROM want "
+        "CROSS JOIN dest_day d ON d.agent = want.agent AND d.host = want.host "
+        "AND d.port = want.port AND d.day >= ? AND d.day < ? GROUP BY want.rowid",
+        (from_day, to_day))
+    return {(a, h, p): [int(v) for v in ups.split(",")] for a, h, p, ups in rows}
 
 
 def falco_window(conn: sqlite3.Connection, since_day: int) -> list[tuple[str, str, str, int]]:

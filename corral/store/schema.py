@@ -40,8 +40,9 @@ DDL: Final = (
     PRIMARY KEY (agent, host, port, day)) WITHOUT ROWID""",
     # covering index for window scans (volume anomalies): day range, bytes filter, key included
     "CREATE INDEX IF NOT EXISTS dest_day_by_day ON dest_day (day, bytes_up)",
-    # partial index: the few rows with denials (denials per agent and destination in a window)
-    """CREATE INDEX IF NOT EXISTS dest_day_denied ON dest_day (day)
+    # partial covering index of the few rows with denials (denials per agent x destination)
+    """CREATE INDEX IF NOT EXISTS dest_day_denied ON dest_day (day, agent, host, port,
+    requests, bytes_up, bytes_down, n_allow, n_deny, n_would_deny, first_seen, last_seen)
     WHERE n_deny + n_would_deny > 0""",
     f"""CREATE TABLE IF NOT EXISTS dest_total (
     agent TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL,{_COUNTS},
