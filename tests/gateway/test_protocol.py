@@ -120,7 +120,8 @@ def test_two_host_headers_are_refused() -> None:
         parse_target(head_of(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nHost: b\r\n\r\n"))
 
 
-@pytest.mark.parametrize("target", [b"/relative", b"https://a.test/", b"ftp://a.test/"])
+@pytest.mark.parametrize("target", [b"/relative", b"https://a.test/", b"ftp://a.test/",
+                                    b"http://a.test:0/", b"http://a.test:99999/"])
 def test_non_proxy_targets_are_400(target: bytes) -> None:
     with pytest.raises(ProtocolError):
         parse_target(head_of(b"GET " + target + b" HTTP/1.1\r\n\r\n"))
