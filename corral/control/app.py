@@ -113,6 +113,7 @@ class ControlPlane:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="corral-queue-writer")
         self._queue_writes: list[Future[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._worker_behind = False  # the behaviour worker's pipe backlog is over the bound
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -196,8 +197,7 @@ class ControlPlane:
     def overloaded(self) -> bool:
         b = self.behaviour
         pending = self.out.pending + (b.pending if b is not None else 0)
-        return pending >= self.settings.max_pending or (
-            b is not None and b.backlog() > MAX_BEHAVIOUR_BACKLOG)
+        return pending >= self.settings.max_pending or self._worker_behind
 
     def ingest_falco(self, body: bytes) -> IngestResult:
         result = IngestResult()
@@ -305,6 +305,7 @@ class ControlPlane:
             self._put_all(box.deliveries)
         if self.behaviour is not None:
             self.behaviour.flush()
+            self._worker_behind = self.behaviour.backlog() > MAX_BEHAVIOUR_BACKLOG
         for inc in box.triggers:
             self.spawn(f"quarantine-{inc.agent}", self._quarantine(inc))
         self._observe()
