@@ -51,6 +51,10 @@ class Options:
     reuse_port: bool = False
 
 
+def hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def file_key(path: str) -> tuple[str, int, int, int] | None:
     """What identifies a file's current content cheaply: resolved target, inode, mtime, size."""
     try:
@@ -109,9 +113,9 @@ class Runtime:
         self._spawn(self._flush_metrics(), "metrics-flush")
         self.started = True
         for agent, port in sorted(self.gateway.bound().items(), key=lambda kv: kv[1]):
-            self._say(f"agent {agent} -> {self.opts.listen}:{port}")
+            self._say(f"agent {agent} -> {hostport(self.opts.listen, port)}")
         if self.admin_port is not None:
-            self._say(f"admin -> {self.opts.listen}:{self.admin_port}")
+            self._say(f"admin -> {hostport(self.opts.listen, self.admin_port)}")
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name=name)

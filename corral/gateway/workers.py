@@ -171,9 +171,9 @@ async def _supervise(opts: app.Options) -> int:
         admin_port = await admin.start()
         for agent, p in sorted(sup.snapshot.policy.spec.listener_ports().items(),
                                key=lambda kv: kv[1]):
-            print(f"agent {agent} -> {opts.listen}:{p}", file=sys.stderr)
-        print(f"admin -> {opts.listen}:{admin_port} ({opts.workers} workers)", file=sys.stderr,
-              flush=True)
+            print(f"agent {agent} -> {app.hostport(opts.listen, p)}", file=sys.stderr)
+        print(f"admin -> {app.hostport(opts.listen, admin_port)} ({opts.workers} workers)",
+              file=sys.stderr, flush=True)
         await sup.stopping.wait()
         admin.close()
         for w in sup.workers:
