@@ -268,3 +268,42 @@ def test_non_tls_is_detected(data: bytes) -> None:
 def test_hello_parser_never_raises(data: bytes) -> None:
     assert parse_client_hello(b"\x16\x03\x01" + data).status in ("more", "sni", "no_sni",
                                                                    "not_tls")
+
+
+# -- upstream pool bookkeeping (no sockets: a stand-in transport)
+class _Transport:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def test_pool_limits_and_cleanup() -> None:
+    from corral.gateway.server import upstream as U
+
+    pool = U.UpstreamPool()
+
+    def fresh() -> U.Upstream:
+        up = U.Upstream.__new__(U.Upstream)
+        up.conn, up.pool, up.pooled, up.transport = None, pool, None, _Transport()  # type: ignore[assignment]
+        return up
+
+    key = ("a", "h.test", "1.2.3.4", 80)
+    ups = [fresh() for _ in range(U.POOL_PER_KEY + 1)]
+    for up in ups:
+        pool.put(key, up, 0)
+    assert pool.size == U.POOL_PER_KEY and ups[-1].transport.closed  # type: ignore[union-attr]
+    assert pool.take(("b", "h.test", "1.2.3.4", 80)) is None  # never across agents
+    ups[0].transport.closed = True  # type: ignore[union-attr]
+    taken = [pool.take(key) for _ in range(U.POOL_PER_KEY)]
+    assert taken[-1] is None and pool.size == 0 and not pool._idle
+    pool.put(key, fresh(), 0)
+    pool.expire(tick=100, idle_ticks=10)
+    assert pool.size == 0 and not pool._idle

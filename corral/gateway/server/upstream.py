@@ -17,26 +17,38 @@ if TYPE_CHECKING:
 PoolKey = tuple[str, str, str, int]  # agent, host, vetted address, port
 POOL_PER_KEY = 32
 POOL_IDLE_S = 30.0
+POOL_TOTAL = 1024
 
 
 class UpstreamPool:
-    """Idle persistent upstream connections for plain HTTP, reused only for the same key."""
+    """Idle persistent upstream connections for plain HTTP, reused only for the same key.
+
+    At most ``POOL_PER_KEY`` per key and ``POOL_TOTAL`` in all, so wildcard names cannot make
+    the gateway hoard descriptors; idle ones expire after ``POOL_IDLE_S``.
+    """
 
     def __init__(self) -> None:
         self._idle: dict[PoolKey, list[Upstream]] = {}
+        self.size = 0
 
     def take(self, key: PoolKey) -> Upstream | None:
         idle = self._idle.get(key)
         while idle:
             up = idle.pop()
+            self.size -= 1
+            up.pooled = None
+            if not idle:
+                del self._idle[key]
             if up.transport is not None and not up.transport.is_closing():
-                up.pooled = None
                 return up
+            up.close()
         return None
 
     def put(self, key: PoolKey, up: Upstream, tick: int) -> None:
         idle = self._idle.setdefault(key, [])
-        if len(idle) >= POOL_PER_KEY:
+        if len(idle) >= POOL_PER_KEY or self.size >= POOL_TOTAL:
+            if not idle:
+                del self._idle[key]
             up.close()
             return
         up.conn = None
@@ -44,20 +56,24 @@ class UpstreamPool:
         if up.transport is not None:
             up.transport.resume_reading()  # it may have been paused for a slow client
         idle.append(up)
+        self.size += 1
 
     def discard(self, up: Upstream) -> None:
         if up.pooled is not None:
-            idle = self._idle.get(up.pooled[0], [])
+            key = up.pooled[0]
+            idle = self._idle.get(key, [])
             if up in idle:
                 idle.remove(up)
+                self.size -= 1
             if not idle:
-                self._idle.pop(up.pooled[0], None)
+                self._idle.pop(key, None)
             up.pooled = None
         up.close()
 
     def expire(self, tick: int, idle_ticks: int) -> None:
         for key in list(self._idle):
-            for up in [u for u in self._idle[key] if u.pooled and tick - u.pooled[1] > idle_ticks]:
+            for up in [u for u in self._idle.get(key, ()) if u.pooled
+                       and tick - u.pooled[1] > idle_ticks]:
                 self.discard(up)
 
     def close_all(self) -> None:
