@@ -66,7 +66,7 @@ def _activity(report: Report) -> Table:
 def _unused(report: Report) -> Table:
     rows = tuple((u.agent, u.field, u.entry, u.last_used or "never") for u in report.unused)
     return Table("Unused allow entries", ("agent", "field", "entry", "last used"), rows,
-                 "every allow entry was used recently")
+                 "none (only agents observed for at least --unused-days are judged)")
 
 
 def _anomalies(report: Report) -> Table:

@@ -136,6 +136,30 @@ def test_text_markdown_html_outputs(fleet: Path, capsys: pytest.CaptureFixture[s
     assert "polyline" in page and "pastebin.com" in page
 
 
+def test_terminal_tables_mark_risky_rows(fleet: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from corral.cli.review import instant
+    from corral.learn import render
+    from corral.learn.build import build_report
+    from corral.learn.report import ReviewOptions
+    from corral.store.aggregates import AggregateStore
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=200, color_system="standard")
+    with AggregateStore.open(fleet / "store.db", readonly=True) as store:
+        rep = build_report(store.conn, load_policy(fleet / "corral.yaml"),
+                           ReviewOptions(now=instant(NOW)))
+    render.print_text(console, rep)
+    out = buf.getvalue()
+    assert "\x1b[" in out and "pastebin.com" in out
+    red = [line for line in out.splitlines() if "\x1b[1;31m" in line]
+    assert any("pastebin.com" in line for line in red)
+    assert not any("api.anthropic.com" in line for line in red)
+
+
 def test_suggest_prints_a_diff_and_writes_nothing(fleet: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     policy = _policy_copy(fleet, tmp_path)
