@@ -31,6 +31,8 @@ class SniCheck:
         return self._refuse(flow, reasons.SNI_MISSING, "no TLS server name in the ClientHello")
 
     def _compare(self, flow: Flow, name: str) -> Refusal | None:
+        if name == flow.host:  # the common case: already in normal form
+            return None
         host, sep, port = name.rpartition(":")
         if sep and port == str(flow.port):
             name = host  # some clients (hey, old Go) send "host:port"; the name still decides
