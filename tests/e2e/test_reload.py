@@ -42,7 +42,8 @@ def restore_policy(world: cf.World) -> Iterator[None]:
     cf.install_policy(world.policy_path, cf.policy_document(), "v1")
     assert world.gateway is not None
     world.gateway.signal(signal.SIGHUP)
-    assert _until(lambda: _status(world, "http://denied.test/") == 403)
+    assert _until(lambda: _status(world, "http://denied.test/") == 403
+                  and _status(world, "http://allowed.test/") == 200)
 
 
 def test_reload_applies_new_rules_and_keeps_open_tunnels(world: cf.World,
@@ -87,10 +88,16 @@ def test_an_invalid_policy_is_refused_and_the_old_one_stays(world: cf.World,
     assert world.gateway is not None
     broken = copy.deepcopy(cf.policy_document())
     broken["spec"]["agents"][0]["egress"]["allow"].append("*")  # refused pattern
+    def refusals() -> int:
+        return world.gateway.log.read_text(errors="replace").count("refused") \
+            if world.gateway else 0
+
+    before = refusals()
     cf.install_policy(world.policy_path, broken, "broken")
     world.gateway.signal(signal.SIGHUP)
-    _until(lambda: "reload" in world.gateway.tail().lower() if world.gateway else True,
-           timeout=3)
+    # the gateway says why it kept the old policy, naming the file, the path and the problem
+    assert _until(lambda: refusals() > before, timeout=10), world.gateway.tail()
+    assert "egress.allow[8]" in world.gateway.tail()
     assert _status(world, "http://allowed.test/") == 200
     assert _status(world, "http://denied.test/") == 403
     assert world.gateway.popen.poll() is None
