@@ -208,3 +208,38 @@ def test_the_agent_cannot_reach_the_admin_port_as_a_proxy_target(world: cf.World
         resp = client.get(world.agent, proxy(world), url)
         assert 400 <= resp.status < 500, resp
         assert "corral_" not in resp.text
+
+
+def test_an_allowed_cidr_admits_that_literal_and_nothing_else(world: cf.World) -> None:
+    resp = client.get(world.agent, proxy(world, "ops"), f"http://{cf.PRIVATE}/lit")
+    assert resp.status == 200 and resp.json()["origin"] == "private"
+    rec = record_for(world, resp.client, **{R.AGENT: "ops"})
+    assert rec[R.REASON] == reasons.ALLOWED_CIDR and rec[R.RESOLVED] == cf.PRIVATE
+    for other in (cf.PRIVATE_172, cf.METADATA, cf.PUBLIC_A):
+        refused_resp = client.get(world.agent, proxy(world, "ops"), f"http://{other}/")
+        assert refused_resp.status == 403, (other, refused_resp)
+
+
+def test_request_bodies_are_relayed_and_counted(world: cf.World) -> None:
+    body = b"x" * 200_000
+    head = (b"POST http://allowed.test/upload HTTP/1.1\r\nHost: allowed.test\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+    resp = client.send_raw(world.agent, *proxy(world), head + body)
+    assert resp.status == 200 and resp.json()["method"] == "POST"
+    rec = record_for(world, resp.client, **{R.METHOD: "POST", R.STATUS: 200})
+    assert rec[R.BYTES_UP] >= len(body)
+
+
+def test_chunked_request_bodies_are_relayed(world: cf.World) -> None:
+    data = (b"POST http://allowed.test/chunked HTTP/1.1\r\nHost: allowed.test\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    resp = client.send_raw(world.agent, *proxy(world), data)
+    assert resp.status == 200 and resp.json()["path"] == "/chunked"
+
+
+def test_learn_mode_tunnels_to_unlisted_names_with_verified_tls(world: cf.World) -> None:
+    resp = client.https_get(world.agent, proxy(world, "learner"), "denied.test:443", world.ca_pem)
+    assert resp.status == 200 and resp.json()["origin"] == "public-denied"
+    rec = record_for(world, resp.client, **{R.METHOD: "CONNECT", R.HOST: "denied.test"})
+    assert rec[R.DECISION] == "would_deny" and rec[R.SNI] == "denied.test"
