@@ -140,7 +140,10 @@ def _suggest(args: argparse.Namespace, report: Report, chosen: list[Suggestion])
     falco_path = Path(args.falco_rules or Path(args.policy).parent / "falco-exceptions.yaml")
     exceptions = [n.exception for n in report.falco if n.exception is not None]
     old_rules = falco_path.read_text(encoding="utf-8") if falco_path.exists() else ""
-    new_rules = apply.falco_rules_text(exceptions, old_rules) if exceptions else old_rules
+    try:
+        new_rules = apply.falco_rules_text(exceptions, old_rules) if exceptions else old_rules
+    except ValueError as exc:
+        raise _common.CliError(f"{falco_path}: {exc}; nothing was written") from None
     try:
         apply.validate(edit.text, args.policy)
     except PolicyError as exc:

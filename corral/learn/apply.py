@@ -203,8 +203,13 @@ def falco_rules_text(exceptions: Sequence[FalcoException], existing: str | None 
     (exceptions already there, by rule and name, are kept once)."""
     items: list[dict[str, Any]] = []
     if existing:
-        loaded = yaml.safe_load(existing)
-        items = loaded if isinstance(loaded, list) else []
+        try:
+            loaded = yaml.safe_load(existing)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"the existing Falco rules file is not valid YAML: {exc}") from None
+        if not isinstance(loaded, list):
+            raise ValueError("the existing Falco rules file is not a list of rules items")
+        items = loaded
     by_rule = {i.get("rule"): i for i in items if isinstance(i, dict)}
     for entry in rules_file_entries(exceptions):
         current = by_rule.get(entry["rule"])
