@@ -140,6 +140,9 @@ def _attach_tail(seq: CommentedSeq, idx: int, tail: str) -> None:
 
 
 def _append(seq: CommentedSeq, value: str, note: str) -> None:
+    if seq.fa.flow_style():  # [a, b]: no room for a comment per item
+        seq.append(value)
+        return
     tail = _split_tail(seq, len(seq) - 1)
     seq.append(value)
     seq.yaml_add_eol_comment(f"# {note}", len(seq) - 1)

@@ -77,7 +77,8 @@ def ingest_source(store: AggregateStore, source: str, *, selectors: Selectors | 
         events = _falco_events(lines, total, where)
         seen = 0
         while chunk := list(islice(events, FALCO_BATCH)):
-            total.add(store.ingest_falco(chunk, selectors=selectors, where=where))
+            total.add(store.ingest_falco(chunk, selectors=selectors, where=where,
+                                         first_line=seen + 1))
             seen += len(chunk)
             if progress is not None:
                 progress(seen)

@@ -146,12 +146,12 @@ class AggregateStore:
     # -- Falco ------------------------------------------------------------------------------
 
     def ingest_falco(self, events: Iterable[Any], *, selectors: Selectors | None = None,
-                     where: str = "<falco>") -> IngestStats:
+                     where: str = "<falco>", first_line: int = 1) -> IngestStats:
         """Fold Falco ``http_output`` events in; ``selectors`` (agent -> matchLabels) attribute
         events that carry pod labels (see ``falco.agent_of``)."""
         stats = IngestStats()
         found: list[FalcoFacts] = []
-        for n, event in enumerate(events, 1):
+        for n, event in enumerate(events, first_line):
             try:
                 found.append(facts(event, selectors))
             except ValueError as exc:

@@ -286,3 +286,28 @@ spec:
     assert [(u.field, u.entry, u.last_used) for u in found] == [
         ("allow", "api.openai.com", old), ("allow", "idle.example.com", None),
         ("allow_cidrs", "192.168.0.0/16", None)]
+
+
+def test_apply_handles_flow_lists_and_missing_allow_lists() -> None:
+    text = """apiVersion: corral.dev/v1alpha1
+kind: Policy
+metadata: {name: p}
+spec:
+  namespace: ns
+  agents:
+  - name: a
+    selector: {app: a}
+    egress: {mode: learn, allow: [pypi.org, github.com]}   # compact
+  - name: b
+    selector: {app: b}
+"""
+    chosen = [Suggestion("add-allow", "a", "allow", "crates.io", "r"),
+              Suggestion("enforce", "a", "mode", "enforce", "r"),
+              Suggestion("remove-allow", "a", "allow", "github.com", "r"),
+              Suggestion("add-allow", "b", "allow", "*.example.org", "r")]
+    edit = apply.apply_suggestions(text, chosen)
+    assert "egress: {mode: enforce, allow: [pypi.org, crates.io]}  # compact" in edit.text
+    apply.validate(edit.text, "p")
+    policy, _ = parse_policy(edit.text)
+    assert [str(p) for p in policy.spec.agent("b").egress.allow] == ["*.example.org"]
+    assert len(edit.applied) == 4
