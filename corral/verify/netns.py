@@ -282,7 +282,8 @@ class TestBed:
                 proc.stop()
         self.processes.clear()
         for ns in reversed(self.namespaces):
-            _remove_namespace(ns.name)
+            with contextlib.suppress(Exception):
+                _remove_namespace(ns.name)
         self.namespaces.clear()
 
 
