@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from html import escape
 
-from corral.learn.render import Table, headline, tables
+from corral.learn.render import Table, headline, human_bytes, tables
 from corral.learn.report import Report
 from corral.learn.suggest import Suggestion
-from corral.model.quantity import format_bytes
 
-W, H, PAD_L, PAD_B, PAD_T = 760, 220, 70, 28, 12
+W, H, PAD_L, PAD_B, PAD_T = 760, 220, 76, 28, 14
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22")
 
@@ -39,10 +38,10 @@ def _scale(values: Sequence[float]) -> float:
 def _axes(days: Sequence[str], top: float, label: str, fmt: bool) -> list[str]:
     out = [f'<line x1="{PAD_L}" y1="{H - PAD_B}" x2="{W}" y2="{H - PAD_B}" stroke="#999"/>',
            f'<line x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{H - PAD_B}" stroke="#999"/>']
-    shown = format_bytes(int(top)) if fmt else str(int(top))
-    out.append(f'<text x="{PAD_L - 4}" y="{PAD_T + 8}" text-anchor="end">{escape(shown)}</text>')
+    shown = human_bytes(top) if fmt else str(int(top))
+    out.append(f'<text x="{PAD_L - 4}" y="{PAD_T + 4}" text-anchor="end">{escape(shown)}</text>')
     out.append(f'<text x="{PAD_L - 4}" y="{H - PAD_B}" text-anchor="end">0</text>')
-    out.append(f'<text x="4" y="{H // 2}">{escape(label)}</text>')
+    out.append(f'<text x="{PAD_L - 4}" y="{H // 2}" text-anchor="end">{escape(label)}</text>')
     if days:
         step = max(1, len(days) // 6)
         for i in range(0, len(days), step):

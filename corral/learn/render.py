@@ -26,7 +26,7 @@ class Table:
     risky_rows: frozenset[int] = frozenset()  # highlighted
 
 
-def _b(n: float) -> str:
+def human_bytes(n: float) -> str:
     """Human bytes: 512 B, 1.5 KiB, 12.0 MiB."""
     value, unit = float(n), "B"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -45,7 +45,8 @@ def _new(report: Report) -> Table:
     for i, d in enumerate(report.new_destinations):
         host = f"{d.host} ({len(d.hosts)} hosts)" if d.hosts else d.host
         rows.append((d.agent, f"{host}:{d.port}", d.first_seen[:16], str(d.requests),
-                     _b(d.bytes_up), _b(d.bytes_down), str(d.pods), d.verdict.outcome,
+                     human_bytes(d.bytes_up), human_bytes(d.bytes_down), str(d.pods),
+                     d.verdict.outcome,
                      _flags([f.kind for f in d.flags]),
                      "; ".join(f.reason for f in d.flags) or "-"))
         if d.risky:
@@ -56,7 +57,7 @@ def _new(report: Report) -> Table:
 
 
 def _activity(report: Report) -> Table:
-    rows = tuple((a.agent, a.mode, str(a.requests), _b(a.bytes_up), str(a.deny),
+    rows = tuple((a.agent, a.mode, str(a.requests), human_bytes(a.bytes_up), str(a.deny),
                   str(a.would_deny), ", ".join(f"{h} ({n})" for h, n in a.top_denied) or "-")
                  for a in report.activity)
     return Table("Denials per agent", ("agent", "mode", "requests", "out", "deny", "would_deny",
@@ -70,7 +71,8 @@ def _unused(report: Report) -> Table:
 
 
 def _anomalies(report: Report) -> Table:
-    rows = tuple((a.agent, f"{a.host}:{a.port}", a.day, _b(a.bytes_up), _b(a.median),
+    rows = tuple((a.agent, f"{a.host}:{a.port}", a.day, human_bytes(a.bytes_up),
+                  human_bytes(a.median),
                   f"{a.ratio:.0f}x" if a.median else "-", str(a.baseline_days))
                  for a in report.anomalies)
     return Table("Volume anomalies (bytes out far above the agent's own baseline)",
