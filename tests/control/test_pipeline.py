@@ -255,3 +255,27 @@ def test_open_incidents_survive_a_restart(make_plane: PlaneFactory, tmp_path: An
         assert inc["count"] == 2
         await again.aclose()
     run(go())
+
+
+def test_behaviour_worker_restarts_after_dying(make_plane: PlaneFactory) -> None:
+    async def go() -> None:
+        import asyncio
+        plane = make_plane(aggregates=True)
+        await plane.start(background=False)
+        plane.ingest_falco(body(falco_event()))
+        await plane.settle()
+        assert plane.behaviour is not None and plane.behaviour._proc is not None
+        plane.behaviour._proc.kill()
+        for _ in range(100):
+            if plane.behaviour.dead():
+                break
+            await asyncio.sleep(0.05)
+        plane.tick()  # notices and restarts it
+        for t in list(plane._tasks):
+            await t
+        plane.ingest_falco(body(falco_event()))
+        await plane.settle()
+        with AggregateStore.open(plane.behaviour.db, readonly=True) as store:
+            assert store.conn.execute("SELECT SUM(count) FROM falco_day").fetchone()[0] == 2
+        await plane.aclose()
+    run(go())

@@ -261,6 +261,14 @@ response:
         await until(lambda: plane.sinks()[0]["queued"] == 0, "queue drained")
         assert len(hub.es_docs) == 200 and hub.errors == []
         await until(lambda: plane.sinks()[0]["delivered"] == 200, "stats reported")
+        # a worker that dies is started again, and what was queued meanwhile is delivered
+        assert plane.sink_process is not None and plane.sink_process._proc is not None
+        plane.sink_process._proc.kill()
+        await until(plane.sink_process.dead, "worker gone")
+        for i in range(30):
+            plane.ingest_falco(body(falco_event(proc=f"q{i}")))
+        plane.tick()  # queues the 30 and restarts the worker
+        await until(lambda: len(hub.es_docs) == 230, "delivered after the restart")
         await plane.aclose()
         await runner2.cleanup()
     run(go())
