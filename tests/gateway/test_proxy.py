@@ -312,8 +312,12 @@ def test_upstream_connections_are_pooled_per_agent(gw: ThreadGateway,
     assert len(set(peers)) == 1  # three client connections, one upstream connection
     other = json.loads(request(gw.ports["coder"], "GET", url)[2])["peer"]
     assert other not in peers  # never shared with another agent
+    post = json.loads(request(gw.ports["research"], "POST", url, body=b"x")[2])["peer"]
+    assert post not in peers  # a request with a body never rides a pooled connection...
+    again = json.loads(request(gw.ports["research"], "GET", url)[2])["peer"]
+    assert again == peers[0]  # ...and its connection is not pooled after it
     lines = gw.log_lines()
-    assert [line[R.RESOLVED] for line in lines] == ["127.0.0.1"] * 4
+    assert [line[R.RESOLVED] for line in lines] == ["127.0.0.1"] * 6
 
 
 def test_open_tunnels_gauge(gw: ThreadGateway, ports: tuple[int, int]) -> None:

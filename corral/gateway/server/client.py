@@ -213,6 +213,11 @@ class ClientConnection(asyncio.Protocol):
         return (flow.agent, flow.host, flow.resolved or "", flow.port)
 
     def _from_pool(self, flow: Flow) -> bool:
+        """Reuse an idle upstream, only for a bodiless safe request: if the origin closed it
+        meanwhile, such a request is retried on a new connection; anything else gets a new one."""
+        head = flow.head
+        if head is None or head.has_body or head.method not in SAFE_METHODS:
+            return False
         for addr in flow.addrs:
             up = self.gw.pool.take((flow.agent, flow.host, addr, flow.port))
             if up is not None:
@@ -319,7 +324,11 @@ class ClientConnection(asyncio.Protocol):
         assert self.resp is not None
         flow.status = self.resp.status
         keep = self.resp.keep_alive and self.req_done and not self.gw.draining
-        if self.resp.reusable and self.req_done and not self.gw.draining and self.up is not None:
+        head = flow.head
+        if (self.resp.reusable and self.req_done and not self.gw.draining and self.up is not None
+                and head is not None and not head.has_body):
+            # after a request body the origin may not have read it all (it answered early):
+            # the leftover would be read as the next request, so such connections are closed
             up, self.up, self.resp = self.up, None, None
             self.gw.pool.put(self._pool_key(flow), up, self.gw.tick)
         self._drop_upstream()
