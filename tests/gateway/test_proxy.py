@@ -6,7 +6,9 @@ import http.client
 import json
 import random
 import socket
+import socketserver
 import ssl
+import threading
 import urllib.error
 import urllib.request
 from http.server import ThreadingHTTPServer
@@ -401,3 +403,39 @@ def test_unreachable_and_unresolvable_destinations_are_502(
             ("allow", reasons.UPSTREAM_FAILED), ("allow", reasons.RESOLVE_FAILED),
             ("allow", reasons.RESOLVE_FAILED)]
         assert lines[0][R.RESOLVED] == "127.0.0.1"
+
+
+class _ClosesOnSecondRequest(socketserver.BaseRequestHandler):
+    """An origin whose keep-alive connections die when reused (a keep-alive timeout race)."""
+
+    def handle(self) -> None:
+        buf, served = b"", 0
+        while True:
+            data = self.request.recv(4096)
+            if not data:
+                return
+            buf += data
+            while b"\r\n\r\n" in buf:
+                _, buf = buf.split(b"\r\n\r\n", 1)
+                if served == 1:
+                    return  # closes without answering
+                served += 1
+                self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+
+def test_stale_pooled_connection_is_retried_for_a_get(tmp_path: Path,
+                                                      dns_server: StaticDns) -> None:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _ClosesOnSecondRequest)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        policy = make_policy(agent("a", allow=[f"allowed.test:{port}"], allow_cidrs=LOOP))
+        with ThreadGateway(policy, log_path=str(tmp_path / "a.log"),
+                           resolver=("127.0.0.1", dns_server.port)) as g:
+            url = f"http://allowed.test:{port}/"
+            assert [request(g.ports["a"], "GET", url)[2] for _ in range(3)] == [b"ok"] * 3
+            assert [x[R.STATUS] for x in g.log_lines()] == [200, 200, 200]
+    finally:
+        server.shutdown()
+        server.server_close()
