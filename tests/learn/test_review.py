@@ -22,7 +22,9 @@ from corral.model.load import load_policy, parse_policy
 from tests.learn import scenario
 
 NOW = "2026-11-26T12:00:00Z"
-FALCO_SCHEMA = Path("/work/shared/corpora/falco/rule_schema.json")
+FALCO_SCHEMA = Path(__file__).resolve().parents[3] / "shared/corpora/falco/rule_schema.json"
+if not FALCO_SCHEMA.exists():  # the checkout may live elsewhere; the corpora stay at /work/shared
+    FALCO_SCHEMA = Path("/work/shared/corpora/falco/rule_schema.json")
 
 
 @pytest.fixture(scope="module")
@@ -204,13 +206,25 @@ def test_apply_keeps_comments_loads_and_renders(fleet: Path, tmp_path: Path,
     assert loaded.spec.agent("scraper").egress.mode == "learn"
     assert render_all(loaded)
     rules = yaml.safe_load((tmp_path / "falco-exceptions.yaml").read_text())
-    schema = json.loads(FALCO_SCHEMA.read_text())
-    jsonschema.validate(rules, schema)
     assert rules[0]["override"] == {"exceptions": "append"}
     assert rules[0]["exceptions"][0]["values"] == [["cc1", "registry.example.com/agents/coder"]]
     # a second --apply has nothing left to do: same files
     _review(fleet, capsys, "--apply", policy=policy)
     assert policy.read_text() == text
+
+
+@pytest.mark.skipif(not FALCO_SCHEMA.exists(), reason="Falco corpora (rule schema) not present")
+def test_falco_exceptions_file_matches_falcos_rule_schema(report: dict[str, Any]) -> None:
+    from corral.learn.report import FalcoException
+
+    excs = [FalcoException(**{**n["exception"], "fields": tuple(n["exception"]["fields"]),
+                              "values": tuple(n["exception"]["values"])})
+            for n in report["falco"] if n["exception"]]
+    assert excs
+    existing = "- rule: other\n  exceptions: [{name: keep, fields: [proc.name], values: [[a]]}]\n"
+    rules = yaml.safe_load(apply.falco_rules_text(excs, existing))
+    jsonschema.validate(rules, json.loads(FALCO_SCHEMA.read_text()))
+    assert [r["rule"] for r in rules] == ["other", "corral: coder: unexpected process"]
 
 
 def test_include_risky_applies_risky_additions(fleet: Path, tmp_path: Path,
