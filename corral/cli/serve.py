@@ -168,11 +168,19 @@ def local_service(policy_path: str, *, log_path: str, admin_port: int | None,
 
     async def start_() -> list[str]:
         tails = [Path(log_path)] if log_path != "-" else []
-        holder.append(await start(policy, settings, ServerSettings(), host="127.0.0.1",
-                                  port=port, tails=tails))
-        base = f"http://127.0.0.1:{port}"
+        note = []
+        try:
+            running = await start(policy, settings, ServerSettings(), host="127.0.0.1",
+                                  port=port, tails=tails)
+        except OSError as exc:  # the usual port is taken: any free one, said out loud
+            running = await start(policy, settings, ServerSettings(), host="127.0.0.1",
+                                  port=0, tails=tails)
+            note = [f"  (port {port} unavailable: {exc.strerror}; pass --server to release)"]
+        holder.append(running)
+        bound = running.listener.sockets[0].getsockname()[1]
+        base = f"http://127.0.0.1:{bound}"
         return [f"control: {base}/v1/falco (Falco http_output)  {base}/v1/incidents  "
-                f"/v1/agents  /metrics",
+                f"/v1/agents  /metrics", *note,
                 f"  tailing      {log_path}; quarantine via http://127.0.0.1:{admin}; "
                 f"release: corral release AGENT"]
 
