@@ -4,7 +4,8 @@
   day of a fleet: many agents, tens of destinations each, several pods, mostly allowed traffic.
 - ``fleet_store`` + ``fleet_policy``: the aggregate store of 90 days x 1,000 agents x 200
   destinations (18M agent x destination x day rows) with realistic shape — lognormal daily
-  volumes, 2% heavy uploaders, ~1% destinations new in the last week, ~1% denied — written
+  volumes, 2% heavy uploaders (1% of those with a 50x burst two days ago), ~1% destinations
+  new in the last week, ~1% denied — written
   straight into the store's tables (ingesting 18M+ lines first would only re-measure ingest),
   and a policy whose agents allow their vendors by wildcard.
 """
@@ -89,10 +90,11 @@ def _dest_rows(rnd: random.Random, a: int, dests: int, days: int,
         denied = rnd.random() < 0.01
         host = f"api{d}.unlisted{a % 97}.net" if denied else _host(a, d)
         reqs = max(1, int(rnd.lognormvariate(3.5, 0.8)))
+        burst = end - 2 if heavy and rnd.random() < 0.01 else None  # a few planted bursts
         for day in range(first, end + 1):
-            if rnd.random() < 0.1:
+            if rnd.random() < 0.1 and day != burst:
                 continue  # not every destination is used every day
-            up = int(base * rnd.uniform(0.7, 1.3))
+            up = int(base * rnd.uniform(0.7, 1.3) * (50 if day == burst else 1))
             n = max(1, int(reqs * rnd.uniform(0.7, 1.3)))
             iso = day_iso(day)
             yield (agent, host, 443, day, n, up, up * 6, 0 if denied else n,
