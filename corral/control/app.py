@@ -13,7 +13,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,9 +109,6 @@ class ControlPlane:
         self._seen: dict[tuple[str, str], int] = {}  # deliverer stats already exported
         self.tailers: list[Tailer] = []
         self._event_counters: dict[str, Any] = {}  # bound metric children, per source
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="corral-queue-writer")
-        self._queue_writes: list[Future[None]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._worker_behind = False  # the behaviour worker's pipe backlog is over the bound
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -120,7 +116,6 @@ class ControlPlane:
     async def start(self, *, background: bool = True) -> None:
         """Open sinks and queues; with ``background`` start the ticker and the deliverers."""
         self._session = aiohttp.ClientSession()
-        self._loop = asyncio.get_running_loop()
         if self.behaviour is not None:
             await self.behaviour.start()
         (self.settings.state_dir / "sinks").mkdir(exist_ok=True)
@@ -158,9 +153,6 @@ class ControlPlane:
             t.close()
         for d in self.deliverers.values():
             await d.sink.aclose()
-        for f in self._queue_writes:  # what the writer thread still holds reaches the disk
-            await asyncio.wrap_future(f)
-        self._writer.shutdown()
         if self.sink_process is not None:
             await self.sink_process.aclose()
         for q in self.queues.values():
@@ -296,13 +288,7 @@ class ControlPlane:
         now = self.clock()
         if box.dirty or box.counts:
             self.store.write(box.dirty.values(), box.counts, now)
-        if self.sink_process is not None and box.deliveries:
-            # the worker process deletes from the same files: a put may wait for its lock, so
-            # it runs on the writer thread (SQLite waits without the GIL), not in the loop
-            self._queue_writes.append(self._writer.submit(self._put_all, box.deliveries))
-            self._queue_writes = [f for f in self._queue_writes if not f.done()]
-        else:
-            self._put_all(box.deliveries)
+        self._put_all(box.deliveries)
         if self.behaviour is not None:
             self.behaviour.flush()
             self._worker_behind = self.behaviour.backlog() > MAX_BEHAVIOUR_BACKLOG
@@ -317,12 +303,7 @@ class ControlPlane:
             if name in self.deliverers:
                 self.deliverers[name].notify()
         if deliveries and self.sink_process is not None:
-            self._loop_call(self.sink_process.notify)
-
-    def _loop_call(self, fn: Callable[[], None]) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(fn)
+            self.sink_process.notify()
 
     def _behaviour_error(self, message: str) -> None:
         self.metrics.aggregate_errors.inc()
