@@ -36,6 +36,10 @@ def register(sub: Any) -> None:
     p.add_argument("--overlay", default=None, metavar="FILE",
                    help='quarantine overlay, JSON {"quarantined": [...]}; watched and written '
                         "by the admin API")
+    p.add_argument("--admin-token-file", default=None, metavar="FILE",
+                   help="file holding a token that PUT/DELETE /v1/quarantine must send as "
+                        "'Authorization: Bearer <token>' (default: no token; keep the admin "
+                        "port reachable only by the control plane then)")
     p.add_argument("--drain-seconds", type=float, default=10.0, metavar="S",
                    help="on SIGTERM, how long open tunnels may finish (default 10)")
     p.set_defaults(run=run)
@@ -55,9 +59,19 @@ def options(args: argparse.Namespace) -> app.Options:
     if args.admin_port is not None and not 0 <= args.admin_port < 65536:
         raise _common.CliError("--admin-port must be 0-65535")
     workers = args.workers or app.usable_cpus()
+    token = None
+    if args.admin_token_file:
+        try:
+            with open(args.admin_token_file, encoding="utf-8") as fh:
+                token = fh.read().strip()
+        except OSError as exc:
+            raise _common.CliError(f"--admin-token-file: {exc}") from None
+        if not token:
+            raise _common.CliError(f"--admin-token-file {args.admin_token_file}: file is empty")
     return app.Options(policy_path=args.policy, listen=args.listen, admin_port=args.admin_port,
-                   workers=workers, log=args.log, resolver=resolver, overlay=args.overlay,
-                   drain_seconds=args.drain_seconds, reuse_port=workers > 1)
+                       workers=workers, log=args.log, resolver=resolver, overlay=args.overlay,
+                       drain_seconds=args.drain_seconds, reuse_port=workers > 1,
+                       admin_token=token)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ is ``server.AdminServer``.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,6 +43,7 @@ class AdminRequest:
 
     def __init__(self) -> None:
         self.url = b""
+        self.authorization = b""
         self.complete = False
         self.seen = 0
         self.error: Reply | None = None
@@ -49,6 +51,16 @@ class AdminRequest:
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"authorization":
+            self.authorization = value
+
+    def authorized(self, token: str | None) -> bool:
+        """True without a configured token; else the request must carry ``Bearer <token>``."""
+        if token is None:
+            return True
+        return hmac.compare_digest(self.authorization, b"Bearer " + token.encode())
 
     def on_headers_complete(self) -> None:
         self.complete = True
@@ -79,21 +91,38 @@ def encode_reply(reply: Reply) -> bytes:
                    reply.content_type.encode(), len(reply.body)) + reply.body
 
 
-async def route(backend: Backend, method: str, path: str) -> Reply:
-    """Pure-ish routing: method + path -> reply (tests call it without sockets)."""
-    if path == "/healthz" and method == "GET":
-        return Reply(200, b"ok\n", "text/plain")
-    if path == "/readyz" and method == "GET":
-        ok = backend.ready()
-        return Reply(200 if ok else 503, b"ready\n" if ok else b"not ready\n", "text/plain")
-    if path == "/metrics" and method == "GET":
-        body, ctype = backend.metrics_text()
-        return Reply(200, body, ctype)
-    if path == "/v1/quarantine" and method == "GET":
-        return _json(200, {"quarantined": backend.quarantined()})
+def _healthz(_backend: Backend) -> Reply:
+    return Reply(200, b"ok\n", "text/plain")
+
+
+def _readyz(backend: Backend) -> Reply:
+    ok = backend.ready()
+    return Reply(200 if ok else 503, b"ready\n" if ok else b"not ready\n", "text/plain")
+
+
+def _metrics(backend: Backend) -> Reply:
+    body, ctype = backend.metrics_text()
+    return Reply(200, body, ctype)
+
+
+def _quarantine_list(backend: Backend) -> Reply:
+    return _json(200, {"quarantined": backend.quarantined()})
+
+
+_GET = {"/healthz": _healthz, "/readyz": _readyz, "/metrics": _metrics,
+        "/v1/quarantine": _quarantine_list}
+
+
+async def route(backend: Backend, method: str, path: str, *, authorized: bool = True) -> Reply:
+    """Method + path -> reply (tests call it without sockets). Changes need ``authorized``."""
     if path.startswith("/v1/quarantine/"):
+        if not authorized:
+            return _json(401, {"error": "changing quarantine needs Authorization: Bearer <token>"})
         return await _quarantine(backend, method, path.removeprefix("/v1/quarantine/"))
-    return _json(404, {"error": f"no such endpoint: {method} {path}"})
+    handler = _GET.get(path) if method == "GET" else None
+    if handler is None:
+        return _json(404, {"error": f"no such endpoint: {method} {path}"})
+    return handler(backend)
 
 
 async def _quarantine(backend: Backend, method: str, agent: str) -> Reply:

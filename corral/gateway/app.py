@@ -49,6 +49,7 @@ class Options:
     drain_seconds: float = 10.0
     poll_seconds: float = 1.0
     reuse_port: bool = False
+    admin_token: str | None = None  # required as a Bearer token to change quarantine
 
 
 def hostport(host: str, port: int) -> str:
@@ -107,7 +108,7 @@ class Runtime:
             port = self.opts.admin_port
             if port is None:
                 port = self.snapshot.policy.spec.gateway.admin_port
-            self.admin = AdminServer(self, self.opts.listen, port)
+            self.admin = AdminServer(self, self.opts.listen, port, self.opts.admin_token)
             self.admin_port = await self.admin.start()
         self._spawn(self._watch(), "policy-watch")
         self._spawn(self._flush_metrics(), "metrics-flush")

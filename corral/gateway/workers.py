@@ -167,7 +167,7 @@ async def _supervise(opts: app.Options) -> int:
             return 2
         port = opts.admin_port
         admin = AdminServer(sup, opts.listen, sup.snapshot.policy.spec.gateway.admin_port
-                            if port is None else port)
+                            if port is None else port, opts.admin_token)
         admin_port = await admin.start()
         for agent, p in sorted(sup.snapshot.policy.spec.listener_ports().items(),
                                key=lambda kv: kv[1]):

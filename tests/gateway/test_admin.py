@@ -62,3 +62,22 @@ def test_health_metrics_and_errors() -> None:
     assert huge.error is not None and huge.error.status == 400
     wire = encode_reply(Reply(200, b"hi", "text/plain"))
     assert wire.startswith(b"HTTP/1.1 200 OK\r\n") and wire.endswith(b"\r\n\r\nhi")
+
+
+def test_quarantine_changes_need_the_token_when_one_is_set() -> None:
+    b = Backend()
+    req = AdminRequest()
+    req.feed(b"PUT /v1/quarantine/a HTTP/1.1\r\nAuthorization: Bearer nope\r\n\r\n")
+    assert not req.authorized("s3cret") and req.authorized(None)
+    target = req.target()
+    assert not isinstance(target, Reply)
+    assert asyncio.run(route(b, *target, authorized=False)).status == 401
+    assert b.q == set()
+    ok = AdminRequest()
+    ok.feed(b"PUT /v1/quarantine/a HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n")
+    assert ok.authorized("s3cret")
+    reads = AdminRequest()
+    reads.feed(b"GET /v1/quarantine HTTP/1.1\r\n\r\n")
+    read_target = reads.target()
+    assert not isinstance(read_target, Reply)
+    assert asyncio.run(route(b, *read_target, authorized=False)).status == 200

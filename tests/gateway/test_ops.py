@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -145,6 +146,21 @@ def test_workers_share_ports_and_quarantine_reaches_all(
         statuses = [request(gw.ports["a"], "GET", url) for _ in range(10)]
         assert {s[1]["x-corral-reason"] for s in statuses} == {reasons.QUARANTINED}
         assert len(gw.wait_log(20)) == 20
+
+
+def test_admin_token_guards_quarantine_changes(tmp_path: Path, dns_server: StaticDns,
+                                                ports: tuple[int, int]) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    with GatewayProcess(policy_for(ports, "allowed.test"), resolver=dns_server.address,
+                        extra_args=("--admin-token-file", str(token))) as gw:
+        assert gw.admin_call("PUT", "/v1/quarantine/a")[0] == 401
+        req = urllib.request.Request(f"http://127.0.0.1:{gw.admin_port}/v1/quarantine/a",
+                                     method="PUT", headers={"Authorization": "Bearer s3cret"})
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(req, timeout=5) as resp:
+            assert resp.status == 200
+        assert gw.admin("/v1/quarantine") == (200, b'{"quarantined":["a"]}\n')
 
 
 def test_overlay_file_quarantines(tmp_path: Path, dns_server: StaticDns,

@@ -13,8 +13,10 @@ log = logging.getLogger("corral.gateway.admin")
 class AdminServer:
     """The admin port: one request per connection, answered by ``admin.route``."""
 
-    def __init__(self, backend: admin.Backend, host: str, port: int) -> None:
+    def __init__(self, backend: admin.Backend, host: str, port: int,
+                 token: str | None = None) -> None:
         self._backend = backend
+        self._token = token
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
@@ -50,4 +52,5 @@ class AdminServer:
         target = req.target()
         if isinstance(target, admin.Reply):
             return target
-        return await admin.route(self._backend, *target)
+        return await admin.route(self._backend, *target,
+                                 authorized=req.authorized(self._token))
