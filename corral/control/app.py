@@ -293,6 +293,9 @@ class ControlPlane:
             self.behaviour.flush()
             self._worker_behind = self.behaviour.backlog() > MAX_BEHAVIOUR_BACKLOG
         for inc in box.triggers:
+            if inc.agent in self._quarantined:  # another incident got there first
+                continue
+            self._quarantined.add(inc.agent or "")  # before the task runs: no second trigger
             self.spawn(f"quarantine-{inc.agent}", self._quarantine(inc))
         self._observe()
 

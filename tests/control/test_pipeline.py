@@ -132,6 +132,14 @@ def test_gateway_denial_then_falco_alert_merges(make_plane: PlaneFactory, clock:
         inc = rows["open"]
         assert inc["severity"] == "critical" and inc["correlated"] and inc["count"] == 4
         assert rows["merged"]["merged_into"] == inc["id"]
+        await _drain(plane)
+        notices = [(n["kind"], n["incident"]["status"], n["incident"]["id"],
+                    n["incident"]["severity"])
+                   for n in plane.deliverers["all"].sink.received]  # type: ignore[attr-defined]
+        gw_id = rows["merged"]["id"]
+        assert notices == [("opened", "open", gw_id, "warning"),
+                           ("opened", "open", inc["id"], "critical"),  # born correlated
+                           ("closed", "merged", gw_id, "warning")]  # receivers resolve it
         await plane.aclose()
     run(go())
 
@@ -169,6 +177,8 @@ def test_threshold_triggers_quarantine_once(make_plane: PlaneFactory, tmp_path: 
         plane.ingest_falco(body(falco_event(rule="Read service account token",
                                             priority="Critical")))
         plane.ingest_falco(body(falco_event(rule="Read service account token",
+                                            priority="Critical")))
+        plane.ingest_falco(body(falco_event(rule="Contact K8S API server",  # 2nd incident
                                             priority="Critical")))
         plane.tick()
         for t in list(plane._tasks):

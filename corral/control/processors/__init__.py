@@ -21,6 +21,7 @@ class Outbox:
     dirty: dict[str, Incident] = field(default_factory=dict)  # incidents to write
     deliveries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # sink -> items
     triggers: list[Incident] = field(default_factory=list)  # incidents that cross the threshold
+    merged: list[Incident] = field(default_factory=list)  # folded into another by this event
     counts: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (agent, source, rule)
     pending: int = 0  # deliveries waiting
 
@@ -34,7 +35,8 @@ class Outbox:
 
     def take(self) -> Outbox:
         """Hand over the contents and start empty (the drain owns the returned box)."""
-        box = Outbox(self.dirty, self.deliveries, self.triggers, self.counts, self.pending)
+        box = Outbox(dirty=self.dirty, deliveries=self.deliveries, triggers=self.triggers,
+                     counts=self.counts, pending=self.pending)
         self.dirty, self.deliveries, self.triggers, self.counts = {}, {}, [], {}
         self.pending = 0
         return box

@@ -83,6 +83,7 @@ class Group:
         self._forget(gw)
         self._joined[agent] = inc.id
         out.dirty[gw.id] = gw
+        out.merged.append(gw)
         return _correlate(inc, gw.severity)
 
     def _create(self, ev: Event, now: float) -> Incident:

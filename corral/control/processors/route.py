@@ -1,6 +1,7 @@
 """Route step: which sinks hear about an event or an incident change.
 
-Incident sinks get a notice when an incident opens, escalates or closes; event sinks
+Incident sinks get a notice when an incident opens, escalates or closes (also when it is
+folded into a correlated one: status ``merged``, ``merged_into`` names it); event sinks
 (``send: events``) get every enriched event. Each sink's route filters on severity (at least
 ``min_severity``) and tags (any of ``tags``, when set). Notices and events keep their identity
 key, so a receiver can tell a redelivery from a new item.
@@ -16,7 +17,7 @@ from typing import Any
 from corral.control.events import Event
 from corral.control.incidents import Incident, Notice
 from corral.control.processors import Outbox
-from corral.model.control import Sink, severity_rank
+from corral.model.control import NOTICE_CLOSED, Sink, severity_rank
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,8 @@ class Route:
         inc = out.dirty.get(ev.incident or "")
         if ev.change is not None and inc is not None:
             self.notice(inc, ev.change, ev.received, out)
+        while out.merged:  # a folded-in incident is over: receivers can resolve it
+            self.notice(out.merged.pop(), NOTICE_CLOSED, ev.received, out)
         return True
 
     def notice(self, inc: Incident, kind: str, now: float, out: Outbox) -> None:
