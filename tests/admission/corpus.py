@@ -14,7 +14,9 @@ from typing import Any
 
 import yaml
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "gatekeeper-library"
+from tests import corpora
+
+CORPUS = corpora.GATEKEEPER_LIBRARY
 
 # (suite folder, constraint sample folder) -> (admission section, registries)
 MAPPING: dict[tuple[str, str], tuple[dict[str, Any], list[str]]] = {

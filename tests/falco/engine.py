@@ -20,10 +20,9 @@ from corral.compile.falco import rules_text
 from corral.compile.falco_expand import Expanded, expand
 from corral.model.load import parse_policy
 from corral.model.policy import Policy
+from tests import corpora
 
-CORPORA = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "falco"
-if not CORPORA.is_dir():  # the checkout may live elsewhere; the corpora stay at /work/shared
-    CORPORA = Path("/work/shared/corpora/falco")
+CORPORA = corpora.FALCO
 TRACES = CORPORA / "traces"
 EMPTY = TRACES / "empty.scap"
 SYSDIG = shutil.which("sysdig")

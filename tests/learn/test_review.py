@@ -19,12 +19,11 @@ from corral.learn import apply
 from corral.learn.suggest import Suggestion
 from corral.model.errors import PolicyError
 from corral.model.load import load_policy, parse_policy
+from tests import corpora
 from tests.learn import scenario
 
 NOW = "2026-11-26T12:00:00Z"
-FALCO_SCHEMA = Path(__file__).resolve().parents[3] / "shared/corpora/falco/rule_schema.json"
-if not FALCO_SCHEMA.exists():  # the checkout may live elsewhere; the corpora stay at /work/shared
-    FALCO_SCHEMA = Path("/work/shared/corpora/falco/rule_schema.json")
+FALCO_SCHEMA = corpora.FALCO / "rule_schema.json"
 
 
 @pytest.fixture(scope="module")
