@@ -9,7 +9,7 @@ so the store, the JSON API and the sinks all speak the same words. Pure: no I/O.
 from __future__ import annotations
 
 import typing
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 from pydantic import Field, model_validator
 
@@ -26,20 +26,30 @@ _ALIASES: Final = {"info": "informational", "warn": "warning", "err": "error", "
                    "emerg": "emergency"}
 
 
+
+
+def _spellings() -> dict[str, str]:
+    """Every spelling met on the hot path -> the normalised name ("Warning", "INFO", "warn")."""
+    base = {s: s for s in SEVERITIES} | _ALIASES
+    return {spelling: v for k, v in base.items() for spelling in (k, k.capitalize(), k.upper())}
+
+
+_NAMES: Final = _spellings()
+_RANK: Final = {name: SEVERITIES.index(sev) for name, sev in _NAMES.items()}
+
+
 def severity_rank(name: str) -> int:
     """Position of a severity (or Falco priority, any case, short aliases too) on the scale."""
-    low = name.strip().lower()
-    return SEVERITIES.index(_ALIASES.get(low, low))
+    rank = _RANK.get(name)
+    if rank is None:
+        rank = _RANK[_NAMES[name.strip().lower()]]
+    return rank
 
 
 def parse_severity(name: str) -> Severity | None:
     """Normalised severity for a Falco priority string, or None when it is not one."""
-    low = name.strip().lower()
-    low = _ALIASES.get(low, low)
-    for s in SEVERITIES:
-        if s == low:
-            return s
-    return None
+    sev = _NAMES.get(name)
+    return cast("Severity | None", sev if sev is not None else _NAMES.get(name.strip().lower()))
 
 
 def raise_severity(sev: str, steps: int = 1) -> Severity:

@@ -21,7 +21,9 @@ _UNKNOWN = frozenset(("", "<NA>", "N/A"))
 
 def parse_falco(obj: dict[str, Any], known_rules: Collection[str] = ()) -> Event:
     """One Falco alert as an Event; ``known_rules`` (when non-empty) limits accepted rules."""
-    rule = _str(obj, "rule")
+    rule = obj.get("rule")
+    if type(rule) is not str or not rule:
+        rule = _str(obj, "rule")  # says what is wrong
     source = obj.get("source", "syscall")
     internal = source == "internal" or rule.startswith(INTERNAL_PREFIX)
     if known_rules and not internal and rule not in known_rules:
@@ -30,8 +32,9 @@ def parse_falco(obj: dict[str, Any], known_rules: Collection[str] = ()) -> Event
     if severity is None:
         raise BadEvent("bad_field", f"priority: {obj['priority']!r} is not a Falco priority")
     fields = obj.get("output_fields") or {}
-    if not isinstance(fields, dict):
+    if type(fields) is not dict:
         raise BadEvent("bad_field", "output_fields: expected a JSON object")
+    get = fields.get
     tags = obj.get("tags") or ()
     if tags != () and (not isinstance(tags, list) or not all(type(t) is str for t in tags)):
         raise BadEvent("bad_field", "tags: expected a list of strings")
@@ -39,8 +42,9 @@ def parse_falco(obj: dict[str, Any], known_rules: Collection[str] = ()) -> Event
     return Event(
         source=SOURCE_INTERNAL if internal else SOURCE_FALCO, time=_time(obj), rule=rule,
         severity=severity, output=output if type(output) is str else str(output),
-        fields=fields, pod=_opt(fields, "k8s.pod.name"), namespace=_opt(fields, "k8s.ns.name"),
-        hostname=_opt(obj, "hostname"), labels=_opt(fields, "k8s.pod.labels"), tags=tuple(tags),
+        fields=fields, pod=_known(get("k8s.pod.name")), namespace=_known(get("k8s.ns.name")),
+        hostname=_known(obj.get("hostname")), labels=_known(get("k8s.pod.labels")),
+        tags=tuple(tags),
     )
 
 
@@ -53,12 +57,11 @@ def _str(obj: dict[str, Any], key: str) -> str:
     return value
 
 
-def _opt(obj: dict[str, Any], key: str) -> str | None:
+def _known(value: Any) -> str | None:
     """A string field, with Falco's placeholders for "unknown" (``<NA>``, empty) as None."""
-    value = obj.get(key)
-    if value is None or value in _UNKNOWN:
-        return None
-    return value if type(value) is str else str(value)
+    if type(value) is str:
+        return None if value in _UNKNOWN else value
+    return None if value is None else str(value)
 
 
 def _time(obj: dict[str, Any]) -> float:
