@@ -10,15 +10,17 @@ so the rendered quarantine NetworkPolicy cuts them off. ``release`` undoes each 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
+import socket
 import ssl
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import orjson
@@ -164,9 +166,9 @@ class Responder:
     async def _gateway(self, agent: str, action: str, method: str) -> list[dict[str, Any]]:
         results = []
         for base in self._s.gateway_admin:
-            url = f"{base.rstrip('/')}/v1/quarantine/{quote(agent)}"
-            results.append(await self._act(f"gateway_{action}", agent, url,
-                                           self._http(method, url)))
+            for url in await replica_urls(base, f"/v1/quarantine/{quote(agent)}"):
+                results.append(await self._act(f"gateway_{action}", agent, url,
+                                               self._http(method, url)))
         if self._s.overlay_file is not None:
             path = str(self._s.overlay_file)
             results.append(await self._act(f"overlay_{action}", agent, path, self._overlay()))
@@ -247,6 +249,30 @@ class Responder:
         log.log(logging.INFO if ok else logging.ERROR, "response %s agent=%s target=%s ok=%s %s",
                 action, agent, target, ok, detail)
         return {"action": action, "agent": agent, "target": target, "ok": ok, **detail}
+
+
+async def replica_urls(base: str, path: str) -> list[str]:
+    """One URL per address the admin host resolves to: behind a headless Service every gateway
+    replica is asked (a ClusterIP Service would reach one; the overlay ConfigMap then carries
+    the change to the others). An IP literal or an unresolvable name is used as given."""
+    parts = urlsplit(base.rstrip("/"))
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        ipaddress.ip_address(host)
+        return [base.rstrip("/") + path]
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                             type=socket.SOCK_STREAM)
+    except OSError:
+        return [base.rstrip("/") + path]
+    addrs = sorted({str(i[4][0]) for i in infos})
+    v4 = [a for a in addrs if ":" not in a]
+    addrs = v4 or addrs  # dual stack: each replica once (and "localhost" is 127.0.0.1)
+    if len(addrs) <= 1:
+        return [base.rstrip("/") + path]
+    return [f"{parts.scheme}://{f'[{a}]' if ':' in a else a}:{port}{path}" for a in addrs]
 
 
 def write_overlay(path: Path, quarantined: list[str]) -> None:

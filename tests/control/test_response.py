@@ -3,6 +3,8 @@ Kubernetes API stand-in over real TLS (trustme CA) that records each request exa
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
 from pathlib import Path
 from typing import Any
@@ -158,3 +160,26 @@ def test_in_cluster_config_from_service_account(tmp_path: Path) -> None:
     assert KubeConfig.in_cluster({}, sa) is None
     v6 = KubeConfig.in_cluster({**env, "KUBERNETES_SERVICE_HOST": "fd00::1"}, sa)
     assert v6 is not None and v6.api == "https://[fd00::1]:443"
+
+
+def test_admin_url_fans_out_to_every_replica_address(monkeypatch: Any) -> None:
+    from corral.control.response import replica_urls
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        assert await replica_urls("http://127.0.0.1:9090", "/v1/q/a") == [
+            "http://127.0.0.1:9090/v1/q/a"]
+        assert await replica_urls("http://localhost:9090/", "/x") == [
+            "http://localhost:9090/x"]  # one address per family: as given
+
+        async def headless(host: str, port: int, **_: Any) -> list[Any]:
+            assert host == "corral-gateway.egress-gateway.svc"
+            v4 = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))
+                  for ip in ("10.0.0.12", "10.0.0.11")]
+            return [*v4, (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("fd00::b", port, 0, 0))]
+        monkeypatch.setattr(loop, "getaddrinfo", headless)
+        assert await replica_urls("http://corral-gateway.egress-gateway.svc:9090",
+                                  "/v1/quarantine/research") == [
+            "http://10.0.0.11:9090/v1/quarantine/research",
+            "http://10.0.0.12:9090/v1/quarantine/research"]
+    run(go())
