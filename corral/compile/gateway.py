@@ -21,6 +21,9 @@ from corral.model.ranges import SPECIAL_V4, SPECIAL_V6
 CONFIG_DIR = "/etc/corral"
 POLICY_FILE = "policy.yaml"
 NAME = "corral-gateway"
+OVERLAY_NAME = f"{NAME}-overlay"
+OVERLAY_DIR = "/etc/corral-overlay"
+OVERLAY_FILE = "overlay.json"
 UID = 65532  # distroless "nonroot"
 
 
@@ -29,7 +32,7 @@ def compile_gateway(policy: Policy) -> Files:
     return {
         "00-namespace.yaml": manifest(gateway_namespace(policy)),
         "10-serviceaccount.yaml": manifest(service_account(policy)),
-        "20-configmap.yaml": manifest(cm),
+        "20-configmap.yaml": manifest(cm, overlay_config_map(policy)),
         "30-deployment.yaml": manifest(deployment(policy)),
         "40-service.yaml": manifest(service(policy)),
         "50-pdb.yaml": manifest(pdb(policy)),
@@ -66,6 +69,17 @@ def config_map(policy: Policy) -> dict[str, Any]:
                    data={POLICY_FILE: policy_document(policy)})
 
 
+def overlay_config_map(policy: Policy) -> dict[str, Any]:
+    """The quarantine overlay: written by the control plane, read (watched) by the gateway.
+
+    Rendered empty so it exists; GitOps tools must create it once and then leave its data to the
+    control plane (Flux: the annotation below; Argo CD: ignoreDifferences on /data).
+    """
+    return k8s.obj("v1", "ConfigMap", _meta(
+        policy, OVERLAY_NAME, annotations={"kustomize.toolkit.fluxcd.io/ssa": "IfNotPresent"}),
+        data={OVERLAY_FILE: '{"quarantined": []}'})
+
+
 def _container_ports(policy: Policy) -> list[dict[str, Any]]:
     ports = [{"name": f"a-{i}", "containerPort": port, "protocol": "TCP"}
              for i, port in enumerate(policy.spec.listener_ports().values())]
@@ -86,7 +100,8 @@ def _container(policy: Policy) -> dict[str, Any]:
         "image": gw.image,
         "imagePullPolicy": "IfNotPresent",
         "args": ["gateway", "-f", f"{CONFIG_DIR}/{POLICY_FILE}", "--listen", "0.0.0.0",
-                 "--admin-port", str(gw.admin_port), "--workers", "0", "--log", "-"],
+                 "--admin-port", str(gw.admin_port), "--workers", "0", "--log", "-",
+                 "--overlay", f"{OVERLAY_DIR}/{OVERLAY_FILE}"],
         "ports": _container_ports(policy),
         "readinessProbe": _probe("/readyz", gw.admin_port, 5),
         "livenessProbe": _probe("/healthz", gw.admin_port, 10),
@@ -102,6 +117,7 @@ def _container(policy: Policy) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumeMounts": [{"name": "policy", "mountPath": CONFIG_DIR, "readOnly": True},
+                         {"name": "overlay", "mountPath": OVERLAY_DIR, "readOnly": True},
                          {"name": "tmp", "mountPath": "/tmp"}],
     }
 
@@ -119,6 +135,7 @@ def deployment(policy: Policy) -> dict[str, Any]:
         "containers": [_container(policy)],
         "volumes": [
             {"name": "policy", "configMap": {"name": f"{NAME}-policy"}},
+            {"name": "overlay", "configMap": {"name": OVERLAY_NAME, "optional": True}},
             {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
         ],
         "topologySpreadConstraints": [{
@@ -169,8 +186,11 @@ def ingress_policy(policy: Policy) -> dict[str, Any]:
                   "podSelector": k8s.not_quarantined(agent.selector)}],
         "ports": [{"protocol": "TCP", "port": ports[agent.name]}],
     } for agent in policy.spec.agents]
-    # Health and metrics: kubelet probes are not subject to NetworkPolicy; scrapers are.
-    rules.append({"from": [{"namespaceSelector": {}}],
+    # Health, metrics and the quarantine API: from any namespace but the agents' own, so an
+    # agent can never lift its own quarantine. Kubelet probes are not subject to NetworkPolicy.
+    not_agents = {"matchExpressions": [{"key": k8s.NS_NAME_LABEL, "operator": "NotIn",
+                                        "values": [policy.spec.namespace]}]}
+    rules.append({"from": [{"namespaceSelector": not_agents}],
                   "ports": [{"protocol": "TCP", "port": policy.spec.gateway.admin_port}]})
     return _np(policy, f"{NAME}-ingress", {
         "podSelector": {"matchLabels": dict(k8s.GATEWAY_POD_LABELS)},

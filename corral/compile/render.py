@@ -11,6 +11,7 @@ from collections.abc import Callable
 from corral.compile import (
     admission_cel,
     admission_rego,
+    control,
     falco,
     gateway,
     gateway_api,
@@ -25,6 +26,7 @@ Target = tuple[str, Callable[[Policy], Files]]
 TARGETS: tuple[Target, ...] = (
     ("network", network.compile_network),
     ("gateway", gateway.compile_gateway),
+    ("control", control.compile_control),
     ("falco", falco.compile_falco),
     ("admission-vap", admission_cel.compile_vap),
     ("admission-gatekeeper", admission_rego.compile_gatekeeper),

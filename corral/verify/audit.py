@@ -319,7 +319,26 @@ def audit(objs: Iterable[Located], policy: Policy | None = None, *,
             if include_system or (o.namespace or o.name) not in SYSTEM_NAMESPACES
             or o.kind not in ("Namespace", "NetworkPolicy", "Pod", *k.WORKLOAD_KINDS, "CronJob")]
     inv = Inventory.build(keep)
-    return [f for check in CHECKS for f in check(inv, policy)]
+    accepted = {o.ref: accepted_rules(o.obj) for o in inv.objects}
+    return [f for check in CHECKS for f in check(inv, policy)
+            if f.rule not in accepted.get(f.object, ())]
+
+
+ACCEPT_ANNOTATION = "corral.dev/audit-accept"
+
+
+def accepted_rules(obj: Mapping[str, Any]) -> frozenset[str]:
+    """Rules an object's owner accepted with a reason: ``rule-id: why; other-rule: why``.
+
+    A rule named without a reason is not accepted: the annotation must say why.
+    """
+    text = str((k.meta(obj).get("annotations") or {}).get(ACCEPT_ANNOTATION, ""))
+    out = set()
+    for item in text.split(";"):
+        rule, sep, why = item.partition(":")
+        if sep and why.strip() and rule.strip() in RULES:
+            out.add(rule.strip())
+    return frozenset(out)
 
 
 # -- reports -------------------------------------------------------------------------------------

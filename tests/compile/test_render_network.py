@@ -36,8 +36,8 @@ def example() -> Policy:
 
 
 def test_every_object_validates_strictly(example: Policy) -> None:
-    objs = objects(example)
-    assert len(objs) >= 15
+    objs = objects(example, ("network", "gateway", "control"))
+    assert len(objs) >= 25
     for obj in objs:
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
@@ -164,3 +164,43 @@ def test_cilium_policies_use_fqdns_for_enforce_agents_only(example: Policy) -> N
             for tp in rule["toPorts"]:
                 assert all(set(p) == {"port", "protocol"} and p["port"].isdigit()
                            for p in tp["ports"])
+
+
+def test_agents_cannot_reach_admin_port_or_forge_control_plane_events(example: Policy) -> None:
+    objs = objects(example, ("network", "gateway", "control"))
+    agents, gateway, _ = _pods(example)
+    control = Pod("corral-system", {"app.kubernetes.io/name": "corral-control",
+                                    "app.kubernetes.io/part-of": "corral"})
+    falco = Pod("falco", {"app.kubernetes.io/name": "falco"})
+    admin = example.spec.gateway.admin_port
+    for pod in agents.values():
+        assert not allowed(objs, pod, gateway, admin)
+        assert not allowed(objs, pod, control, 8765)
+    assert allowed(objs, control, gateway, admin)  # quarantine API
+    assert allowed(objs, falco, control, 8765)  # Falco http_output
+
+
+def test_control_plane_rbac_is_minimal_and_gateway_reads_the_overlay(example: Policy) -> None:
+    objs = objects(example, ("gateway", "control"))
+    roles = {(o["metadata"]["namespace"], o["metadata"]["name"]): o["rules"]
+             for o in objs if o["kind"] == "Role"}
+    assert roles[("ai-workloads", "corral-control")] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "patch"]}]
+    assert roles[("egress-gateway", "corral-control")] == [
+        {"apiGroups": [""], "resources": ["configmaps"],
+         "resourceNames": ["corral-gateway-overlay"], "verbs": ["get", "patch"]}]
+    dep = next(o for o in objs if o["kind"] == "Deployment"
+               and o["metadata"]["name"] == "corral-gateway")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--overlay") + 1] == "/etc/corral-overlay/overlay.json"
+    serve = next(o for o in objs if o["kind"] == "Deployment"
+                 and o["metadata"]["name"] == "corral-control")
+    serve_args = serve["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "egress-gateway/corral-gateway-overlay" in serve_args
+    assert serve["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_control_plane_outside_the_cluster_renders_nothing(example: Policy) -> None:
+    spec = example.spec.model_copy(update={"runtime": example.spec.runtime.model_copy(
+        update={"control_url": "https://siem.example.com/falco"})})
+    assert render_all(example.model_copy(update={"spec": spec}), {"control"}) == {"control": {}}

@@ -187,3 +187,28 @@ def test_declared_direct_cidrs_are_not_a_bypass(policy, dump_file) -> None:  # t
     found = {f.rule for f in au.audit(k.load_paths([str(dump_file)]), declared)}
     assert "agent-egress-bypasses-gateway" not in found
     assert "agent-uncovered" in found
+
+
+def _open_block(annotation: str | None) -> list[k.Located]:
+    meta: dict[str, object] = {"name": "wide", "namespace": "tools"}
+    if annotation is not None:
+        meta["annotations"] = {au.ACCEPT_ANNOTATION: annotation}
+    np = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta,
+          "spec": {"podSelector": {}, "policyTypes": ["Egress"],
+                   "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+                               "ports": [{"protocol": "TCP", "port": 443}]}]}}
+    return [k.Located(np, "test")]
+
+
+@pytest.mark.parametrize(("annotation", "reported"), [
+    (None, True),
+    ("ipblock-everything", True),  # no reason: not accepted
+    ("ipblock-everything:   ", True),
+    ("egress-allows-all: other rule", True),
+    ("ipblock-everything: sinks are reached by address", False),
+    ("egress-allows-all: x; ipblock-everything: sinks are reached by address", False),
+])
+def test_accepted_findings_need_a_rule_and_a_reason(annotation: str | None,
+                                                    reported: bool) -> None:
+    rules = {f.rule for f in au.audit(_open_block(annotation))}
+    assert ("ipblock-everything" in rules) is reported
