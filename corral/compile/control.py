@@ -13,7 +13,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from corral.compile import k8s
-from corral.compile.gateway import CONFIG_DIR, OVERLAY_NAME, POLICY_FILE, UID, policy_document
+from corral.compile.gateway import (
+    ADMIN_SERVICE,
+    CONFIG_DIR,
+    OVERLAY_NAME,
+    POLICY_FILE,
+    UID,
+    policy_document,
+)
 from corral.compile.network import dns_peer, dns_ports, psa_labels
 from corral.compile.output import Files, manifest
 from corral.model.policy import Policy
@@ -98,7 +105,7 @@ def deployment(policy: Policy, ns: str, port: int) -> dict[str, Any]:
         "args": ["serve", "-f", f"{CONFIG_DIR}/{POLICY_FILE}", "--listen", f"0.0.0.0:{port}",
                  "--state", STATE_DIR, "--overlay-configmap", f"{gw.namespace}/{OVERLAY_NAME}",
                  "--gateway-admin",
-                 f"http://corral-gateway.{gw.namespace}.svc:{gw.admin_port}"],
+                 f"http://{ADMIN_SERVICE}.{gw.namespace}.svc:{gw.admin_port}"],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 10},

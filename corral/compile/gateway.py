@@ -34,7 +34,7 @@ def compile_gateway(policy: Policy) -> Files:
         "10-serviceaccount.yaml": manifest(service_account(policy)),
         "20-configmap.yaml": manifest(cm, overlay_config_map(policy)),
         "30-deployment.yaml": manifest(deployment(policy)),
-        "40-service.yaml": manifest(service(policy)),
+        "40-service.yaml": manifest(service(policy), admin_service(policy)),
         "50-pdb.yaml": manifest(pdb(policy)),
         "60-networkpolicy.yaml": manifest(default_deny(policy), ingress_policy(policy),
                                           egress_policy(policy)),
@@ -159,6 +159,19 @@ def service(policy: Policy) -> dict[str, Any]:
         "type": "ClusterIP",
         "selector": dict(k8s.GATEWAY_POD_LABELS),
         "ports": ports,
+    })
+
+
+ADMIN_SERVICE = f"{NAME}-admin"
+
+
+def admin_service(policy: Policy) -> dict[str, Any]:
+    """Headless: its name resolves to every replica, so a quarantine reaches each one at once."""
+    port = policy.spec.gateway.admin_port
+    return k8s.obj("v1", "Service", _meta(policy, ADMIN_SERVICE), spec={
+        "clusterIP": "None",
+        "selector": dict(k8s.GATEWAY_POD_LABELS),
+        "ports": [{"name": "admin", "port": port, "targetPort": port, "protocol": "TCP"}],
     })
 
 

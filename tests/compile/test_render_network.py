@@ -197,6 +197,11 @@ def test_control_plane_rbac_is_minimal_and_gateway_reads_the_overlay(example: Po
                  and o["metadata"]["name"] == "corral-control")
     serve_args = serve["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "egress-gateway/corral-gateway-overlay" in serve_args
+    admin = serve_args[serve_args.index("--gateway-admin") + 1]
+    headless = next(o for o in objs if o["kind"] == "Service"
+                    and o["metadata"]["name"] == "corral-gateway-admin")
+    assert headless["spec"]["clusterIP"] == "None"  # resolves to every replica
+    assert admin == "http://corral-gateway-admin.egress-gateway.svc:9090"
     assert serve["spec"]["strategy"] == {"type": "Recreate"}
 
 
