@@ -46,6 +46,8 @@ def register(sub: Any) -> None:
                         "rules nor in --rules files")
     p.add_argument("--gateway-admin", action="append", default=[], metavar="URL",
                    help="gateway admin base URL for quarantine (repeatable)")
+    p.add_argument("--gateway-token-file", metavar="FILE",
+                   help="bearer token the gateway admin API requires (its --admin-token-file)")
     p.add_argument("--overlay", metavar="FILE", help="gateway overlay file to write quarantines to")
     p.add_argument("--kube", choices=("auto", "off"), default="auto",
                    help="label pods through the Kubernetes API when running in a cluster")
@@ -92,6 +94,7 @@ def settings_from(args: argparse.Namespace, policy: Policy) -> Settings:
         known_rules=known_rules(policy, args.rules, args.strict_rules),
         response=ResponseSettings(
             gateway_admin=tuple(args.gateway_admin),
+            gateway_token_file=Path(args.gateway_token_file) if args.gateway_token_file else None,
             overlay_file=Path(args.overlay) if args.overlay else None,
             namespace=policy.spec.namespace,
             selectors={a.name: dict(a.selector) for a in policy.spec.agents}),

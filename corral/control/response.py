@@ -111,6 +111,7 @@ class KubeClient:
 @dataclass(frozen=True)
 class ResponseSettings:
     gateway_admin: tuple[str, ...] = ()  # http://host:admin_port of each gateway
+    gateway_token_file: Path | None = None  # the gateway admin API's bearer token, if it has one
     overlay_file: Path | None = None  # the overlay the local gateway watches
     namespace: str = ""  # the agents' namespace (pods to label)
     selectors: Mapping[str, Mapping[str, str]] | None = None  # agent -> matchLabels
@@ -196,7 +197,11 @@ class Responder:
 
     def _http(self, method: str, url: str) -> Step:
         async def call() -> int:
-            async with self._session.request(method, url,
+            headers = {}
+            if self._s.gateway_token_file is not None:  # re-read: a mounted Secret may rotate
+                token = self._s.gateway_token_file.read_text().strip()
+                headers["Authorization"] = f"Bearer {token}"
+            async with self._session.request(method, url, headers=headers,
                                              timeout=aiohttp.ClientTimeout(total=5)) as r:
                 await r.read()
                 return r.status

@@ -91,14 +91,17 @@ spec:
     quarantine: {{min_severity: critical}}
 """)
     log = tmp_path / "access.log"
+    token = tmp_path / "gateway-admin-token"
+    token.write_text("s3cret-admin\n")  # the gateway refuses quarantine changes without it
     py = [sys.executable, "-m", "corral"]
     procs.append(subprocess.Popen(
-        [*py, "gateway", "-f", str(policy), "--log", str(log)],
+        [*py, "gateway", "-f", str(policy), "--log", str(log), "--admin-token-file", str(token)],
         stdout=subprocess.DEVNULL, stderr=(tmp_path / "gw.err").open("wb")))
     procs.append(subprocess.Popen(
         [*py, "serve", "-f", str(policy), "--listen", f"127.0.0.1:{control}",
          "--state", str(tmp_path / "state"), "--tail", str(log),
-         "--gateway-admin", f"http://127.0.0.1:{admin}", "--kube", "off"],
+         "--gateway-admin", f"http://127.0.0.1:{admin}", "--gateway-token-file", str(token),
+         "--kube", "off"],
         stdout=subprocess.DEVNULL, stderr=(tmp_path / "serve.err").open("wb")))
     gw, cp = f"http://127.0.0.1:{admin}", f"http://127.0.0.1:{control}"
     _until("gateway ready", lambda: _get(gw + "/readyz"))
