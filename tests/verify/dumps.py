@@ -49,7 +49,8 @@ def as_served(obj: dict[str, Any], rv: int) -> dict[str, Any]:
         o["status"] = {"observedGeneration": 1, "replicas": s["replicas"],
                        "readyReplicas": s["replicas"], "updatedReplicas": s["replicas"]}
     elif kind == "Service":
-        o["spec"].update(clusterIP="10.96.41.7", clusterIPs=["10.96.41.7"],
+        ip = o["spec"].get("clusterIP", "10.96.41.7")  # a headless Service keeps "None"
+        o["spec"].update(clusterIP=ip, clusterIPs=[ip],
                          internalTrafficPolicy="Cluster", ipFamilies=["IPv4"],
                          ipFamilyPolicy="SingleStack", sessionAffinity="None")
         o["status"] = {"loadBalancer": {}}
