@@ -63,7 +63,7 @@ RECORDS = {
     LOOKALIKE: PUBLIC_A,
 }
 
-AGENTS = {"research": 18080, "learner": 18081, "ops": 18082}
+AGENTS = {"research": 18080, "learner": 18081, "ops": 18082, "limited": 18083, "quota": 18084}
 ADMIN_PORT = 19090
 
 
@@ -95,6 +95,12 @@ def policy_document() -> dict[str, Any]:
                 {"name": "ops", "selector": {"app": "ops"},
                  "egress": {"mode": "enforce", "allow": ["private.test"],
                             "allow_cidrs": ["10.66.0.0/24"]}},
+                {"name": "limited", "selector": {"app": "limited"},
+                 "egress": {"mode": "enforce", "allow": ["allowed.test", "api.allowed.test"],
+                            "rate": {"requests_per_minute": 5}}},
+                {"name": "quota", "selector": {"app": "quota"},
+                 "egress": {"mode": "enforce", "allow": ["allowed.test"],
+                            "quota": {"bytes_out_per_hour": "4Ki"}}},
             ],
         },
     }

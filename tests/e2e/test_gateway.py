@@ -243,3 +243,36 @@ def test_learn_mode_tunnels_to_unlisted_names_with_verified_tls(world: cf.World)
     assert resp.status == 200 and resp.json()["origin"] == "public-denied"
     rec = record_for(world, resp.client, **{R.METHOD: "CONNECT", R.HOST: "denied.test"})
     assert rec[R.DECISION] == "would_deny" and rec[R.SNI] == "denied.test"
+
+
+def test_rate_limit_answers_429_with_retry_after(world: cf.World) -> None:
+    """The "limited" agent may make 5 requests a minute; 8 in a row must see 429s (the bucket
+    cannot refill in the fraction of a second this takes, so no timing is assumed)."""
+    statuses = []
+    for i in range(8):
+        resp = client.get(world.agent, proxy(world, "limited"), f"http://allowed.test/rate{i}")
+        statuses.append(resp.status)
+        if resp.status == 429:
+            refused(resp, reasons.RATE_LIMITED, agent="limited", status=429)
+            assert int(resp.headers["Retry-After"]) > 0
+            rec = record_for(world, resp.client, **{R.AGENT: "limited", R.STATUS: 429})
+            assert rec[R.REASON] == reasons.RATE_LIMITED
+    assert statuses.count(200) <= 5 and 429 in statuses, statuses
+
+
+def test_upload_quota_answers_429_once_spent(world: cf.World) -> None:
+    """The "quota" agent may send 4 KiB an hour; the second 3 KB upload would cross it."""
+    def upload(i: int) -> client.Response:
+        body = b"q" * 3000
+        head = (b"POST http://allowed.test/quota%d HTTP/1.1\r\nHost: allowed.test\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (i, len(body)))
+        return client.send_raw(world.agent, *proxy(world, "quota"), head + body)
+
+    first, second = upload(1), upload(2)
+    assert first.status == 200 and first.json()["path"] == "/quota1"
+    refused(second, reasons.QUOTA_EXCEEDED, agent="quota", status=429)
+    assert "/quota2" not in "\n".join(origin_lines(world))
+
+
+def origin_lines(world: cf.World) -> list[str]:
+    return (world.bed.workdir / "origin.log").read_text().splitlines()
