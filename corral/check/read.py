@@ -48,6 +48,12 @@ class Document:
     sub_resource: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def slim(self) -> Document:
+        """The same document without its body (kind and names kept): for keeping many results."""
+        meta = {"name": self.name, "namespace": self.namespace}
+        return Document(self.source, self.line, {"kind": self.kind, "metadata": meta},
+                        self.operation, self.sub_resource)
+
     @property
     def kind(self) -> str:
         return str(self.obj.get("kind", ""))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from typing import Any
 
 from corral.check.engine import Checker, Outcome
@@ -36,7 +37,9 @@ def check_paths(checker: Checker, paths: list[str]) -> Run:
     try:
         for source, content in sources(paths, sys.stdin):
             try:
-                outcomes.extend(checker.check(doc) for doc in read_text(source, content))
+                # keep the findings, not the objects: memory (and GC time) stays flat
+                outcomes.extend(replace(o, doc=o.doc.slim())
+                                for o in map(checker.check, read_text(source, content)))
             except ReadError as exc:
                 errors.append(exc)
     except ReadError as exc:
