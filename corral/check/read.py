@@ -22,7 +22,27 @@ from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 SUFFIXES = (".yaml", ".yml", ".json")
 _SEPARATOR = re.compile(r"^---(?:[ \t].*)?$", re.MULTILINE)
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BASE_LOADER):  # type: ignore[misc]  # PyYAML's loaders are untyped
+    """libyaml's safe loader with the scalar tag resolution memoised for the file: the same keys
+    and values recur in every document, and resolving runs Python regexes per scalar. The tag
+    of a scalar depends only on its text and style here (the safe loader has no path
+    resolvers), so the memo cannot change a result."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._tags: dict[tuple[str, Any], str] = {}
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is not ScalarNode:
+            return super().resolve(kind, value, implicit)
+        key = (value, implicit)
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = self._tags[key] = super().resolve(kind, value, implicit)
+        return tag
 _STR, _SEQ, _MAP = (f"tag:yaml.org,2002:{t}" for t in ("str", "seq", "map"))
 _MERGE = "tag:yaml.org,2002:merge"
 _SCALARS = {f"tag:yaml.org,2002:{t}": f"construct_yaml_{t}" for t in ("bool", "int", "null")}
@@ -116,7 +136,7 @@ def _construct(node: Any, loader: Any) -> Any:
 
 def _yaml_docs(source: str, text: str) -> Iterator[tuple[int, Any]]:
     """Every document of a YAML stream with its first line (comments skipped), one parser."""
-    loader = _LOADER(text)
+    loader = _Loader(text)
     try:
         while loader.check_node():
             node = loader.get_node()

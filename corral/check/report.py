@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 from xml.etree import ElementTree as ET
 
+import orjson
+
 from corral import __version__
 from corral.check.engine import Outcome, Violation
 from corral.check.read import ReadError
@@ -58,7 +60,7 @@ def as_json(run: Run) -> str:
         "errors": [{"file": e.source, "line": e.line, "message": e.message} for e in run.errors],
         "summary": run.summary(),
     }
-    return json.dumps(data, indent=2) + "\n"
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
 def _location(source: str, line: int | None) -> dict[str, Any]:
