@@ -196,3 +196,12 @@ def test_no_registries_refuses_every_image() -> None:
 def test_controls_compile_in_declaration_order() -> None:
     names = [c.name for c in cel_controls(make_policy())]
     assert names == list(Controls().enabled())
+
+
+@pytest.mark.parametrize("evil", ["x')||true||('", "x\\')||true||(\\'", 'x")||true||("'])
+def test_settings_cannot_inject_cel(evil: str) -> None:
+    c = Checker(make_policy(only("privileged", privileged={"exempt_images": [evil]})))
+    assert failing(c, pod(mutate("securityContext.privileged", True))) == {"privileged"}
+    spec = mutate("securityContext.privileged", True)
+    spec["containers"][0]["image"] = evil
+    assert failing(c, pod(spec)) == set()  # the exact string is still what is exempt
