@@ -53,7 +53,8 @@ def parse_image(reference: str) -> ImageRef:
     A reference with neither tag nor digest gets ``latest`` (that is what is pulled).
     """
     ref = reference.strip()
-    if not ref or ref != reference or any(c.isspace() for c in ref):
+    if not ref or ref != reference or any(c.isspace() for c in ref) or not ref.isascii():
+        # Non-ASCII is refused before lower-casing: the Kelvin sign lower-cases to 'k'.
         raise ImageError(f"{reference!r} is not an image reference")
     rest, _, digest = ref.partition("@")
     if digest and not _DIGEST.match(digest):
@@ -105,7 +106,7 @@ class RegistryPrefix:
 def parse_registry_prefix(text: str) -> RegistryPrefix:
     """``registry.example.com/agents/`` -> RegistryPrefix('registry.example.com', 'agents')."""
     raw = text.strip()
-    if not raw or any(c.isspace() for c in raw) or "@" in raw:
+    if not raw or any(c.isspace() for c in raw) or "@" in raw or not raw.isascii():
         raise ImageError(f"{text!r} is not a registry prefix (expected host[:port][/path/])")
     parts = [p for p in raw.rstrip("/").split("/") if p] if raw.strip("/") else []
     if not parts:
