@@ -89,6 +89,8 @@ class ClientConnection(asyncio.Protocol):
             self._check_hello()
         elif self.reader is None or self.reader.upgraded:
             self.peek += data  # tunnel bytes sent before the 200: kept for the SNI check
+            if state == SETUP:
+                self.pause_client()  # at most one read buffered until the tunnel is open
         else:
             if state == HEAD and not self.reader.in_head:
                 self.head_since = self.gw.tick
@@ -100,6 +102,8 @@ class ClientConnection(asyncio.Protocol):
             if events:
                 self.queue.extend(events)
                 self._pump()
+            if state == SETUP:
+                self.pause_client()  # bytes sent while the upstream is set up: one read at most
 
     def eof_received(self) -> bool:
         if self.state == TUNNEL and self.up is not None and self.up.transport:
@@ -186,13 +190,14 @@ class ClientConnection(asyncio.Protocol):
         elif verdict is None and flow.kind == "http" and self._from_pool(flow):
             self._relay_http(flow)  # every step ran synchronously; a pooled upstream is ready
         else:
-            self.pause_client()
+            # the client is paused only if it sends more before the setup ends (data_received):
+            # most clients wait for the answer, and pausing costs two epoll_ctl calls
             self.task = asyncio.get_running_loop().create_task(self._setup(flow, verdict))
 
     async def _setup(self, flow: Flow, pending: Awaitable[Refusal | None] | None) -> None:
         try:
             refusal = await pending if pending is not None else None
-            if refusal is None:
+            if refusal is None and self.state != CLOSED:  # no dial for a client already gone
                 refusal = await self._dial(flow)
         except Exception:
             log.exception("gateway: internal error while setting up %s", flow.host)
