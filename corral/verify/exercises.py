@@ -47,7 +47,9 @@ class Ctx:
         """Probe results and the access-log lines the attempts produced (by proxied count)."""
         mark = len(self.lab.log_lines())
         results = self.lab.probe(attempts)
-        proxied = sum(a["kind"] in ("connect", "http", "upload") for a in attempts)
+        # One line per proxied request: an upload makes as many requests as it reports.
+        proxied = sum(int(results.get(a["id"], {}).get("requests", 1)) if a["kind"] == "upload"
+                      else 1 for a in attempts if a["kind"] in ("connect", "http", "upload"))
         self.lab.wait_log(lambda _r: len(self.lab.log_lines()) - mark >= proxied, timeout=3.0)
         return results, self.lab.log_lines()[mark:]
 
