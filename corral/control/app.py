@@ -225,13 +225,7 @@ class ControlPlane:
 
     def ingest_gateway_line(self, line: bytes) -> None:
         """One line from a tailed log file; a bad line is counted and skipped."""
-        for _, obj in objects(line):
-            try:
-                if isinstance(obj, BadEvent):
-                    raise obj
-                self._access(obj)
-            except BadEvent as exc:
-                self.metrics.rejected.labels(exc.reason).inc()
+        self.ingest_gateway(line)
 
     def _access(self, obj: dict[str, Any]) -> None:
         check_access(obj)

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from corral.control.child import stop_child
 from corral.store.aggregates import AggregateStore
 
 log = logging.getLogger("corral.control.behaviour")
@@ -105,15 +106,7 @@ class BehaviourFeed:
             return
         with contextlib.suppress(TimeoutError, OSError):
             await self.settle(timeout)
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-        if self._reader is not None:
-            await asyncio.gather(self._reader, return_exceptions=True)
+        await stop_child(proc, self._reader, timeout)
 
     async def _acks(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None

@@ -22,6 +22,7 @@ import aiohttp
 import orjson
 import uvloop
 
+from corral.control.child import stop_child
 from corral.control.sinks.build import build_sink
 from corral.control.sinks.deliver import Deliverer
 from corral.control.sinks.queue import DiskQueue
@@ -71,15 +72,7 @@ class SinkProcess:
         proc = self._proc
         if proc is None:
             return
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-        if self._reader is not None:
-            await asyncio.gather(self._reader, return_exceptions=True)
+        await stop_child(proc, self._reader, timeout)
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
