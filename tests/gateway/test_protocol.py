@@ -154,6 +154,15 @@ def test_upstream_request_is_origin_form_without_hop_by_hop() -> None:
     assert out.endswith(b"Accept: */*\r\n\r\n")  # persistent upstream (pooled)
 
 
+def test_upstream_request_chunked_body_and_connection_named_headers() -> None:
+    head = head_of(b"POST http://a.test/up HTTP/1.1\r\nHost: a.test\r\nX-A: 1\r\n"
+                   b"Transfer-Encoding: chunked\r\nX-Hop: 2\r\nProxy-Foo: 3\r\n"
+                   b"Connection: X-Hop\r\nCONNECTION: x-a\r\nX-Keep: 4\r\n\r\n")
+    out = upstream_request(head, parse_target(head))
+    assert out == (b"POST /up HTTP/1.1\r\nHost: a.test\r\nX-Keep: 4\r\n"
+                   b"Transfer-Encoding: chunked\r\n\r\n")
+
+
 # -- responses from upstream
 def test_response_with_length_keeps_client_alive() -> None:
     r = ResponseReader(head_only=False)
@@ -172,6 +181,17 @@ def test_upstream_reuse_only_after_a_clean_persistent_response() -> None:
     r = ResponseReader(head_only=False)
     r.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 200 OK\r\n\r\n")
     assert r.done and not r.reusable
+
+
+def test_reader_reset_reads_the_next_response_on_the_same_connection() -> None:
+    r = ResponseReader(head_only=False)
+    r.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+    assert r.done and r.reusable
+    r.reset(head_only=False, keep_alive=False)
+    assert not r.done and not r.reusable and r.status == 0
+    out = r.feed(b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert r.done and r.reusable and r.status == 404 and not r.keep_alive
+    assert out.startswith(b"HTTP/1.1 404 Not Found\r\n") and b"Connection: close" in out
 
 
 def test_chunked_response_is_reframed() -> None:

@@ -10,7 +10,7 @@ URI and its Host header agree. ``ResponseReader`` re-frames an upstream response
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import httptools
@@ -47,6 +47,12 @@ class RequestHead:
     size: int
     content_length: int = 0
     hosts: tuple[bytes, ...] = ()  # values of every Host header, as sent
+    # filled while parsing, for ``upstream_request``: the header lines that may go upstream
+    # (no hop-by-hop, Proxy-* or Host), their lower-cased names, and the names the Connection
+    # header lists (dropped too)
+    forward: list[bytes] = field(default_factory=list)
+    forward_names: list[bytes] = field(default_factory=list)
+    connection_names: list[bytes] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -73,9 +79,9 @@ _END = End()
 class RequestReader:
     """Feed client bytes, get request events. One per client connection (keep-alive aware)."""
 
-    __slots__ = ("_chunked", "_events", "_headers", "_hosts", "_length", "_max_bytes",
-                 "_max_headers", "_over", "_parser", "_pending", "_size", "_url", "in_head",
-                 "upgraded")
+    __slots__ = ("_chunked", "_events", "_fwd", "_fwd_names", "_headers", "_hosts", "_length",
+                 "_max_bytes", "_max_headers", "_named", "_over", "_parser", "_pending", "_size",
+                 "_url", "in_head", "upgraded")
 
     def __init__(self, max_header_bytes: int, max_headers: int) -> None:
         self._max_bytes = max_header_bytes
@@ -84,6 +90,9 @@ class RequestReader:
         self._events: list[Event] = []
         self._headers: list[tuple[bytes, bytes]] = []
         self._hosts: list[bytes] = []
+        self._fwd: list[bytes] = []
+        self._fwd_names: list[bytes] = []
+        self._named: list[bytes] = []
         self._url = b""
         self._size = 0
         self._pending = 0
@@ -97,6 +106,9 @@ class RequestReader:
     def on_message_begin(self) -> None:
         self._headers = []
         self._hosts = []
+        self._fwd = []
+        self._fwd_names = []
+        self._named = []
         self._url = b""
         self._size = 0
         self._chunked = False
@@ -119,10 +131,19 @@ class RequestReader:
         low = name.lower()
         if low == b"host":
             self._hosts.append(value)
-        elif low == b"transfer-encoding":
-            self._chunked = self._chunked or b"chunked" in value.lower()
-        elif low == b"content-length":
+            return
+        if low in HOP_BY_HOP:
+            if low == b"transfer-encoding":
+                self._chunked = self._chunked or b"chunked" in value.lower()
+            elif low == b"connection":
+                self._named.extend(t.strip().lower() for t in value.split(b","))
+            return
+        if low == b"content-length":
             self._length = value
+        elif low.startswith(b"proxy-"):
+            return
+        self._fwd.append(name + b": " + value + b"\r\n")
+        self._fwd_names.append(low)
 
     def on_headers_complete(self) -> None:
         p = self._parser
@@ -134,7 +155,8 @@ class RequestReader:
             method=p.get_method().decode("ascii", "replace"), target=self._url,
             headers=self._headers, keep_alive=p.should_keep_alive(), chunked=self._chunked,
             has_body=self._chunked or size > 0, size=self._size, content_length=size,
-            hosts=tuple(self._hosts)))
+            hosts=tuple(self._hosts), forward=self._fwd, forward_names=self._fwd_names,
+            connection_names=self._named))
 
     def on_body(self, body: bytes) -> None:
         self._events.append(Body(body))
@@ -276,21 +298,21 @@ def _check_host_header(head: RequestHead, host: str, port: int) -> None:
 
 
 def upstream_request(head: RequestHead, target: Target) -> bytes:
-    """The request head sent upstream: origin-form, hop-by-hop and Proxy-* headers removed."""
-    named = {t.strip().lower() for n, v in head.headers if n.lower() == b"connection"
-             for t in v.split(b",")}
+    """The request head sent upstream: origin-form, hop-by-hop and Proxy-* headers removed.
+
+    The header lines were sorted while parsing (``RequestHead.forward``); only headers the
+    Connection header names are filtered here."""
+    lines = head.forward
+    if head.connection_names:
+        named = set(head.connection_names)
+        lines = [line for low, line in zip(head.forward_names, lines, strict=True)
+                 if low not in named]
     host = f"[{target.host}]" if ":" in target.host else target.host
     authority = host if target.port == 80 else f"{host}:{target.port}"
-    lines = [f"{head.method} {target.path} HTTP/1.1\r\nHost: {authority}\r\n".encode("latin-1")]
-    for name, value in head.headers:
-        low = name.lower()
-        if low in HOP_BY_HOP or low in named or low == b"host" or low.startswith(b"proxy-"):
-            continue
-        lines.append(name + b": " + value + b"\r\n")
-    if head.chunked:
-        lines.append(b"Transfer-Encoding: chunked\r\n")
-    lines.append(b"\r\n")  # HTTP/1.1: persistent unless the origin says otherwise
-    return b"".join(lines)
+    start = f"{head.method} {target.path} HTTP/1.1\r\nHost: {authority}\r\n".encode("latin-1")
+    # HTTP/1.1 upstream: persistent unless the origin says otherwise
+    end = b"Transfer-Encoding: chunked\r\n\r\n" if head.chunked else b"\r\n"
+    return start + b"".join(lines) + end
 
 
 def chunk(data: bytes) -> bytes:
@@ -324,6 +346,16 @@ class ResponseReader:
         self._length = False
         self._framed = False
         self._parser = httptools.HttpResponseParser(self)
+
+    def reset(self, head_only: bool, keep_alive: bool = True) -> None:
+        """Read the next response on the same (reusable) upstream connection: the parser
+        stopped cleanly at the end of the previous one, so it is kept."""
+        self.head_only = head_only
+        self.keep_alive = keep_alive
+        self.done = False
+        self.reusable = False
+        self.status = 0
+        self._framed = False
 
     def on_message_begin(self) -> None:
         if self.done:  # bytes after the final response: never reuse this connection

@@ -289,8 +289,7 @@ class ClientConnection(asyncio.Protocol):
     # -- plain HTTP
     def _relay_http(self, flow: Flow) -> None:
         assert flow.head is not None and flow.target is not None and self.up is not None
-        self.resp = ResponseReader(head_only=flow.head.method == "HEAD",
-                                   keep_alive=flow.head.keep_alive)
+        self.resp = self.up.response_reader(flow.head.method == "HEAD", flow.head.keep_alive)
         self.state = RELAY
         self.up.go_live()
         self._to_upstream(upstream_request(flow.head, flow.target))

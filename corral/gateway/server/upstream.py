@@ -11,6 +11,8 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from corral.gateway.protocol.http import ResponseReader
+
 if TYPE_CHECKING:
     from corral.gateway.server.client import ClientConnection
 
@@ -89,7 +91,7 @@ def const(up: Upstream) -> Callable[[], Upstream]:
 class Upstream(asyncio.Protocol):
     """The gateway's connection to the destination; bytes go to its ``ClientConnection``."""
 
-    __slots__ = ("conn", "live", "pending", "pool", "pooled", "received", "transport")
+    __slots__ = ("conn", "live", "pending", "pool", "pooled", "reader", "received", "transport")
 
     def __init__(self, conn: ClientConnection, pool: UpstreamPool) -> None:
         self.conn: ClientConnection | None = conn
@@ -99,9 +101,20 @@ class Upstream(asyncio.Protocol):
         self.received = False
         self.pending: list[bytes] = []
         self.transport: asyncio.Transport | None = None
+        self.reader: ResponseReader | None = None  # kept for the next response when pooled
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def response_reader(self, head_only: bool, keep_alive: bool) -> ResponseReader:
+        """A reader for the next response: the previous one's parser when that response ended
+        cleanly on a persistent connection (a new httptools parser costs more than a reset)."""
+        reader = self.reader
+        if reader is None or not reader.reusable:
+            reader = self.reader = ResponseReader(head_only=head_only, keep_alive=keep_alive)
+        else:
+            reader.reset(head_only, keep_alive)
+        return reader
 
     def attach(self, conn: ClientConnection) -> None:
         """Hand a pooled connection to a new request."""
