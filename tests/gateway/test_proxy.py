@@ -253,6 +253,29 @@ def test_missing_sni_and_plain_tcp_close_the_tunnel(gw: ThreadGateway,
     assert last(gw)[R.REASON] == reasons.SNI_MISSING
 
 
+def test_tunnel_bytes_sent_with_the_connect_survive_a_half_close(
+        gw: ThreadGateway, ports: tuple[int, int], client_tls: ssl.SSLContext) -> None:
+    """CONNECT + ClientHello in one write, then the client shuts down its sending side: the
+    gateway must still open the tunnel, relay the hello and pass the destination's answer."""
+    out_bio = ssl.MemoryBIO()
+    tls = client_tls.wrap_bio(ssl.MemoryBIO(), out_bio, server_hostname="allowed.test")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    hello = out_bio.read()
+    authority = f"allowed.test:{ports[1]}"
+    with socket.create_connection(("127.0.0.1", gw.ports["research"]), timeout=5) as s:
+        s.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode()
+                  + hello)
+        s.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert rest[:1] == b"\x16"  # the origin's ServerHello came back through the tunnel
+    assert last(gw)[R.SNI] == "allowed.test"
+
+
 def test_tunnel_logs_bytes_and_resolved(gw: ThreadGateway, ports: tuple[int, int],
                                         client_tls: ssl.SSLContext) -> None:
     status, _ = https_get(gw.ports["research"], "Allowed.Test.", ports[1], client_tls,

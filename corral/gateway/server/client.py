@@ -102,8 +102,10 @@ class ClientConnection(asyncio.Protocol):
             if events:
                 self.queue.extend(events)
                 self._pump()
-            if state == SETUP:
-                self.pause_client()  # bytes sent while the upstream is set up: one read at most
+            if self.state == SETUP and (state == SETUP or self._holds_bytes()):
+                # bytes beyond the head arrived while the upstream is set up: buffer this read
+                # only, and read no EOF before them (a client may half-close after sending)
+                self.pause_client()
 
     def eof_received(self) -> bool:
         if self.state == TUNNEL and self.up is not None and self.up.transport:
@@ -169,6 +171,11 @@ class ClientConnection(asyncio.Protocol):
                 if state == RELAY:
                     self.pause_client()  # a pipelined request waits for this response
                 return
+
+    def _holds_bytes(self) -> bool:
+        """Client bytes beyond the head being set up are queued (body, next request, tunnel)."""
+        return any(not isinstance(e, End) and not (isinstance(e, Tunnel) and not e.rest)
+                   for e in self.queue)
 
     def _chunked(self) -> bool:
         return self.flow is not None and self.flow.head is not None and self.flow.head.chunked
