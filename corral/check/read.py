@@ -20,6 +20,8 @@ import orjson
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
+from corral.check import fast_yaml
+
 SUFFIXES = (".yaml", ".yml", ".json")
 _SEPARATOR = re.compile(r"^---(?:[ \t].*)?$", re.MULTILINE)
 _BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -134,7 +136,19 @@ def _construct(node: Any, loader: Any) -> Any:
         loader.recursive_objects = {}
 
 
-def _yaml_docs(source: str, text: str) -> Iterator[tuple[int, Any]]:
+def yaml_documents(source: str, text: str, *, fast: bool = True) -> Iterator[tuple[int, Any]]:
+    """Every document of a YAML stream with its first line (comments skipped), as PyYAML's
+    safe loader reads them; ``fast`` lets ``fast_yaml`` read the documents it provably reads
+    the same way, and PyYAML the rest (and every file with an error)."""
+    if fast:
+        docs = fast_yaml.documents(text, lambda chunk: list(_pyyaml_docs(source, chunk)))
+        if docs is not None:
+            yield from docs
+            return
+    yield from _pyyaml_docs(source, text)
+
+
+def _pyyaml_docs(source: str, text: str) -> Iterator[tuple[int, Any]]:
     """Every document of a YAML stream with its first line (comments skipped), one parser."""
     loader = _Loader(text)
     try:
@@ -187,7 +201,7 @@ def _review(source: str, line: int, data: dict[str, Any]) -> Document:
 
 def read_text(source: str, text: str) -> Iterator[Document]:
     stripped = text.lstrip()
-    docs = _json_doc(source, text) if stripped[:1] in ("{", "[") else _yaml_docs(source, text)
+    docs = _json_doc(source, text) if stripped[:1] in ("{", "[") else yaml_documents(source, text)
     for line, data in docs:
         yield from _objects(source, line, data)
 
