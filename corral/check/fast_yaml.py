@@ -55,31 +55,47 @@ class _Unsure(Exception):
     """The value may differ from PyYAML's: read this document with PyYAML."""
 
 
-@functools.lru_cache(maxsize=8192)
+# first characters of the plain scalars PyYAML's safe resolver may read as non-strings
+_FIRST = frozenset(_RESOLVER.yaml_implicit_resolvers)
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolves_to_str(text: str) -> bool:
+    return bool(_RESOLVER.resolve(ScalarNode, text, (True, False)) == _STR)
+
+
 def _plain_is_str(text: str) -> bool:
     """Would YAML 1.1 (PyYAML's safe resolver) read ``text``, unquoted, as a string?"""
-    return bool(_RESOLVER.resolve(ScalarNode, text, (True, False)) == _STR)
+    return text[:1] not in _FIRST or _resolves_to_str(text)
 
 
 def _vet(value: Any) -> None:
     """Raise ``_Unsure`` unless ``value`` reads the same under YAML 1.1 (see the module).
     Scalars are checked inline: one call per mapping or sequence, not per value."""
-    kind = type(value)
-    if kind is dict:
+    if type(value) is dict:
         for key, item in value.items():
-            if type(key) is not str or not _plain_is_str(key):
+            if type(key) is not str or (key[:1] in _FIRST and not _resolves_to_str(key)):
                 raise _Unsure
-            kind = type(item)
-            if kind is str:
-                if not _plain_is_str(item):
+            if type(item) is str:
+                if item[:1] in _FIRST and not _resolves_to_str(item):
                     raise _Unsure
-            elif kind is dict or kind is list:
-                _vet(item)
-            elif kind is not int and kind is not bool and item is not None:
-                raise _Unsure
-    elif kind is list:
+            else:
+                _vet_scalar(item)
+    elif type(value) is list:
         for item in value:
-            _vet(item)
+            if type(item) is str:
+                if item[:1] in _FIRST and not _resolves_to_str(item):
+                    raise _Unsure
+            else:
+                _vet_scalar(item)
+    else:
+        _vet_scalar(value)
+
+
+def _vet_scalar(value: Any) -> None:
+    kind = type(value)
+    if kind is dict or kind is list:
+        _vet(value)
     elif kind is str:
         if not _plain_is_str(value):
             raise _Unsure
