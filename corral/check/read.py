@@ -154,7 +154,11 @@ def _pyyaml_docs(source: str, text: str) -> Iterator[tuple[int, Any]]:
     try:
         while loader.check_node():
             node = loader.get_node()
-            data = _construct(node, loader)
+            try:
+                data = _construct(node, loader)
+            except (ValueError, OverflowError) as exc:  # PyYAML's int('0b_', 2), say
+                raise ReadError(source, node.start_mark.line + 1,
+                                f"invalid YAML: cannot construct a value: {exc}") from None
             if data is not None:
                 yield node.start_mark.line + 1, data
     except yaml.MarkedYAMLError as exc:

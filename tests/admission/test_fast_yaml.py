@@ -67,7 +67,8 @@ def assert_same(text: str) -> None:
     assert outcome(text, fast=True) == outcome(text, fast=False), text
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("FAST_YAML_EXAMPLES", "300")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(docs=st.lists(VALUES, min_size=1, max_size=3), style=STYLES,
        comments=st.lists(st.sampled_from(["", "# c\n", "\n", "  # x: 1\n"]), min_size=3,
                          max_size=3))
@@ -87,11 +88,12 @@ PLAIN_CONTEXTS = [
     "kind: Pod\nv: [x,{t}]\n", "kind: Pod\nv:\n  {t}\n", "kind: Pod\nv: a\n  {t}\n",
     "kind: Pod\nv: '{t}'\n", 'kind: Pod\nv: "{t}"\n', "kind: Pod\nv: |\n  {t}\n",
     "kind: Pod\n---\nkind: Pod\nv: {t}\n", "kind: Pod\nv: !!str {t}\n",
-    "kind: Pod\nv: &a {t}\nw: *a\n", "kind: Pod\nv: -{t}\n",
+    "kind: Pod\nv: &a {t}\nw: *a\n", "kind: Pod\nv: -{t}\n", "{t}\n", "{t}: v\n",
+    "kind: Pod\n---\n{t}\n", "- {t}\n", "kind: Pod\nv: []\nw: {{}}\nx: {t}\n",
 ]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=int(os.environ.get("FAST_YAML_EXAMPLES", "400")), deadline=None)
 @given(token=st.sampled_from(TRICKY) | st.from_regex(r"[-+]?[0-9_.:oxbeE]{1,6}", fullmatch=True),
        context=st.sampled_from(PLAIN_CONTEXTS))
 def test_tricky_plain_scalars_read_alike(token: str, context: str) -> None:
@@ -113,6 +115,8 @@ def test_tricky_plain_scalars_read_alike(token: str, context: str) -> None:
     "kind: Pod\n? [a]\n: 1\n", "kind: Pod\na: 1\na: 2\n", "\ufeffkind: Pod\n",
     "kind: Pod\nv: 'x\n---\nkind: Pod\n", "kind: Pod\nv: |\n  a\n---\n  b\n",
     "---- x\nkind: Pod\n", "kind: Pod\n----\n", "# c\n\n  kind: Pod\n---   # c\n\nkind: D\n",
+    "kind: Pod\nv: 'a\x85b'\n", 'kind: Pod\nv: "a\u2028b"\n', "kind: Pod\nv: a\x01b\n",
+    "kind: Pod\nv: 0b_\n", "0777\n", "kind: Pod\n---\n0777\n",
 ])
 def test_edge_cases_read_alike(text: str) -> None:
     assert_same(text)
@@ -212,3 +216,10 @@ def test_block_style_manifests_take_the_fast_path() -> None:
         fast_yaml._fast(chunk)  # raises _Unsure if it would go to PyYAML
     second = text.split("---\n")[0].count("\n") + 2
     assert list(yaml_documents("f.yaml", text)) == [(2, docs[0]), (second, docs[1])]
+
+
+def test_a_scalar_pyyaml_cannot_construct_is_a_read_error_with_its_line() -> None:
+    for fast in (True, False):
+        with pytest.raises(ReadError) as exc:
+            list(yaml_documents("f.yaml", "kind: Pod\n---\nkind: Pod\nv: 0b_\n", fast=fast))
+        assert exc.value.line == 3
