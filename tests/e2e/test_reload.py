@@ -51,7 +51,8 @@ def test_reload_applies_new_rules_and_keeps_open_tunnels(world: cf.World,
     assert world.gateway is not None
     before = client.get(world.agent, proxy(world), "http://denied.test/")
     assert before.status == 403
-    old_version = record_for(world, before.client)[R.POLICY_VERSION]
+    old_version = record_for(world, before.client, **{R.HOST: "denied.test",
+                                                      R.STATUS: 403})[R.POLICY_VERSION]
 
     sock, first = client.open_tunnel(world.agent, proxy(world), "allowed.test:443")
     assert first.status == 200
@@ -79,7 +80,8 @@ def test_reload_applies_new_rules_and_keeps_open_tunnels(world: cf.World,
 
     after = client.get(world.agent, proxy(world), "http://api.allowed.test/")
     assert after.status == 200
-    assert record_for(world, after.client)[R.POLICY_VERSION] != old_version
+    rec = record_for(world, after.client, **{R.HOST: "api.allowed.test", R.STATUS: 200})
+    assert rec[R.POLICY_VERSION] != old_version
     assert world.gateway.popen.poll() is None
 
 
