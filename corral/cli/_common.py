@@ -82,3 +82,26 @@ def emit(data: Any, fmt: str) -> None:
         sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
     else:
         raise ValueError(fmt)
+
+
+def add_target_args(p: argparse.ArgumentParser, *, agent_help: str) -> None:
+    """Where ``verify`` and ``drill`` run (--local namespaces or --context cluster) and the
+    options both need there."""
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", action="store_true",
+                       help="on this machine, in network namespaces (needs root)")
+    where.add_argument("--context", metavar="CTX",
+                       help="kubectl context of a cluster (short-lived test pods, cleaned up)")
+    add_policy_arg(p)
+    p.add_argument("--agent", metavar="NAME", help=agent_help)
+    p.add_argument("--image", metavar="REF", help="--context: test pod image, approved, with "
+                   "Python and corral (default: the gateway image)")
+    p.add_argument("--unapproved-image", metavar="REF", default="docker.io/library/busybox:1.36",
+                   help="--context: an image admission must refuse (default: %(default)s)")
+    p.add_argument("--control", metavar="URL",
+                   help="--context: corral serve's URL, to see the Falco events arrive")
+    p.add_argument("--kubectl", metavar="PATH", default="kubectl", help="kubectl binary")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                   help="--context: upper bound for each wait (default: %(default)ss)")
+    p.add_argument("--keep", metavar="DIR", type=Path,
+                   help="--local: keep the lab's work folder (logs, policy, state) in DIR")

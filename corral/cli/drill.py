@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from corral.cli import _common
@@ -29,28 +28,11 @@ def register(sub: Any) -> None:
                     "Prints blocked/detected/missed per technique and control, with evidence. "
                     "--local runs in network namespaces on this machine (root); --context runs "
                     "against a cluster with kubectl.")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--local", action="store_true",
-                       help="run in network namespaces on this machine (needs root)")
-    where.add_argument("--context", metavar="CTX",
-                       help="run against a cluster with kubectl (test pods, cleaned up)")
-    _common.add_policy_arg(p)
-    p.add_argument("--agent", metavar="NAME",
-                   help="the agent playing the compromised one (default: first enforce agent)")
+    _common.add_target_args(
+        p, agent_help="the agent playing the compromised one (default: first enforce agent)")
     p.add_argument("--only", metavar="ID", action="append",
                    choices=[t.id for t in TECHNIQUES], help="run only this technique "
                    "(repeatable)")
-    p.add_argument("--keep", metavar="DIR", type=Path,
-                   help="--local: keep the lab's work folder (logs, policy, state) in DIR")
-    p.add_argument("--image", metavar="REF", help="--context: test pod image (default: the "
-                   "gateway image: approved, with Python and corral)")
-    p.add_argument("--unapproved-image", metavar="REF", default="docker.io/library/busybox:1.36",
-                   help="--context: an image admission must refuse (default: %(default)s)")
-    p.add_argument("--control", metavar="URL",
-                   help="--context: corral serve's URL, to see the Falco events")
-    p.add_argument("--kubectl", metavar="PATH", default="kubectl", help="kubectl binary")
-    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
-                   help="--context: upper bound for each wait (default: %(default)ss)")
     _common.add_output_arg(p, choices=("text", "json"))
     p.set_defaults(run=run)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from corral.cli import _common
@@ -24,25 +23,8 @@ def register(sub: Any) -> None:
                     "refused, an unexpected process is detected. --context runs them in a "
                     "cluster with kubectl (short-lived test pods, cleaned up); --local runs "
                     "them on this machine in network namespaces (root).")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--context", metavar="CTX", help="kubectl context of the cluster")
-    where.add_argument("--local", action="store_true",
-                       help="on this machine, in network namespaces (needs root)")
-    _common.add_policy_arg(p)
-    p.add_argument("--agent", metavar="NAME",
-                   help="agent whose labels the test pods carry (default: first enforce agent)")
-    p.add_argument("--image", metavar="REF",
-                   help="test pod image: approved, with Python and corral (default: the "
-                        "gateway image)")
-    p.add_argument("--unapproved-image", metavar="REF", default="docker.io/library/busybox:1.36",
-                   help="an image admission must refuse (default: %(default)s)")
-    p.add_argument("--control", metavar="URL",
-                   help="corral serve's URL, to check that Falco events arrive")
-    p.add_argument("--kubectl", metavar="PATH", default="kubectl", help="kubectl binary")
-    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
-                   help="upper bound for each wait (default: %(default)ss)")
-    p.add_argument("--keep", metavar="DIR", type=Path,
-                   help="--local: keep the lab's work folder (logs, policy, state) in DIR")
+    _common.add_target_args(
+        p, agent_help="agent whose labels the test pods carry (default: first enforce agent)")
     _common.add_output_arg(p, choices=("text", "json"))
     p.set_defaults(run=run)
 
