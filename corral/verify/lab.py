@@ -178,10 +178,13 @@ class Lab:
         inet = self.zones.inet
         self.bed.local_addresses(inet, [f"{a}/32" for a in (PUBLIC, self.private, METADATA)])
         config = {
-            "cert": str(self._cert()), "dns": self.zones.inet_ip, "default": PUBLIC,
-            "names": {self.names.public: PUBLIC, self.names.private: self.private,
-                      self.names.metadata: METADATA},
-            "rebind": {self.names.rebind: [PUBLIC, self.private]},
+            "cert": str(self._cert()),
+            "servers": [{"label": None, "addr": "0.0.0.0", "port": 80, "tls": False},
+                        {"label": None, "addr": "0.0.0.0", "port": 443, "tls": True}],
+            "dns": {"addr": self.zones.inet_ip, "default": PUBLIC,
+                    "names": {self.names.public: PUBLIC, self.names.private: self.private,
+                              self.names.metadata: METADATA},
+                    "rebind": {self.names.rebind: [PUBLIC, self.private]}},
         }
         path = self.workdir / "labservers.json"
         path.write_text(json.dumps(config))

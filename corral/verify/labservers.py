@@ -1,20 +1,33 @@
-"""The lab's fake internet: an HTTP/HTTPS origin and a DNS server, in one process.
+"""The labs' fake internet: HTTP/HTTPS origin servers and a DNS server, in one process.
 
-Where it sits: ``corral.verify.lab`` starts it inside the lab's ``inet`` network namespace as
-``python -m corral.verify.labservers CONFIG.json``. Nothing here is reachable from outside the
-namespaces the lab creates, and nothing here reaches out.
+Where it sits: started inside a network namespace as ``python -m corral.verify.labservers
+CONFIG.json``, by ``corral.verify.lab`` (``corral verify --local`` / ``corral drill --local``) and
+by the e2e test bed (``tests/e2e/conftest.py``: the fake internet origins, the rebinding DNS
+server, and the "secret" server on the gateway's own loopback). Nothing here is reachable from
+outside the namespaces the labs create, and nothing here reaches out.
 
-- Origin: HTTP on port 80 and HTTPS on 443, bound to every address of the namespace; each answer
-  is a JSON line naming the local address that answered, the SNI and Host it saw, and how many
-  body bytes it read: a check can prove *which* server a request really reached (a request that
-  reached the "private" address is a failed SSRF guard, whatever the status says).
+- Origins: one threaded HTTP or HTTPS server per configured ``(addr, port)``. Each answer is a JSON
+  line naming which server answered (``origin``: its label, or the local address that answered
+  when it has none; ``addr``: the local address), ``tls``, the ``sni`` and ``host`` it saw, the
+  ``method``, ``path`` and request ``headers``, and how many body bytes it ``received``: a check
+  can prove *which* server a request really reached (a request that reached the "private"
+  address is a failed SSRF guard, whatever the status says). TLS is set up per connection in its
+  own thread, so a client that never sends a ClientHello cannot stall the accept loop.
 - DNS (dnspython for the wire format): A queries get the configured answer for the exact name,
-  the ``default`` answer for any other name (like the internet, every name resolves), and names in
-  ``rebind`` get their first address once, then the second one, always with TTL 0. AAAA queries
-  get an empty answer, so the lab stays IPv4.
+  the ``default`` answer for any other name (like the internet, every name resolves), and names
+  in ``rebind`` get their first address once, then the second one, always with TTL 0; a
+  ``*.SUFFIX`` key in ``rebind`` does that for each name under SUFFIX separately. Other query
+  types get an empty answer (and no log line), so the labs stay IPv4.
 
-Config: ``{"cert": PEM or "", "dns": "IP", "default": "IP", "names": {name: IP},
-"rebind": {name: [FIRST, THEN]}}``. Prints ``ready`` once everything listens; stops on SIGTERM.
+Config (JSON)::
+
+    {"cert": PEM path or "",
+     "servers": [{"label": str or null, "addr": IP, "port": int, "tls": bool}],
+     "dns": null or {"addr": IP, "port": 53, "default": IP, "names": {name: IP},
+                     "rebind": {name or "*.suffix": [FIRST, THEN]}}}
+
+Prints ``ready`` once everything listens, one line per request and per DNS A query; stops on
+SIGTERM.
 """
 
 from __future__ import annotations
@@ -33,14 +46,43 @@ import dns.message
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+from pydantic import BaseModel, ConfigDict, Field
 
 _MAX_BODY = 64 << 20
 
 
-class Origin(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def _answer(self) -> None:
+
+class ServerSpec(_Strict):
+    label: str | None = None
+    addr: str
+    port: int = Field(ge=1, le=65535)
+    tls: bool
+
+
+class DnsSpec(_Strict):
+    addr: str
+    port: int = Field(default=53, ge=1, le=65535)
+    default: str
+    names: dict[str, str] = {}
+    rebind: dict[str, tuple[str, str]] = {}
+
+
+class Config(_Strict):
+    cert: str = ""
+    servers: list[ServerSpec] = []
+    dns: DnsSpec | None = None
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Answers every request with the JSON line described in the module docstring."""
+
+    protocol_version = "HTTP/1.1"
+    label: str | None = None
+
+    def _drain_body(self) -> int:
         length = int(self.headers.get("Content-Length") or 0)
         got = 0
         while got < min(length, _MAX_BODY):
@@ -48,28 +90,38 @@ class Origin(BaseHTTPRequestHandler):
             if not chunk:
                 break
             got += len(chunk)
+        return got
+
+    def _answer(self) -> None:
+        received = self._drain_body()
+        addr = self.connection.getsockname()[0]
         body = json.dumps({
-            "origin": self.connection.getsockname()[0],
+            "origin": self.label or addr,
+            "addr": addr,
             "tls": isinstance(self.connection, ssl.SSLSocket),
             "sni": getattr(self.connection, "corral_sni", None),
             "host": self.headers.get("Host"),
+            "path": self.path,
             "method": self.command,
-            "received": got,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "received": received,
         }).encode() + b"\n"
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
-    do_GET = do_POST = do_PUT = _answer
+    do_GET = do_POST = do_HEAD = do_PUT = _answer
 
     def log_message(self, format: str, *args: Any) -> None:
-        sys.stdout.write(f"origin {self.address_string()} {format % args}\n")
+        sys.stdout.write(f"{self.label or 'origin'} {self.address_string()} {format % args}\n")
         sys.stdout.flush()
 
 
-def _tls(cert: str) -> ssl.SSLContext:
+def sni_context(cert: str) -> ssl.SSLContext:
+    """Server TLS context that remembers the SNI of each connection on its socket."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert)
 
@@ -80,34 +132,69 @@ def _tls(cert: str) -> ssl.SSLContext:
     return ctx
 
 
-def start_origin(cert: str) -> list[ThreadingHTTPServer]:
+class Server(ThreadingHTTPServer):
+    """Threaded server; TLS is set up per connection in its own thread."""
+
+    daemon_threads = True
+    request_queue_size = 256
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is not None:
+            request.settimeout(30)
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                return
+        super().finish_request(request, client_address)
+
+
+def start_origins(config: Config) -> list[Server]:
+    if any(s.tls for s in config.servers) and not config.cert:
+        raise ValueError("config: a server has \"tls\": true but \"cert\" is empty; "
+                         "expected the path of a key-and-chain PEM file")
+    ctx = sni_context(config.cert) if config.cert else None
     servers = []
-    for port, tls in ((80, False), (443, True)):
-        httpd = ThreadingHTTPServer(("0.0.0.0", port), Origin)
-        httpd.daemon_threads = True
-        if tls and cert:
-            httpd.socket = _tls(cert).wrap_socket(httpd.socket, server_side=True)
-        threading.Thread(target=httpd.serve_forever, daemon=True, name=f"origin-{port}").start()
+    for spec in config.servers:
+        handler = type(f"Handler_{spec.label or spec.port}", (Handler,), {"label": spec.label})
+        httpd = Server((spec.addr, spec.port), handler)
+        httpd.tls = ctx if spec.tls else None
+        threading.Thread(target=httpd.serve_forever, daemon=True,
+                         name=f"origin-{spec.addr}:{spec.port}").start()
         servers.append(httpd)
     return servers
+
+
+def _key(name: str) -> str:
+    return name.lower().rstrip(".")
 
 
 class Dns:
     """Answers from the config; remembers which rebinding names were already answered."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.default = str(config["default"])
-        self.names = {k.lower().rstrip("."): str(v) for k, v in config.get("names", {}).items()}
-        self.rebind = {k.lower().rstrip("."): list(v) for k, v in config.get("rebind", {}).items()}
+    def __init__(self, spec: DnsSpec) -> None:
+        self.default = spec.default
+        self.names = {_key(k): v for k, v in spec.names.items()}
+        self.rebind = {_key(k): v for k, v in spec.rebind.items()}
         self.seen: set[str] = set()
 
-    def address(self, name: str) -> str:
+    def _rebinding(self, name: str) -> tuple[str, str] | None:
         if name in self.rebind:
-            first, then = self.rebind[name]
-            out = then if name in self.seen else first
-            self.seen.add(name)
-            return str(out)
-        return self.names.get(name, self.default)
+            return self.rebind[name]
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            pair = self.rebind.get("*." + ".".join(parts[i:]))
+            if pair is not None:
+                return pair
+        return None
+
+    def address(self, name: str) -> str:
+        pair = self._rebinding(name)
+        if pair is None:
+            return self.names.get(name, self.default)
+        out = pair[1] if name in self.seen else pair[0]
+        self.seen.add(name)
+        return out
 
     def reply(self, data: bytes) -> bytes:
         query = dns.message.from_wire(data)
@@ -115,7 +202,7 @@ class Dns:
         reply.flags |= dns.flags.AA
         if query.question:
             q = query.question[0]
-            name = q.name.to_text().lower().rstrip(".")
+            name = _key(q.name.to_text())
             if q.rdtype == dns.rdatatype.A:
                 addr = self.address(name)
                 reply.answer.append(dns.rrset.from_text(q.name, 0, dns.rdataclass.IN,
@@ -125,10 +212,10 @@ class Dns:
         return bytes(reply.to_wire())
 
 
-def serve_dns(config: dict[str, Any]) -> None:
+def serve_dns(spec: DnsSpec) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((str(config["dns"]), 53))
-    server = Dns(config)
+    sock.bind((spec.addr, spec.port))
+    server = Dns(spec)
 
     def loop() -> None:
         while True:
@@ -137,19 +224,23 @@ def serve_dns(config: dict[str, Any]) -> None:
                 sock.sendto(server.reply(data), peer)
             except Exception as exc:  # a malformed packet is logged and dropped
                 sys.stdout.write(f"dns: bad query from {peer}: {exc}\n")
+                sys.stdout.flush()
 
     threading.Thread(target=loop, daemon=True, name="dns").start()
 
 
 def main() -> None:
     with open(sys.argv[1], encoding="utf-8") as f:
-        config = json.load(f)
+        config = Config.model_validate(json.load(f))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    start_origin(str(config.get("cert") or ""))
-    serve_dns(config)
+    servers = start_origins(config)
+    if config.dns is not None:
+        serve_dns(config.dns)
     print("ready", flush=True)
     stop.wait()
+    for s in servers:
+        s.shutdown()
 
 
 if __name__ == "__main__":

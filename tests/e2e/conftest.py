@@ -6,7 +6,8 @@ One world per test session (building it takes a second or two; tests only send r
 - ``gw`` namespace: runs ``corral gateway`` with the policy below, resolving through the test DNS;
   a "secret" server on the gateway's own loopback proves the gateway never dials itself;
 - ``inet`` namespace: HTTP and HTTPS servers on addresses that look public, a private one, a
-  link-local "metadata" one, dnsmasq answering the test names, and a rebinding DNS server.
+  link-local "metadata" one, dnsmasq answering the test names, and a rebinding DNS server (the
+  servers are ``corral.verify.labservers``, the same ones ``corral verify --local`` uses).
 
 Every part is real: TLS certificates come from a trustme CA, names from dnsmasq, the gateway is
 the real ``corral gateway`` process. The whole world is torn down at the end, also on failure.
@@ -30,8 +31,6 @@ import yaml
 
 from corral.model import records
 from corral.verify import netns
-
-HERE = Path(__file__).parent
 
 # Addresses in the inet namespace. They look public but live only inside that namespace.
 PUBLIC_A = "1.2.3.4"        # allowed.test
@@ -174,6 +173,19 @@ def _write_inet_config(workdir: Path, cert_pem: Path) -> Path:
     return path
 
 
+def _write_rebind_config(workdir: Path, listen: str) -> Path:
+    """Every name under rebind.test answers PUBLIC_A first and PRIVATE afterwards (TTL 0)."""
+    path = workdir / "rebind-dns.json"
+    path.write_text(json.dumps({"dns": {
+        "addr": listen, "port": REBIND_PORT, "default": PUBLIC_A,
+        "rebind": {"*.rebind.test": [PUBLIC_A, PRIVATE]}}}))
+    return path
+
+
+def _labservers(config: Path) -> list[str]:
+    return [sys.executable, "-m", "corral.verify.labservers", str(config)]
+
+
 def _wait_ready(proc: netns.Process, *, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -188,10 +200,9 @@ def _wait_ready(proc: netns.Process, *, timeout: float = 15.0) -> None:
 def _start_inet(bed: netns.TestBed, zones: netns.Zones, workdir: Path, cert_pem: Path) -> None:
     inet = zones.inet
     bed.local_addresses(inet, [f"{a}/32" for _, a in SERVERS])
-    origin = bed.start(inet, "origin", [sys.executable, str(HERE / "origin.py"),
-                                        str(_write_inet_config(workdir, cert_pem))])
-    rebind = bed.start(inet, "rebind-dns", [sys.executable, str(HERE / "rebind_dns.py"),
-                                            zones.inet_ip, str(REBIND_PORT), PUBLIC_A, PRIVATE])
+    origin = bed.start(inet, "origin", _labservers(_write_inet_config(workdir, cert_pem)))
+    rebind = bed.start(inet, "rebind-dns",
+                       _labservers(_write_rebind_config(workdir, zones.inet_ip)))
     dns = bed.start(inet, "dnsmasq", netns.dnsmasq_argv(
         listen=zones.inet_ip, workdir=workdir, host_records=RECORDS,
         forwards={"rebind.test": f"{zones.inet_ip}#{REBIND_PORT}"}))
@@ -211,7 +222,7 @@ def _start_gw_secret(bed: netns.TestBed, zones: netns.Zones, workdir: Path) -> N
     path = workdir / "secret.json"
     path.write_text(json.dumps({"cert": "", "servers": [
         {"label": "gw-loopback", "addr": "127.0.0.1", "port": 80, "tls": False}]}))
-    proc = bed.start(zones.gw, "gw-secret", [sys.executable, str(HERE / "origin.py"), str(path)])
+    proc = bed.start(zones.gw, "gw-secret", _labservers(path))
     _wait_ready(proc)
 
 
