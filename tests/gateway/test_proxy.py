@@ -9,6 +9,7 @@ import socket
 import socketserver
 import ssl
 import threading
+import types
 import urllib.error
 import urllib.request
 from http.server import ThreadingHTTPServer
@@ -391,10 +392,17 @@ def test_pipelined_requests_are_answered_in_order(gw: ThreadGateway,
     host = f"allowed.test:{ports[0]}"
     data = b"".join(f"GET http://{host}/{i} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
                     for i in range(3))
-    with socket.create_connection(("127.0.0.1", gw.ports["research"]), timeout=5) as s:
+    with socket.create_connection(("127.0.0.1", gw.ports["research"]), timeout=5) as s, \
+            s.makefile("rb") as stream:
         s.sendall(data)
+        # One buffered reader for all three answers: each HTTPResponse would otherwise make
+        # its own, and the first may buffer bytes of the next answer that arrived with it.
+        # HTTPResponse closes its reader once the body is read, so the shared one ignores that.
+        reader = types.SimpleNamespace(readline=stream.readline, read=stream.read,
+                                       readinto=stream.readinto, close=lambda: None)
+        shared = types.SimpleNamespace(makefile=lambda *_a, **_k: reader)
         for i in range(3):
-            resp = http.client.HTTPResponse(s, method="GET")
+            resp = http.client.HTTPResponse(shared, method="GET")  # type: ignore[arg-type]
             resp.begin()
             assert resp.status == 200 and json.loads(resp.read())["path"] == f"/{i}"
     assert len(gw.log_lines()) == 3
