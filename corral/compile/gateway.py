@@ -9,12 +9,12 @@ tunnels, which a checksum annotation (the usual Helm trick) would defeat.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from corral.compile import k8s
 from corral.compile.network import dns_peer, dns_ports, psa_labels
 from corral.compile.output import Files, manifest, to_yaml
+from corral.model import records
 from corral.model.policy import Policy
 from corral.model.ranges import SPECIAL_V4, SPECIAL_V6
 
@@ -46,7 +46,7 @@ def policy_document(policy: Policy) -> str:
 
 
 def policy_version(policy: Policy) -> str:
-    return hashlib.sha256(policy_document(policy).encode()).hexdigest()[:12]
+    return records.policy_version(policy_document(policy).encode())
 
 
 def _meta(policy: Policy, name: str = NAME, **kw: Any) -> dict[str, Any]:

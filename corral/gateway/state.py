@@ -7,19 +7,15 @@ current snapshot; a flow keeps the one it started with, so reloads never disturb
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import orjson
 
 from corral.decide.egress import AgentRules
+from corral.model import records
 from corral.model.load import parse_policy
 from corral.model.policy import GatewayLimits, Policy
-
-
-def version_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:12]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +52,7 @@ def load_snapshot(path: str, quarantined: Iterable[str] = ()) -> Snapshot:
     with open(path, "rb") as fh:
         data = fh.read()
     policy, _warnings = parse_policy(data.decode("utf-8"), path)
-    return build_snapshot(policy, version_of(data), quarantined)
+    return build_snapshot(policy, records.policy_version(data), quarantined)
 
 
 def with_ports(snap: Snapshot, ports: dict[str, int]) -> Snapshot:

@@ -6,6 +6,7 @@ are the constants below and nothing else; tests and readers use these names, nev
 
 from __future__ import annotations
 
+import hashlib
 from typing import Final, Literal, TypedDict
 
 TIME: Final = "time"
@@ -26,6 +27,14 @@ STATUS: Final = "status"
 SNI: Final = "sni"
 POLICY_VERSION: Final = "policy_version"
 KIND: Final = "kind"
+
+
+
+def policy_version(document: bytes) -> str:
+    """The ``policy_version`` of a policy file's bytes: what the gateway logs, and what the
+    rendered ConfigMap announces for the same document."""
+    return hashlib.sha256(document).hexdigest()[:12]
+
 
 ACCESS_FIELDS: Final = (
     TIME, KIND, AGENT, CLIENT, METHOD, HOST, PORT, PATH, DECISION, REASON, RULE, RESOLVED,

@@ -15,6 +15,7 @@ from corral.compile.render import render_all
 from corral.compile.write import MARKER
 from corral.model.load import load_policy, parse_policy
 from corral.model.policy import Policy
+from corral.model.records import policy_version
 from tests.compile.netpol import Pod, allowed
 
 K8S_VERSION = "1.34.0"  # pinned: every rendered object must validate against this schema
@@ -134,6 +135,8 @@ def test_namespace_labels_and_gateway_hardening(example: Policy) -> None:
     assert svc_ports == example.spec.listener_ports()
     cm = objs[("ConfigMap", "corral-gateway-policy")]["data"]["policy.yaml"]
     assert parse_policy(cm, "configmap")[0] == example  # the gateway reads the same policy
+    announced = objs[("ConfigMap", "corral-gateway-policy")]["metadata"]["annotations"]
+    assert announced["corral.dev/policy-version"] == policy_version(cm.encode())  # gateway logs
 
 
 def test_gateway_egress_excludes_internal_ranges_but_admits_allowed_cidrs(example: Policy) -> None:
