@@ -220,13 +220,15 @@ def _public_blocks(policy: Policy) -> list[dict[str, Any]]:
         {"ipBlock": {"cidr": "0.0.0.0/0", "except": v4_except}},
         {"ipBlock": {"cidr": "::/0", "except": v6_except}},
     ]
-    allowed = sorted({str(c) for a in policy.spec.agents for c in a.egress.allow_cidrs})
+    allowed = sorted({str(c) for a in policy.spec.agents for c in a.egress.private_ranges}
+                     | {str(e.net) for a in policy.spec.agents for e in a.egress.addresses})
     blocks.extend({"ipBlock": {"cidr": c}} for c in allowed)
     return blocks
 
 
 def egress_policy(policy: Policy) -> dict[str, Any]:
-    """The gateway may resolve names and reach public addresses (and CIDRs agents may reach)."""
+    """The gateway may resolve names and reach public addresses, plus the private ranges and
+    addresses the agents' ``resolve_into`` and address allow entries open."""
     return _np(policy, f"{NAME}-egress", {
         "podSelector": {"matchLabels": dict(k8s.GATEWAY_POD_LABELS)},
         "policyTypes": ["Egress"],

@@ -145,7 +145,9 @@ class Runtime:
     async def reload(self, why: str) -> bool:
         """Load the policy file again; a bad file is reported and the old policy kept."""
         try:
-            snap = state.load_snapshot(self.opts.policy_path, self.snapshot.quarantined)
+            # parsed off the event loop: a large or hostile file must not stall the data path
+            snap = await asyncio.to_thread(state.load_snapshot, self.opts.policy_path,
+                                           self.snapshot.quarantined)
         except PolicyError as exc:
             for problem in exc.problems:
                 log.error("gateway: reload (%s) refused: %s", why, problem)
@@ -153,6 +155,10 @@ class Runtime:
             return False
         except (OSError, UnicodeDecodeError) as exc:
             log.error("gateway: reload (%s) refused: cannot read policy: %s", why, exc)
+            self.metrics.reload(False)
+            return False
+        except Exception as exc:
+            log.error("gateway: reload (%s) refused: %s: %s", why, type(exc).__name__, exc)
             self.metrics.reload(False)
             return False
         await self.gateway.apply(snap)
@@ -164,14 +170,20 @@ class Runtime:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.opts.poll_seconds)
-            policy_key, overlay_key = file_key(self.opts.policy_path), file_key(
-                self.opts.overlay or "")
-            if policy_key is not None and policy_key != self._keys[0]:
-                self._keys = (policy_key, self._keys[1])
-                await self.reload("file changed")
-            if overlay_key != self._keys[1]:
-                self._keys = (self._keys[0], overlay_key)
-                self._load_overlay()
+            try:
+                await self._watch_once()
+            except Exception as exc:
+                log.error("gateway: policy watcher: %s: %s", type(exc).__name__, exc)
+
+    async def _watch_once(self) -> None:
+        policy_key = file_key(self.opts.policy_path)
+        overlay_key = file_key(self.opts.overlay or "")
+        if policy_key is not None and policy_key != self._keys[0]:
+            self._keys = (policy_key, self._keys[1])
+            await self.reload("file changed")
+        if overlay_key != self._keys[1]:
+            self._keys = (self._keys[0], overlay_key)
+            self._load_overlay()
 
     def _load_overlay(self) -> None:
         try:

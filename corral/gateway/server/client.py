@@ -204,8 +204,8 @@ class ClientConnection(asyncio.Protocol):
     async def _setup(self, flow: Flow, pending: Awaitable[Refusal | None] | None) -> None:
         try:
             refusal = await pending if pending is not None else None
-            if refusal is None and self.state != CLOSED:  # no dial for a client already gone
-                refusal = await self._dial(flow)
+            if refusal is None and self.state != CLOSED and flow.kind != "connect":
+                refusal = await self._dial(flow)  # a tunnel dials after its SNI check
         except Exception:
             log.exception("gateway: internal error while setting up %s", flow.host)
             refusal = Refusal(502, reasons.UPSTREAM_FAILED, None, "internal error", deny=False)
@@ -396,7 +396,9 @@ class ClientConnection(asyncio.Protocol):
 
     # -- tunnels
     def _open_tunnel(self, flow: Flow) -> None:
-        assert self.transport is not None and self.up is not None
+        """Answer 200 and wait for the ClientHello: nothing is dialled before every check of
+        the tunnel (SNI included) has passed, so a refused tunnel never opens a connection."""
+        assert self.transport is not None
         flow.status = 200
         self.transport.write(responses.CONNECT_OK)
         rest = b""
@@ -409,7 +411,6 @@ class ClientConnection(asyncio.Protocol):
         flow.head = None  # the log needs none of it: keep idle tunnels small
         self.state = PEEK
         self.head_since = self.gw.tick
-        self.up.go_live()
         self.resume_client()
         self._check_hello()
 
@@ -424,11 +425,33 @@ class ClientConnection(asyncio.Protocol):
         if isinstance(verdict, Refusal):
             self._refuse(flow, verdict)
             return
+        self.state = SETUP
+        self.head_since = None
+        self.pause_client()  # nothing more, not even an EOF, is read until the tunnel is open
+        self.task = asyncio.get_running_loop().create_task(self._dial_tunnel(flow))
+
+    async def _dial_tunnel(self, flow: Flow) -> None:
+        """The checked tunnel's dial; bytes the client sends meanwhile wait in ``peek``."""
+        try:
+            refusal = await self._dial(flow)
+        except Exception:
+            log.exception("gateway: internal error while dialling %s", flow.host)
+            refusal = Refusal(502, reasons.UPSTREAM_FAILED, None, "internal error", deny=False)
+        self.task = None
+        if self.state == CLOSED:
+            if self.up is not None:
+                self.up.close()
+            return
+        if refusal is not None or self.up is None:  # the 200 is sent: all we can do is close
+            flow.refuse(refusal or Refusal(502, reasons.UPSTREAM_FAILED, deny=False))
+            self._close()
+            return
         data, self.peek = self.peek, b""
         self.state = TUNNEL
-        self.head_since = None
+        self.up.go_live()
         if data:
             self._to_upstream(data)
+        self.resume_client()
 
     def _to_upstream(self, data: bytes) -> None:
         flow, up = self.flow, self.up
