@@ -42,7 +42,9 @@ class Worker:
         self.ready = False
 
     async def start(self, quarantined: frozenset[str]) -> None:
-        opts = dataclasses.replace(self.opts, workers=1, reuse_port=True, overlay=None)
+        # no admin port in a worker, so no admin token: argv is readable in /proc/PID/cmdline
+        opts = dataclasses.replace(self.opts, workers=1, reuse_port=True, overlay=None,
+                                   admin_token=None)
         env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=self.metrics_dir)
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "corral.gateway.workers",

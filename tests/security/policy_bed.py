@@ -75,3 +75,41 @@ def client_hello(sni: str) -> bytes:
     with contextlib.suppress(ssl.SSLWantReadError):  # the hello is now in ``outgoing``
         tls.do_handshake()
     return bytes(outgoing.read())
+
+
+class Echo:
+    """A loopback TCP server that echoes every connection's bytes back (tunnel tests)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port: int = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        for _ in range(1000):  # bounded
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _echo(conn: socket.socket) -> None:
+        with conn:
+            for _ in range(10_000):  # bounded
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                conn.sendall(data)
+
+
+@pytest.fixture()
+def echo() -> Iterator[Echo]:
+    e = Echo()
+    yield e
+    e.sock.close()

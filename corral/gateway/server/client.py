@@ -45,13 +45,14 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # retried once on a stale 
 class ClientConnection(asyncio.Protocol):
     """One agent connection: a keep-alive series of plain HTTP requests, or one tunnel."""
 
-    __slots__ = ("client", "flow", "gw", "head_since", "paused", "peek", "port", "pumping",
+    __slots__ = ("agent", "client", "flow", "gw", "head_since", "paused", "peek", "port", "pumping",
                  "queue", "reader", "req_done", "resp", "reused", "seen", "state", "task",
                  "transport", "up")
 
     def __init__(self, gw: Gateway, port: int) -> None:
         self.gw = gw
         self.port = port
+        self.agent = gw.snapshot.agent_by_port.get(port, "")  # who it was accepted as
         lim = gw.snapshot.limits
         self.reader: RequestReader | None = RequestReader(lim.header_bytes, lim.headers)
         self.queue: list[Event] = []  # a list: tiny, and 10,000 idle deques cost 6 MB
