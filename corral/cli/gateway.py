@@ -40,6 +40,9 @@ def register(sub: Any) -> None:
                    help="file holding a token that PUT/DELETE /v1/quarantine must send as "
                         "'Authorization: Bearer <token>' (default: no token; keep the admin "
                         "port reachable only by the control plane then)")
+    p.add_argument("--control-plane", action="append", default=[], metavar="HOST",
+                   help="the control plane's name or address: never dialled, on any port, "
+                        "whatever the policy allows (repeatable)")
     p.add_argument("--drain-seconds", type=float, default=10.0, metavar="S",
                    help="on SIGTERM, how long open tunnels may finish (default 10)")
     p.set_defaults(run=run)
@@ -71,7 +74,7 @@ def options(args: argparse.Namespace) -> app.Options:
     return app.Options(policy_path=args.policy, listen=args.listen, admin_port=args.admin_port,
                        workers=workers, log=args.log, resolver=resolver, overlay=args.overlay,
                        drain_seconds=args.drain_seconds, reuse_port=workers > 1,
-                       admin_token=token)
+                       admin_token=token, control_plane=tuple(args.control_plane))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -93,6 +93,17 @@ def _probe(path: str, port: int, period: int) -> dict[str, Any]:
             "timeoutSeconds": 2, "failureThreshold": 3}
 
 
+def _control_plane_args(policy: Policy) -> list[str]:
+    """The control plane's Service name: the gateway never dials it, whatever the policy."""
+    from corral.compile import control  # noqa: PLC0415 - control builds on this module
+
+    loc = control.location(policy)
+    if loc is None:
+        return []
+    name = f"{loc[0]}.{loc[1]}.svc"
+    return ["--control-plane", f"{name}.cluster.local", "--control-plane", name]
+
+
 def _container(policy: Policy) -> dict[str, Any]:
     gw = policy.spec.gateway
     return {
@@ -101,7 +112,7 @@ def _container(policy: Policy) -> dict[str, Any]:
         "imagePullPolicy": "IfNotPresent",
         "args": ["gateway", "-f", f"{CONFIG_DIR}/{POLICY_FILE}", "--listen", "0.0.0.0",
                  "--admin-port", str(gw.admin_port), "--workers", "0", "--log", "-",
-                 "--overlay", f"{OVERLAY_DIR}/{OVERLAY_FILE}"],
+                 "--overlay", f"{OVERLAY_DIR}/{OVERLAY_FILE}", *_control_plane_args(policy)],
         "ports": _container_ports(policy),
         "readinessProbe": _probe("/readyz", gw.admin_port, 5),
         "livenessProbe": _probe("/healthz", gw.admin_port, 10),

@@ -29,9 +29,11 @@ from corral.gateway import state
 from corral.gateway.log import AccessLog
 from corral.gateway.metrics import GatewayMetrics
 from corral.gateway.ratelimit import Clock
-from corral.gateway.resolver import Resolver
+from corral.gateway.resolver import ResolveError, Resolver
 from corral.gateway.server import AdminServer, Gateway
 from corral.gateway.steps import Context, build_pipeline
+from corral.gateway.steps.selfguard import OwnAddresses
+from corral.model.domains import looks_like_ip, parse_ip_literal
 from corral.model.errors import PolicyError
 
 log = logging.getLogger("corral.gateway")
@@ -50,6 +52,7 @@ class Options:
     poll_seconds: float = 1.0
     reuse_port: bool = False
     admin_token: str | None = None  # required as a Bearer token to change quarantine
+    control_plane: tuple[str, ...] = ()  # hosts (names or addresses) never dialled
 
 
 def hostport(host: str, port: int) -> str:
@@ -84,7 +87,9 @@ class Runtime:
         self.metrics = GatewayMetrics(self.registry)
         self.resolver = resolver or Resolver(opts.resolver, observe=self.metrics.dns)
         self.log = AccessLog(opts.log)
-        self.pipeline = build_pipeline(Context(self.resolver, self.metrics, self.log, clock, wall))
+        self.own = OwnAddresses()
+        self.pipeline = build_pipeline(Context(self.resolver, self.metrics, self.log, clock, wall,
+                                               self.own))
         self.gateway = Gateway(snapshot, self.pipeline, listen=opts.listen,
                                reuse_port=opts.reuse_port, wall=wall)
         self.admin: AdminServer | None = None
@@ -110,6 +115,8 @@ class Runtime:
                 port = self.snapshot.policy.spec.gateway.admin_port
             self.admin = AdminServer(self, self.opts.listen, port, self.opts.admin_token)
             self.admin_port = await self.admin.start()
+        self._own_ports()
+        await self._find_control_plane()
         self._spawn(self._watch(), "policy-watch")
         self._spawn(self._flush_metrics(), "metrics-flush")
         self.started = True
@@ -117,6 +124,29 @@ class Runtime:
             self._say(f"agent {agent} -> {hostport(self.opts.listen, port)}")
         if self.admin_port is not None:
             self._say(f"admin -> {hostport(self.opts.listen, self.admin_port)}")
+
+    def _own_ports(self) -> None:
+        """The ports the self guard refuses on local addresses: listeners and admin port (the
+        configured one too: a worker has none of its own, its supervisor serves it)."""
+        ports = set(self.gateway.bound().values()) | set(self.snapshot.agent_by_port)
+        ports |= {p for p in (self.admin_port, self.opts.admin_port,
+                              self.snapshot.policy.spec.gateway.admin_port) if p}
+        self.own.ports = frozenset(ports)
+
+    async def _find_control_plane(self) -> None:
+        names, addrs = set(), set()
+        for host in self.opts.control_plane:
+            ip = parse_ip_literal(host)
+            if ip is not None and looks_like_ip(host):
+                addrs.add(str(ip))
+                continue
+            names.add(host.lower().rstrip("."))
+            try:
+                addrs.update(str(a) for a in await self.resolver.resolve(host))
+            except ResolveError as exc:
+                log.error("gateway: control plane %s not resolved (%s); refused by name only",
+                          host, exc)
+        self.own.control_names, self.own.control = frozenset(names), frozenset(addrs)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name=name)
@@ -162,6 +192,7 @@ class Runtime:
             self.metrics.reload(False)
             return False
         await self.gateway.apply(snap)
+        self._own_ports()
         self.metrics.policy_loaded(snap.version)
         self.metrics.reload(True)
         log.warning("gateway: policy %s loaded (%s)", snap.version, why)

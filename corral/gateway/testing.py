@@ -57,7 +57,8 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
 
 
 def policy_on_free_ports(policy: Policy | dict[str, Any] | str | Path) -> dict[str, Any]:
-    """The policy as plain data with every agent given an explicit free port."""
+    """The policy as plain data with every agent given an explicit free port (an agent that
+    names its port keeps it)."""
     if isinstance(policy, Policy):
         doc = policy.dump()
     elif isinstance(policy, dict):
@@ -66,7 +67,7 @@ def policy_on_free_ports(policy: Policy | dict[str, Any] | str | Path) -> dict[s
         doc = yaml.safe_load(Path(policy).read_text(encoding="utf-8"))
     agents = doc["spec"]["agents"]
     for agent, port in zip(agents, free_ports(len(agents)), strict=True):
-        agent["port"] = port
+        agent.setdefault("port", port)
     return doc
 
 
@@ -107,7 +108,7 @@ class GatewayProcess:
             self.workdir = Path(self._tmp.name)
         doc = policy_on_free_ports(self.policy)
         self.ports = {a["name"]: a["port"] for a in doc["spec"]["agents"]}
-        self.admin_port = free_ports(1)[0]
+        self.admin_port = self.admin_port or free_ports(1)[0]
         self.policy_path = self.workdir / "corral.yaml"
         self.policy_path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
         self.log_path = self.workdir / "access.log"

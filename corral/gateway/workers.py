@@ -221,6 +221,7 @@ def main(argv: list[str]) -> int:
     doc: dict[str, Any] = orjson.loads(argv[0])
     if doc.get("resolver") is not None:
         doc["resolver"] = tuple(doc["resolver"])
+    doc["control_plane"] = tuple(doc.get("control_plane", ()))
     opts = app.Options(**doc)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     app.raise_fd_limit()

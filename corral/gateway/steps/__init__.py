@@ -9,15 +9,16 @@ Each step is a class with any of three hooks, all taking the flow:
 - ``done(flow) -> None`` once, when the flow ends (accounting, metrics, the access line).
 
 Order: identify (listener port -> agent) -> parse target -> decide -> rate/quota/tunnels ->
-resolve + SSRF guard -> [server dials the vetted address, answers 200 for CONNECT] -> SNI check ->
-[relay] -> account -> metrics -> log. Limits run before resolution so that a throttled agent
-costs no DNS query, and before ``200 Connection established`` so a 429 can still be sent.
+resolve + SSRF guard -> self guard -> [server dials the vetted address; a CONNECT is answered
+200 first and dialled after the SNI check] -> SNI check -> [relay] -> account -> metrics -> log.
+Limits run before resolution so that a throttled agent costs no DNS query, and before
+``200 Connection established`` so a 429 can still be sent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from corral.gateway.flow import Flow, Refusal
@@ -26,7 +27,16 @@ from corral.gateway.metrics import GatewayMetrics
 from corral.gateway.protocol.tls import Hello
 from corral.gateway.ratelimit import Clock
 from corral.gateway.resolver import Resolver
-from corral.gateway.steps import decide, identify, limits, observe, resolve, sni, target
+from corral.gateway.steps import (
+    decide,
+    identify,
+    limits,
+    observe,
+    resolve,
+    selfguard,
+    sni,
+    target,
+)
 
 Verdict = Refusal | None
 RequestHook = Callable[[Flow], Verdict | Awaitable[Verdict]]
@@ -43,6 +53,7 @@ class Context:
     log: AccessLog
     clock: Clock  # monotonic seconds for rate limits (tests inject a fake)
     wall: Clock  # epoch seconds for log timestamps
+    own: selfguard.OwnAddresses = field(default_factory=selfguard.OwnAddresses)
 
 
 class Pipeline:
@@ -102,6 +113,7 @@ def build_pipeline(ctx: Context) -> Pipeline:
         decide.Decide(),
         limits.Limits(ctx.metrics),
         resolve.ResolveGuard(ctx.resolver),
+        selfguard.SelfGuard(ctx.own),
         sni.SniCheck(),
         limits.Release(ctx.metrics),
         observe.Metrics(ctx.metrics),
