@@ -36,6 +36,9 @@ def register(sub: Any) -> None:
     p.add_argument("--overlay", default=None, metavar="FILE",
                    help='quarantine overlay, JSON {"quarantined": [...]}; watched and written '
                         "by the admin API")
+    p.add_argument("--state", default=None, metavar="FILE",
+                   help="writable file keeping quarantine changes made through the admin API "
+                        "across restarts, when --overlay is read-only (a ConfigMap mount)")
     p.add_argument("--admin-token-file", default=None, metavar="FILE",
                    help="file holding a token that PUT/DELETE /v1/quarantine must send as "
                         "'Authorization: Bearer <token>' (default: no token; keep the admin "
@@ -74,14 +77,15 @@ def options(args: argparse.Namespace) -> app.Options:
     return app.Options(policy_path=args.policy, listen=args.listen, admin_port=args.admin_port,
                        workers=workers, log=args.log, resolver=resolver, overlay=args.overlay,
                        drain_seconds=args.drain_seconds, reuse_port=workers > 1,
-                       admin_token=token, control_plane=tuple(args.control_plane))
+                       admin_token=token, control_plane=tuple(args.control_plane),
+                       state=args.state)
 
 
 def run(args: argparse.Namespace) -> int:
     _common.load(args.policy)  # readable errors (file:line path: expectation) before starting
     opts = options(args)
     try:
-        app.read_overlay(opts.overlay)
+        app.load_initial(opts)
     except (OSError, ValueError) as exc:
         raise _common.CliError(f"--overlay {opts.overlay}: {exc}") from None
     try:

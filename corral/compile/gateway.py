@@ -24,6 +24,8 @@ NAME = "corral-gateway"
 OVERLAY_NAME = f"{NAME}-overlay"
 OVERLAY_DIR = "/etc/corral-overlay"
 OVERLAY_FILE = "overlay.json"
+STATE_DIR = "/var/lib/corral"  # emptyDir: admin API quarantine changes survive a restart
+STATE_FILE = "quarantine.json"
 UID = 65532  # distroless "nonroot"
 
 
@@ -112,7 +114,8 @@ def _container(policy: Policy) -> dict[str, Any]:
         "imagePullPolicy": "IfNotPresent",
         "args": ["gateway", "-f", f"{CONFIG_DIR}/{POLICY_FILE}", "--listen", "0.0.0.0",
                  "--admin-port", str(gw.admin_port), "--workers", "0", "--log", "-",
-                 "--overlay", f"{OVERLAY_DIR}/{OVERLAY_FILE}", *_control_plane_args(policy)],
+                 "--overlay", f"{OVERLAY_DIR}/{OVERLAY_FILE}",
+                 "--state", f"{STATE_DIR}/{STATE_FILE}", *_control_plane_args(policy)],
         "ports": _container_ports(policy),
         "readinessProbe": _probe("/readyz", gw.admin_port, 5),
         "livenessProbe": _probe("/healthz", gw.admin_port, 10),
@@ -129,6 +132,7 @@ def _container(policy: Policy) -> dict[str, Any]:
         },
         "volumeMounts": [{"name": "policy", "mountPath": CONFIG_DIR, "readOnly": True},
                          {"name": "overlay", "mountPath": OVERLAY_DIR, "readOnly": True},
+                         {"name": "state", "mountPath": STATE_DIR},
                          {"name": "tmp", "mountPath": "/tmp"}],
     }
 
@@ -147,6 +151,7 @@ def deployment(policy: Policy) -> dict[str, Any]:
         "volumes": [
             {"name": "policy", "configMap": {"name": f"{NAME}-policy"}},
             {"name": "overlay", "configMap": {"name": OVERLAY_NAME, "optional": True}},
+            {"name": "state", "emptyDir": {"sizeLimit": "1Mi"}},
             {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
         ],
         "topologySpreadConstraints": [{

@@ -25,7 +25,7 @@ from typing import Any
 import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from corral.gateway import state
+from corral.gateway import quarantine, state
 from corral.gateway.log import AccessLog
 from corral.gateway.metrics import GatewayMetrics
 from corral.gateway.ratelimit import Clock
@@ -53,6 +53,7 @@ class Options:
     reuse_port: bool = False
     admin_token: str | None = None  # required as a Bearer token to change quarantine
     control_plane: tuple[str, ...] = ()  # hosts (names or addresses) never dialled
+    state: str | None = None  # writable file keeping admin API quarantine changes (quarantine.py)
 
 
 def hostport(host: str, port: int) -> str:
@@ -69,10 +70,7 @@ def file_key(path: str) -> tuple[str, int, int, int] | None:
 
 
 def read_overlay(path: str | None) -> frozenset[str]:
-    if path is None or not os.path.exists(path):
-        return frozenset()
-    with open(path, "rb") as fh:
-        return state.parse_overlay(fh.read())
+    return quarantine.read_set(path)
 
 
 class Runtime:
@@ -97,6 +95,9 @@ class Runtime:
         self.started = False
         self.stopping = asyncio.Event()
         self._keys = (file_key(opts.policy_path), file_key(opts.overlay or ""))
+        self.qfiles = quarantine.QuarantineFiles(opts.overlay, opts.state)
+        with contextlib.suppress(OSError, ValueError):  # load_initial already reported it
+            self.qfiles.initial()
         self._tasks: list[asyncio.Task[Any]] = []
         self._say = say or (lambda text: print(text, file=sys.stderr, flush=True))
 
@@ -223,6 +224,7 @@ class Runtime:
             log.error("gateway: overlay %s ignored: %s", self.opts.overlay, exc)
             return
         self.apply_quarantine(agents)
+        self.qfiles.overlay_changed(agents)
 
     def apply_quarantine(self, agents: frozenset[str]) -> None:
         """New requests of these agents are denied; their open connections are cut."""
@@ -253,25 +255,20 @@ class Runtime:
     def known_agents(self) -> list[str]:
         return [a.name for a in self.snapshot.policy.spec.agents]
 
-    async def set_quarantine(self, agent: str, on: bool) -> None:
+    async def set_quarantine(self, agent: str, on: bool) -> bool:
+        """Apply at once; True when the change was also saved (``quarantine.QuarantineFiles``)."""
         current = set(self.snapshot.quarantined)
         current = current | {agent} if on else current - {agent}
         self.apply_quarantine(frozenset(current))
-        if self.opts.overlay is not None:
-            write_overlay(self.opts.overlay, current)
-            self._keys = (self._keys[0], file_key(self.opts.overlay))
-
-
-def write_overlay(path: str, agents: set[str] | frozenset[str]) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        fh.write(state.dump_overlay(agents))
-    os.replace(tmp, path)
+        saved = self.qfiles.persist(frozenset(current))
+        self._keys = (self._keys[0], file_key(self.opts.overlay or ""))
+        return saved
 
 
 def load_initial(opts: Options) -> state.Snapshot:
-    """The policy and overlay at start; ``PolicyError``/``ValueError`` when unusable."""
-    return state.load_snapshot(opts.policy_path, read_overlay(opts.overlay))
+    """The policy and quarantine set at start; ``PolicyError``/``ValueError`` when unusable."""
+    agents = quarantine.QuarantineFiles(opts.overlay, opts.state).initial()
+    return state.load_snapshot(opts.policy_path, agents)
 
 
 async def serve(opts: Options, snapshot: state.Snapshot | None = None,

@@ -87,6 +87,7 @@ class GatewayProcess:
     policy: Policy | dict[str, Any] | str | Path
     resolver: str | None = None
     extra_args: tuple[str, ...] = ()
+    wrap: tuple[str, ...] = ()  # a command prefix, e.g. ``unshare`` to reproduce mounts
     workdir: Path | None = None
     ports: dict[str, int] = field(default_factory=dict)
     admin_port: int = 0
@@ -112,7 +113,7 @@ class GatewayProcess:
         self.policy_path = self.workdir / "corral.yaml"
         self.policy_path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
         self.log_path = self.workdir / "access.log"
-        cmd = [sys.executable, "-m", "corral", "gateway", "-f", str(self.policy_path),
+        cmd = [*self.wrap, sys.executable, "-m", "corral", "gateway", "-f", str(self.policy_path),
                "--admin-port", str(self.admin_port), "--log", str(self.log_path),
                *(("--resolver", self.resolver) if self.resolver else ()), *self.extra_args]
         self.stderr_path = self.workdir / "stderr.txt"

@@ -26,7 +26,7 @@ import orjson
 import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
-from corral.gateway import app, state
+from corral.gateway import app, quarantine, state
 from corral.gateway.server import AdminServer
 
 log = logging.getLogger("corral.gateway.workers")
@@ -44,7 +44,7 @@ class Worker:
     async def start(self, quarantined: frozenset[str]) -> None:
         # no admin port in a worker, so no admin token: argv is readable in /proc/PID/cmdline
         opts = dataclasses.replace(self.opts, workers=1, reuse_port=True, overlay=None,
-                                   admin_token=None)
+                                   state=None, admin_token=None)
         env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=self.metrics_dir)
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "corral.gateway.workers",
@@ -80,6 +80,9 @@ class Supervisor:
         self.stopping = asyncio.Event()
         self.fatal: str | None = None
         self._overlay_key = app.file_key(opts.overlay or "")
+        self.qfiles = quarantine.QuarantineFiles(opts.overlay, opts.state)
+        with contextlib.suppress(OSError, ValueError):  # load_initial already reported it
+            self.qfiles.initial()
 
     def ready(self) -> bool:
         return all(w.ready and w.proc is not None and w.proc.returncode is None
@@ -96,12 +99,12 @@ class Supervisor:
     def known_agents(self) -> list[str]:
         return [a.name for a in self.snapshot.policy.spec.agents]
 
-    async def set_quarantine(self, agent: str, on: bool) -> None:
-        q = self.quarantine | {agent} if on else self.quarantine - {agent}
-        await self._push(frozenset(q))
-        if self.opts.overlay is not None:
-            app.write_overlay(self.opts.overlay, q)
-            self._overlay_key = app.file_key(self.opts.overlay)
+    async def set_quarantine(self, agent: str, on: bool) -> bool:
+        q = frozenset(self.quarantine | {agent} if on else self.quarantine - {agent})
+        await self._push(q)
+        saved = self.qfiles.persist(q)
+        self._overlay_key = app.file_key(self.opts.overlay or "")
+        return saved
 
     async def _push(self, quarantined: frozenset[str]) -> None:
         self.quarantine = quarantined
@@ -138,8 +141,13 @@ class Supervisor:
             key = app.file_key(self.opts.overlay or "")
             if key != self._overlay_key:
                 self._overlay_key = key
-                with contextlib.suppress(OSError, ValueError):
-                    await self._push(app.read_overlay(self.opts.overlay))
+                try:
+                    agents = app.read_overlay(self.opts.overlay)
+                except (OSError, ValueError) as exc:
+                    log.error("gateway: overlay %s ignored: %s", self.opts.overlay, exc)
+                    continue
+                await self._push(agents)
+                self.qfiles.overlay_changed(agents)
 
     def reload(self) -> None:
         with contextlib.suppress(Exception):

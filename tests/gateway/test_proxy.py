@@ -300,14 +300,16 @@ def test_tunnel_logs_bytes_and_resolved(gw: ThreadGateway, ports: tuple[int, int
 
 def test_quarantine_via_admin_api(gw: ThreadGateway, ports: tuple[int, int]) -> None:
     url = f"http://allowed.test:{ports[0]}/"
-    assert admin(gw, "PUT", "/v1/quarantine/research") == (200, {"quarantined": ["research"]})
+    assert admin(gw, "PUT", "/v1/quarantine/research") == (
+        200, {"quarantined": ["research"], "saved": True})
     status, headers, body = request(gw.ports["research"], "GET", url)
     assert status == 403 and headers["x-corral-reason"] == reasons.QUARANTINED
     assert b"quarantined" in body
     assert request(gw.ports["coder"], "GET", url)[0] == 200  # others unaffected
     assert admin(gw, "GET", "/v1/quarantine") == (200, {"quarantined": ["research"]})
     assert admin(gw, "PUT", "/v1/quarantine/nobody")[0] == 404
-    assert admin(gw, "DELETE", "/v1/quarantine/research") == (200, {"quarantined": []})
+    assert admin(gw, "DELETE", "/v1/quarantine/research") == (
+        200, {"quarantined": [], "saved": True})
     assert request(gw.ports["research"], "GET", url)[0] == 200
 
 

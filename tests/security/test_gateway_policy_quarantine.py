@@ -3,16 +3,21 @@ a reload did to the listener ports, and works on the rendered read-only overlay 
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
+import pytest
 import yaml
 
-from corral.gateway.testing import ThreadGateway, free_ports
+from corral.gateway.testing import GatewayProcess, ThreadGateway, free_ports
 from tests.gateway.helpers import agent, connect, make_policy
-from tests.security.policy_bed import Echo, echo
+from tests.security.policy_bed import Echo, echo, no_traceback
 
 __all__ = ["echo"]  # fixtures
 
@@ -23,6 +28,15 @@ def tunnel(port: int, echo_port: int) -> socket.socket:
     s.sendall(b"ping")
     assert s.recv(4) == b"ping"
     return s
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
 
 
 def cut(s: socket.socket) -> bool:
@@ -57,3 +71,85 @@ def test_quarantine_cuts_tunnels_after_ports_shift(tmp_path: Path, echo: Echo) -
         gw.call(lambda: runtime.set_quarantine("b", True))
         assert cut(s)
         s.close()
+
+
+def read_only(*dirs: Path) -> tuple[str, ...]:
+    """A command prefix running the gateway where ``dirs`` are read-only bind mounts, as the
+    kubelet mounts a ConfigMap (root ignores file modes: only a read-only mount refuses)."""
+    mounts = " && ".join(f"mount --bind {d} {d} && mount -o remount,bind,ro {d}" for d in dirs)
+    return ("unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f'{mounts} && exec "$@"', "sh")
+
+
+def configmap(directory: Path, name: str, text: str, version: int) -> None:
+    """Write ``name`` the way the kubelet updates a ConfigMap volume: a new ``..vN`` dir and an
+    atomic swap of the ``..data`` symlink (the file itself is a symlink into ``..data``)."""
+    (directory / f"..v{version}").mkdir()
+    (directory / f"..v{version}" / name).write_text(text)
+    os.symlink(f"..v{version}", directory / "..data_tmp")
+    os.replace(directory / "..data_tmp", directory / "..data")
+    if not (directory / name).is_symlink():
+        os.symlink(f"..data/{name}", directory / name)
+
+
+def admin_put(gw: GatewayProcess, agent: str, method: str = "PUT") -> dict[str, Any]:
+    status, body = gw.admin_call(method, f"/v1/quarantine/{agent}")
+    assert status == 200, body
+    doc: dict[str, Any] = orjson.loads(body)
+    return doc
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="read-only bind mounts need root and unshare")
+def test_quarantine_on_the_rendered_read_only_overlay(tmp_path: Path, echo: Echo) -> None:
+    """The rendered Deployment: --overlay on a read-only ConfigMap mount, --state on an
+    emptyDir. The admin API replies, applies at once, and the change survives a restart; a
+    later ConfigMap change wins over it."""
+    overlay, state_dir = tmp_path / "overlay", tmp_path / "state"
+    overlay.mkdir()
+    state_dir.mkdir()
+    configmap(overlay, "overlay.json", '{"quarantined": []}', 1)
+    pa, pb = free_ports(2)
+    entry = f"127.0.0.1:{echo.port}"
+    policy = make_policy(agent("a", allow=[entry], sni_check=False),
+                         agent("b", allow=[entry], sni_check=False))
+    for a, port in zip(policy["spec"]["agents"], (pa, pb), strict=True):
+        a["port"] = port
+    args = ("--overlay", str(overlay / "overlay.json"),
+            "--state", str(state_dir / "quarantine.json"))
+
+    def gateway() -> GatewayProcess:
+        return GatewayProcess(policy, extra_args=args, wrap=read_only(overlay),
+                              workdir=tmp_path)
+
+    with gateway() as gw:
+        s = tunnel(pa, echo.port)
+        assert admin_put(gw, "a") == {"quarantined": ["a"], "saved": True}
+        assert cut(s)
+        assert connect(pa, entry)[1] == 403
+        no_traceback(gw)
+    with gateway() as gw:  # a restart keeps it
+        assert gw.admin("/v1/quarantine")[1] == b'{"quarantined":["a"]}\n'
+        assert connect(pa, entry)[1] == 403
+        configmap(overlay, "overlay.json", '{"quarantined": ["b"]}', 2)  # control plane says
+        assert eventually(lambda: gw.admin("/v1/quarantine")[1] == b'{"quarantined":["b"]}\n')
+        no_traceback(gw)
+    with gateway() as gw:  # the ConfigMap's word is the latest now
+        assert gw.admin("/v1/quarantine")[1] == b'{"quarantined":["b"]}\n'
+        assert admin_put(gw, "b", "DELETE") == {"quarantined": [], "saved": True}
+        tunnel(pb, echo.port).close()
+        no_traceback(gw)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="read-only bind mounts need root and unshare")
+def test_the_admin_api_replies_when_nothing_can_be_saved(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    configmap(overlay, "overlay.json", '{"quarantined": []}', 1)
+    policy = make_policy(agent("a", allow=["allowed.test"]))
+    with GatewayProcess(policy, extra_args=("--overlay", str(overlay / "overlay.json")),
+                        wrap=read_only(overlay), workdir=tmp_path) as gw:
+        assert admin_put(gw, "a") == {"quarantined": ["a"], "saved": False}
+        assert "not saved" in gw.stderr()
+        no_traceback(gw)
