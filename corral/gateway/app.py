@@ -238,16 +238,19 @@ class Runtime:
 
     # -- admin backend
     def ready(self) -> bool:
-        return self.started and not self.gateway.draining
+        """Serving: listeners up, not draining, and the access log is not stuck."""
+        return self.started and not self.gateway.draining and not self.log.stalled()
 
     def metrics_text(self) -> tuple[bytes, str]:
         self.metrics.flush()
+        self.metrics.log_dropped_to(self.log.dropped)
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     async def _flush_metrics(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             self.metrics.flush()
+            self.metrics.log_dropped_to(self.log.dropped)
 
     def quarantined(self) -> list[str]:
         return sorted(self.snapshot.quarantined)

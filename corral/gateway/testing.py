@@ -88,6 +88,7 @@ class GatewayProcess:
     resolver: str | None = None
     extra_args: tuple[str, ...] = ()
     wrap: tuple[str, ...] = ()  # a command prefix, e.g. ``unshare`` to reproduce mounts
+    log_to_pipe: bool = False  # ``--log -`` into a pipe (``proc.stdout``) the test reads, or not
     workdir: Path | None = None
     ports: dict[str, int] = field(default_factory=dict)
     admin_port: int = 0
@@ -114,11 +115,14 @@ class GatewayProcess:
         self.policy_path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
         self.log_path = self.workdir / "access.log"
         cmd = [*self.wrap, sys.executable, "-m", "corral", "gateway", "-f", str(self.policy_path),
-               "--admin-port", str(self.admin_port), "--log", str(self.log_path),
+               "--admin-port", str(self.admin_port),
+               "--log", "-" if self.log_to_pipe else str(self.log_path),
                *(("--resolver", self.resolver) if self.resolver else ()), *self.extra_args]
         self.stderr_path = self.workdir / "stderr.txt"
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._stderr)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE if self.log_to_pipe else subprocess.DEVNULL,
+            stderr=self._stderr)
         self.wait_ready()
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
@@ -181,6 +185,8 @@ class GatewayProcess:
                 code = self.proc.wait(5)
         elif self.proc is not None:
             code = self.proc.returncode
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
         with contextlib.suppress(AttributeError):
             self._stderr.close()
         if self._tmp is not None:

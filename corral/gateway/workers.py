@@ -31,6 +31,17 @@ from corral.gateway.server import AdminServer
 
 log = logging.getLogger("corral.gateway.workers")
 RESTART_PAUSE = 1.0
+STATUS_FD_ENV = "CORRAL_WORKER_STATUS_FD"
+BEAT_SECONDS = 1.0  # a worker reports "ok" (or "stuck": its access log is stalled) this often
+BEAT_TIMEOUT = 5.0  # no report for this long: its event loop is blocked, it is not ready
+
+
+async def _reader(fd: int) -> asyncio.StreamReader:
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                 os.fdopen(fd, "rb", buffering=0))
+    return reader
 
 
 class Worker:
@@ -40,21 +51,44 @@ class Worker:
         self.metrics_dir = metrics_dir
         self.proc: asyncio.subprocess.Process | None = None
         self.ready = False
+        self.beat = 0.0  # monotonic time of the last heartbeat
+        self.healthy = False  # the last heartbeat said the data path moves
+        self._status: asyncio.Task[None] | None = None
+
+    def alive(self) -> bool:
+        """Started, running, and its event loop and access log moved within ``BEAT_TIMEOUT``."""
+        return (self.ready and self.healthy and self.proc is not None
+                and self.proc.returncode is None
+                and time.monotonic() - self.beat < BEAT_TIMEOUT)
 
     async def start(self, quarantined: frozenset[str]) -> None:
         # no admin port in a worker, so no admin token: argv is readable in /proc/PID/cmdline
         opts = dataclasses.replace(self.opts, workers=1, reuse_port=True, overlay=None,
                                    state=None, admin_token=None)
-        env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=self.metrics_dir)
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "corral.gateway.workers",
-            orjson.dumps(dataclasses.asdict(opts)).decode(),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        # stdout is inherited: the worker writes its access lines there itself, so no reader
+        # of ours sits in the data path; its status comes over a pipe of its own
+        read_fd, write_fd = os.pipe()
+        env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=self.metrics_dir,
+                   **{STATUS_FD_ENV: str(write_fd)})
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "corral.gateway.workers",
+                orjson.dumps(dataclasses.asdict(opts)).decode(),
+                stdin=subprocess.PIPE, env=env, pass_fds=(write_fd,))
+        finally:
+            os.close(write_fd)
         self.ready = False
+        status = await _reader(read_fd)
         await self.send(quarantined)
-        assert self.proc.stdout is not None
-        line = await self.proc.stdout.readline()
+        line = await status.readline()
         self.ready = line.strip() == b"ready"
+        self.beat, self.healthy = time.monotonic(), self.ready
+        self._status = asyncio.get_running_loop().create_task(self._follow(status),
+                                                              name=f"worker-{self.index}-status")
+
+    async def _follow(self, status: asyncio.StreamReader) -> None:
+        while line := await status.readline():
+            self.beat, self.healthy = time.monotonic(), line.strip() == b"ok"
 
     async def send(self, quarantined: frozenset[str]) -> None:
         if self.proc is None or self.proc.stdin is None or self.proc.returncode is not None:
@@ -85,8 +119,7 @@ class Supervisor:
             self.qfiles.initial()
 
     def ready(self) -> bool:
-        return all(w.ready and w.proc is not None and w.proc.returncode is None
-                   for w in self.workers) and not self.stopping.is_set()
+        return all(w.alive() for w in self.workers) and not self.stopping.is_set()
 
     def metrics_text(self) -> tuple[bytes, str]:
         registry = CollectorRegistry()
@@ -209,13 +242,28 @@ async def _worker(opts: app.Options) -> int:
     first = await reader.readline()
     rt.apply_quarantine(state.parse_overlay(first))
     await rt.start(admin=False)
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
+    status = int(os.environ[STATUS_FD_ENV])
+    os.set_blocking(status, False)
+    _say(status, b"ready\n")
     listen = loop.create_task(_follow(reader, rt), name="supervisor-pipe")
+    beat = loop.create_task(_heartbeat(status, rt), name="heartbeat")
     await rt.stopping.wait()
     listen.cancel()
+    beat.cancel()
     await rt.stop()
     return 0
+
+
+def _say(fd: int, line: bytes) -> None:
+    with contextlib.suppress(BlockingIOError, BrokenPipeError):  # the supervisor reads on
+        os.write(fd, line)
+
+
+async def _heartbeat(fd: int, rt: app.Runtime) -> None:
+    """Sent from the event loop: if the loop is blocked, the beats stop."""
+    while True:
+        await asyncio.sleep(BEAT_SECONDS)
+        _say(fd, b"stuck\n" if rt.log.stalled() else b"ok\n")
 
 
 async def _follow(reader: asyncio.StreamReader, rt: app.Runtime) -> None:

@@ -3,10 +3,16 @@ command line, and an access log nobody reads never stalls the workers."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import orjson
+
 from corral.gateway.testing import GatewayProcess, StaticDns
-from tests.gateway.helpers import agent, make_policy
+from tests.gateway.helpers import agent, make_policy, request
 from tests.security.policy_bed import loop_dns, no_traceback
 
 __all__ = ["loop_dns"]  # fixtures
@@ -37,3 +43,40 @@ def test_the_admin_token_is_on_no_command_line(tmp_path: Path, loop_dns: StaticD
             assert TOKEN.encode() not in Path(f"/proc/{pid}/environ").read_bytes(), pid
         assert gw.admin_call("PUT", "/v1/quarantine/a")[0] == 401  # the token still guards
         no_traceback(gw)
+
+
+def eventually(check: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
+
+
+def test_an_unread_log_pipe_never_stalls_the_workers(loop_dns: StaticDns) -> None:
+    """The rendered container runs ``--workers 0 --log -``: here two workers log into a pipe
+    nobody reads. Every request is still answered; /readyz turns 503 while the lines cannot
+    be written, and 200 again once a reader drains them, which then reads whole lines only."""
+    policy = make_policy(agent("a", allow=["allowed.test"]))
+    with GatewayProcess(policy, resolver=loop_dns.address, log_to_pipe=True,
+                        extra_args=("--workers", "2")) as gw:
+        assert gw.proc is not None and gw.proc.stdout is not None
+        for _ in range(10):  # 3,000 access lines: the 64 KiB pipe is full after ~200
+            with socket.create_connection(("127.0.0.1", gw.ports["a"]), timeout=5) as s:
+                for _ in range(300):
+                    status, _, _ = request(0, "GET", "http://denied.test/", sock=s)
+                    assert status == 403
+        assert gw.admin("/healthz")[0] == 200
+        assert eventually(lambda: gw.admin("/readyz")[0] == 503)
+        out = bytearray()
+        pipe = gw.proc.stdout
+        reader = threading.Thread(target=lambda: out.extend(pipe.read()), daemon=True)
+        reader.start()
+        assert eventually(lambda: gw.admin("/readyz")[0] == 200)
+        no_traceback(gw)
+        gw.stop()
+        reader.join(10)
+    lines = bytes(out).splitlines()
+    assert len(lines) == 3000
+    assert all(orjson.loads(line)["host"] == "denied.test" for line in lines)
