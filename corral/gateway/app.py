@@ -31,6 +31,7 @@ from corral.gateway.metrics import GatewayMetrics
 from corral.gateway.ratelimit import Clock
 from corral.gateway.resolver import ResolveError, Resolver
 from corral.gateway.server import AdminServer, Gateway
+from corral.gateway.sharedlimits import LimitPlan
 from corral.gateway.steps import Context, build_pipeline
 from corral.gateway.steps.selfguard import OwnAddresses
 from corral.model.domains import looks_like_ip, parse_ip_literal
@@ -54,6 +55,8 @@ class Options:
     admin_token: str | None = None  # required as a Bearer token to change quarantine
     control_plane: tuple[str, ...] = ()  # hosts (names or addresses) never dialled
     state: str | None = None  # writable file keeping admin API quarantine changes (quarantine.py)
+    limit_share: int = 1  # replicas dividing each rate and quota (sharedlimits.LimitPlan)
+    limits_dir: str | None = None  # set by the supervisor: counters its workers share
 
 
 def hostport(host: str, port: int) -> str:
@@ -86,8 +89,9 @@ class Runtime:
         self.resolver = resolver or Resolver(opts.resolver, observe=self.metrics.dns)
         self.log = AccessLog(opts.log)
         self.own = OwnAddresses()
+        plan = LimitPlan(opts.limit_share, opts.limits_dir)
         self.pipeline = build_pipeline(Context(self.resolver, self.metrics, self.log, clock, wall,
-                                               self.own))
+                                               self.own, plan))
         self.gateway = Gateway(snapshot, self.pipeline, listen=opts.listen,
                                reuse_port=opts.reuse_port, wall=wall)
         self.admin: AdminServer | None = None

@@ -5,7 +5,8 @@ Each worker is a fresh interpreter (``python -m corral.gateway.workers``) runnin
 connections. The supervisor owns the admin port: ``/metrics`` aggregates the workers through
 prometheus-client's multiprocess files, the quarantine API and the overlay file are pushed to
 every worker over its stdin (one JSON line, applied at once), and SIGHUP/SIGTERM are forwarded.
-A worker that dies is started again. Rate limits and quotas are per worker (docs/gateway.md).
+A worker that dies is started again. Rate limits and quotas are shared by the workers through
+files in a directory the supervisor creates (``sharedlimits``).
 """
 
 from __future__ import annotations
@@ -190,7 +191,9 @@ class Supervisor:
 
 
 async def _supervise(opts: app.Options) -> int:
-    with tempfile.TemporaryDirectory(prefix="corral-metrics-") as metrics_dir:
+    with tempfile.TemporaryDirectory(prefix="corral-metrics-") as metrics_dir, \
+            tempfile.TemporaryDirectory(prefix="corral-limits-") as limits_dir:
+        opts = dataclasses.replace(opts, limits_dir=limits_dir)  # counters the workers share
         sup = Supervisor(opts, app.load_initial(opts), metrics_dir)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, sup.reload)

@@ -27,6 +27,7 @@ from corral.gateway.metrics import GatewayMetrics
 from corral.gateway.protocol.tls import Hello
 from corral.gateway.ratelimit import Clock
 from corral.gateway.resolver import Resolver
+from corral.gateway.sharedlimits import LimitPlan
 from corral.gateway.steps import (
     decide,
     identify,
@@ -54,6 +55,7 @@ class Context:
     clock: Clock  # monotonic seconds for rate limits (tests inject a fake)
     wall: Clock  # epoch seconds for log timestamps
     own: selfguard.OwnAddresses = field(default_factory=selfguard.OwnAddresses)
+    plan: LimitPlan = field(default_factory=LimitPlan)  # this process's share
 
 
 class Pipeline:
@@ -106,7 +108,7 @@ class Pipeline:
 
 def build_pipeline(ctx: Context) -> Pipeline:
     """THE order of the gateway's steps."""
-    book = limits.LimitBook(ctx.clock)
+    book = limits.LimitBook(ctx.clock, ctx.plan)
     return Pipeline((
         identify.Identify(book),
         target.ParseTarget(),
