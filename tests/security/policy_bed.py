@@ -8,7 +8,8 @@ import contextlib
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -61,6 +62,16 @@ def counter() -> Iterator[Counter]:
     c = Counter()
     yield c
     c.close()
+
+
+def eventually(check: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Poll ``check`` (bounded by ``timeout``) until it holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
 
 
 def no_traceback(gw: GatewayProcess) -> None:

@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import yaml
 
 from corral.gateway.testing import GatewayProcess, ThreadGateway, free_ports
 from tests.gateway.helpers import agent, connect, make_policy
-from tests.security.policy_bed import Echo, echo, no_traceback
+from tests.security.policy_bed import Echo, echo, eventually, no_traceback
 
 __all__ = ["echo"]  # fixtures
 
@@ -29,14 +28,6 @@ def tunnel(port: int, echo_port: int) -> socket.socket:
     assert s.recv(4) == b"ping"
     return s
 
-
-def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def cut(s: socket.socket) -> bool:

@@ -6,27 +6,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 from corral.gateway.testing import GatewayProcess, StaticDns
 from tests.gateway.helpers import agent, make_policy, request
-from tests.security.policy_bed import Counter, counter, loop_dns, no_traceback
+from tests.security.policy_bed import Counter, counter, eventually, loop_dns, no_traceback
 
 __all__ = ["counter", "loop_dns"]  # fixtures
 DEEP = "apiVersion: corral.dev/v1alpha1\nkind: Policy\nspec: " + "[" * 5000 + "]" * 5000 + "\n"
 
-
-def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def test_deep_nesting_keeps_the_old_policy_and_the_watcher(loop_dns: StaticDns,

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 
 from corral.gateway.testing import GatewayProcess, StaticDns
 from tests.gateway.helpers import agent, make_policy, request
-from tests.security.policy_bed import loop_dns, no_traceback
+from tests.security.policy_bed import eventually, loop_dns, no_traceback
 
 __all__ = ["loop_dns"]  # fixtures
 TOKEN = "s3cret-admin-token-4c1d"
@@ -44,14 +42,6 @@ def test_the_admin_token_is_on_no_command_line(tmp_path: Path, loop_dns: StaticD
         assert gw.admin_call("PUT", "/v1/quarantine/a")[0] == 401  # the token still guards
         no_traceback(gw)
 
-
-def eventually(check: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
 
 
 def test_an_unread_log_pipe_never_stalls_the_workers(loop_dns: StaticDns) -> None:

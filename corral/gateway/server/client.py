@@ -202,14 +202,19 @@ class ClientConnection(asyncio.Protocol):
             # most clients wait for the answer, and pausing costs two epoll_ctl calls
             self.task = asyncio.get_running_loop().create_task(self._setup(flow, verdict))
 
-    async def _setup(self, flow: Flow, pending: Awaitable[Refusal | None] | None) -> None:
+    @staticmethod
+    async def _attempt(flow: Flow, step: Awaitable[Refusal | None]) -> Refusal | None:
+        """Await a setup step; an internal error becomes a logged 502, never a dead task."""
         try:
-            refusal = await pending if pending is not None else None
-            if refusal is None and self.state != CLOSED and flow.kind != "connect":
-                refusal = await self._dial(flow)  # a tunnel dials after its SNI check
+            return await step
         except Exception:
             log.exception("gateway: internal error while setting up %s", flow.host)
-            refusal = Refusal(502, reasons.UPSTREAM_FAILED, None, "internal error", deny=False)
+            return Refusal(502, reasons.UPSTREAM_FAILED, None, "internal error", deny=False)
+
+    async def _setup(self, flow: Flow, pending: Awaitable[Refusal | None] | None) -> None:
+        refusal = await self._attempt(flow, pending) if pending is not None else None
+        if refusal is None and self.state != CLOSED and flow.kind != "connect":
+            refusal = await self._attempt(flow, self._dial(flow))  # tunnels: after the SNI check
         self.task = None
         if self.state == CLOSED:
             if self.up is not None:
@@ -433,11 +438,7 @@ class ClientConnection(asyncio.Protocol):
 
     async def _dial_tunnel(self, flow: Flow) -> None:
         """The checked tunnel's dial; bytes the client sends meanwhile wait in ``peek``."""
-        try:
-            refusal = await self._dial(flow)
-        except Exception:
-            log.exception("gateway: internal error while dialling %s", flow.host)
-            refusal = Refusal(502, reasons.UPSTREAM_FAILED, None, "internal error", deny=False)
+        refusal = await self._attempt(flow, self._dial(flow))
         self.task = None
         if self.state == CLOSED:
             if self.up is not None:
