@@ -14,7 +14,10 @@ import orjson
 import pytest
 import yaml
 
+from corral.compile import gateway as compile_gateway
+from corral.compile.gateway import OVERLAY_DIR, STATE_DIR
 from corral.gateway.testing import GatewayProcess, ThreadGateway, free_ports
+from corral.model.policy import Policy
 from tests.gateway.helpers import agent, connect, make_policy
 from tests.security.policy_bed import Echo, echo, eventually, no_traceback
 
@@ -83,6 +86,24 @@ def configmap(directory: Path, name: str, text: str, version: int) -> None:
         os.symlink(f"..data/{name}", directory / name)
 
 
+def rendered_args(policy: dict[str, Any], dirs: dict[str, Path]) -> tuple[str, ...]:
+    """The rendered container's arguments, with its mount paths moved to ``dirs``; those the
+    test harness sets itself (policy file, listen address, admin port, log) are dropped."""
+    spec = Policy.model_validate(policy)
+    pod = compile_gateway.deployment(spec)["spec"]["template"]["spec"]
+    args: list[str] = pod["containers"][0]["args"][1:]
+    out: list[str] = []
+    skip = {"-f", "--listen", "--admin-port", "--log", "--control-plane"}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        if flag in skip:
+            continue
+        moved = value
+        for mount, local in dirs.items():
+            moved = moved.replace(mount, str(local))
+        out += [flag, moved]
+    return tuple(out)
+
+
 def admin_put(gw: GatewayProcess, agent: str, method: str = "PUT") -> dict[str, Any]:
     status, body = gw.admin_call(method, f"/v1/quarantine/{agent}")
     assert status == 200, body
@@ -106,8 +127,8 @@ def test_quarantine_on_the_rendered_read_only_overlay(tmp_path: Path, echo: Echo
                          agent("b", allow=[entry], sni_check=False))
     for a, port in zip(policy["spec"]["agents"], (pa, pb), strict=True):
         a["port"] = port
-    args = ("--overlay", str(overlay / "overlay.json"),
-            "--state", str(state_dir / "quarantine.json"))
+    args = rendered_args(policy, {OVERLAY_DIR: overlay, STATE_DIR: state_dir})
+    assert "--state" in args and "--workers" in args  # what the cluster runs, multi-worker
 
     def gateway() -> GatewayProcess:
         return GatewayProcess(policy, extra_args=args, wrap=read_only(overlay),
