@@ -69,10 +69,11 @@ class AccessLog:
         self.target = target
         self._fd = sys.stdout.fileno() if target == "-" else os.open(
             target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self._own = target != "-"
         mode = os.fstat(self._fd).st_mode
         self._chunk = 4 * FLUSH_BYTES  # a regular file: big writes (O_APPEND keeps lines whole)
         if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode):
-            os.set_blocking(self._fd, False)  # a reader that stops must not stop the gateway
+            self._nonblocking(stat.S_ISFIFO(mode))
             self._chunk = PIPE_BUF
         self._clock = clock
         self._buf: list[bytes] = []
@@ -80,6 +81,19 @@ class AccessLog:
         self._blocked_since: float | None = None
         self.dropped = 0
         self._task: asyncio.Task[None] | None = None
+
+    def _nonblocking(self, fifo: bool) -> None:
+        """A reader that stops must not stop the gateway. A pipe is opened again through
+        /proc, so only this writer's description turns non-blocking (stdout may be shared with
+        stderr or a parent); where that is impossible, the shared one is switched."""
+        if fifo and self.target == "-":
+            try:
+                self._fd = os.open(f"/proc/self/fd/{self._fd}", os.O_WRONLY | os.O_NONBLOCK)
+                self._own = True
+                return
+            except OSError:
+                pass
+        os.set_blocking(self._fd, False)
 
     def write(self, record: AccessRecord) -> None:
         line = encode(record)
@@ -136,7 +150,7 @@ class AccessLog:
         self.flush()
         self.dropped += len(self._buf)  # a reader that never came back: counted, not awaited
         self._buf.clear()
-        if self.target != "-":
+        if self._own:
             os.close(self._fd)
 
 
