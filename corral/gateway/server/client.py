@@ -197,6 +197,8 @@ class ClientConnection(asyncio.Protocol):
             self._refuse(flow, verdict)
         elif verdict is None and flow.kind == "http" and self._from_pool(flow):
             self._relay_http(flow)  # every step ran synchronously; a pooled upstream is ready
+        elif verdict is None and flow.kind == "connect":
+            self._open_tunnel(flow)  # checks passed synchronously: 200 now, dial after the SNI
         else:
             # the client is paused only if it sends more before the setup ends (data_received):
             # most clients wait for the answer, and pausing costs two epoll_ctl calls
