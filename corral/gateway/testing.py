@@ -42,6 +42,16 @@ from corral.model.policy import Policy
 READY_TIMEOUT = 15.0
 
 
+def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll ``check`` every 50 ms until it holds or ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
     """``n`` distinct ports free right now (the kernel picks; a tiny race is possible)."""
     socks = []

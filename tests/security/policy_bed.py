@@ -8,14 +8,15 @@ import contextlib
 import socket
 import ssl
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from corral.gateway.testing import GatewayProcess, StaticDns
+from corral.gateway.testing import GatewayProcess, StaticDns, eventually
 
 NAMES = ("allowed.test", "self.test", "other.test")
+__all__ = ["Counter", "Echo", "client_hello", "counter", "echo", "eventually", "loop_dns",
+           "no_traceback"]
 
 
 @pytest.fixture()
@@ -62,16 +63,6 @@ def counter() -> Iterator[Counter]:
     c = Counter()
     yield c
     c.close()
-
-
-def eventually(check: Callable[[], bool], timeout: float = 20.0) -> bool:
-    """Poll ``check`` (bounded by ``timeout``) until it holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def no_traceback(gw: GatewayProcess) -> None:

@@ -58,12 +58,12 @@ def test_an_unread_log_pipe_never_stalls_the_workers(loop_dns: StaticDns) -> Non
                     status, _, _ = request(0, "GET", "http://denied.test/", sock=s)
                     assert status == 403
         assert gw.admin("/healthz")[0] == 200
-        assert eventually(lambda: gw.admin("/readyz")[0] == 503)
+        assert eventually(lambda: gw.admin("/readyz")[0] == 503, timeout=20)
         out = bytearray()
         pipe = gw.proc.stdout
         reader = threading.Thread(target=lambda: out.extend(pipe.read()), daemon=True)
         reader.start()
-        assert eventually(lambda: gw.admin("/readyz")[0] == 200)
+        assert eventually(lambda: gw.admin("/readyz")[0] == 200, timeout=20)
         no_traceback(gw)
         gw.stop()
         reader.join(10)
