@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 
 import pytest
@@ -232,9 +233,28 @@ def test_refusal_is_one_actionable_line_with_reason_header() -> None:
     assert reasons.NEXT_STEP[reasons.NOT_IN_ALLOWLIST] in text
     raw = responses.refusal(403, text, reasons.NOT_IN_ALLOWLIST, keep_alive=False,
                             retry_after=7)
-    assert raw.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert raw.startswith(b"HTTP/1.1 403 " + text.strip().encode() + b"\r\n")
     assert b"X-Corral-Reason: not_in_allowlist\r\n" in raw and b"Retry-After: 7\r\n" in raw
     assert raw.endswith(text.encode())
+
+
+def test_reason_phrase_is_the_line_made_safe_for_the_status_line() -> None:
+    phrase = responses.reason_phrase
+    assert phrase(403, "corral: agent 'a' may not reach x.test:443\n") == (
+        "corral: agent 'a' may not reach x.test:443")
+    # CR/LF, controls and non-ASCII from the request cannot end or bend the status line
+    assert phrase(400, "bad \r\nX-Evil: 1\t\x00caf\u00e9 \u2603") == "bad ??X-Evil: 1??caf? ?"
+    assert phrase(403, "a" * 500) == "a" * (responses.PHRASE_MAX - 3) + "..."
+    assert phrase(502, " \n ") == "Bad Gateway" and phrase(599, "") == "Error"
+
+
+@settings(max_examples=200, database=None)
+@given(st.integers(100, 599), st.text())
+def test_reason_phrase_is_always_a_valid_reason_phrase(status: int, text: str) -> None:
+    out = responses.reason_phrase(status, text)
+    assert re.fullmatch(r"[!-~]([ -~]*[!-~])?", out) and len(out) <= responses.PHRASE_MAX
+    raw = responses.refusal(status, text, "r", keep_alive=False)
+    assert raw.split(b"\r\n", 1)[0] == f"HTTP/1.1 {status} {out}".encode()
 
 
 # -- TLS ClientHello
