@@ -70,7 +70,9 @@ def test_wget_denied(tier: Tier) -> None:
     need("wget")
     done = tier.run("wget", "-nv", "-O-", f"--ca-certificate={tier.bundle}", tier.https(DENIED))
     assert done.returncode == 4
-    assert f"Proxy tunneling failed: {why(DENIED, tier.tls)}" in done.stderr
+    # wget prints the reason phrase and its own message with no separator
+    assert (f"Proxy tunneling failed: {why(DENIED, tier.tls)}"
+            "Unable to establish SSL connection.\n") in done.stderr
     plain = tier.run("wget", "-nv", "-O-", tier.http(DENIED))
     assert plain.returncode == 8
     assert f"ERROR 403: {why(DENIED, tier.plain)}." in plain.stderr
