@@ -245,6 +245,15 @@ def test_reason_phrase_is_the_line_made_safe_for_the_status_line() -> None:
     # CR/LF, controls and non-ASCII from the request cannot end or bend the status line
     assert phrase(400, "bad \r\nX-Evil: 1\t\x00caf\u00e9 \u2603") == "bad ??X-Evil: 1??caf? ?"
     assert phrase(403, "a" * 500) == "a" * (responses.PHRASE_MAX - 3) + "..."
+    # too long: the detail goes first, the next step stays
+    text = responses.refusal_text(agent="a", host="h.test", port=80,
+                                  reason=reasons.UPSTREAM_FAILED, rule=None, detail="x; " * 90)
+    assert phrase(502, text) == (
+        "corral: agent 'a' may not reach h.test:80 (reason upstream_failed): "
+        + reasons.NEXT_STEP[reasons.UPSTREAM_FAILED])
+    short = responses.refusal_text(agent="a", host="h.test", port=80,
+                                   reason=reasons.UPSTREAM_FAILED, rule=None, detail="refused")
+    assert phrase(502, short) == short.strip()
     assert phrase(502, " \n ") == "Bad Gateway" and phrase(599, "") == "Error"
 
 

@@ -16,16 +16,24 @@ import pytest
 
 from corral.decide import reasons
 from corral.gateway.protocol import responses
-from corral.gateway.testing import StaticDns, ThreadGateway
+from corral.gateway.testing import StaticDns, ThreadGateway, free_ports
 from tests.gateway.helpers import TIMEOUT, agent, make_policy, raw
 
 
 @pytest.fixture()
-def gw(tmp_path: Path, dns_server: StaticDns,
-       origin_http: ThreadingHTTPServer) -> Iterator[ThreadGateway]:
+def closed() -> int:
+    """An allowed port nobody listens on: refused upstream, 502."""
+    return free_ports(1)[0]
+
+
+@pytest.fixture()
+def gw(tmp_path: Path, dns_server: StaticDns, origin_http: ThreadingHTTPServer,
+       closed: int) -> Iterator[ThreadGateway]:
     port = origin_http.server_address[1]
-    policy = make_policy(agent("research", allow=[f"allowed.test:{port}"],
-                               allow_cidrs=["127.0.0.0/8"]))
+    policy = make_policy(agent("research", allow=[f"allowed.test:{port}", f"allowed.test:{closed}"],
+                               allow_cidrs=["127.0.0.0/8"]),
+                         agent("limited", allow=[f"allowed.test:{port}"],
+                               allow_cidrs=["127.0.0.0/8"], rate={"requests_per_minute": 1}))
     with ThreadGateway(policy, log_path=str(tmp_path / "access.log"),
                        resolver=("127.0.0.1", dns_server.port)) as g:
         yield g
@@ -71,3 +79,17 @@ def test_protocol_refusals_have_a_clean_one_line_phrase(gw: ThreadGateway,
     assert phrase.startswith("corral: ") and len(phrase) <= responses.PHRASE_MAX
     assert all(" " <= c <= "~" for c in phrase)
     assert b"X-Corral-Reason: " in rest
+
+
+def test_limit_and_upstream_refusals_say_why_in_the_status_line(
+        gw: ThreadGateway, origin_http: ThreadingHTTPServer, closed: int) -> None:
+    head = b"GET http://allowed.test:%d/ HTTP/1.1\r\nHost: allowed.test:%d\r\n\r\n"
+    port = origin_http.server_address[1]
+    assert answer(gw.ports["limited"], head % (port, port), "GET").status == 200
+    limited = answer(gw.ports["limited"], head % (port, port), "GET")
+    assert limited.status == 429 and limited.getheader("Retry-After")
+    assert limited.reason == limited.read().decode().strip()
+    assert reasons.RATE_LIMITED in limited.reason
+    down = answer(gw.ports["research"], head % (closed, closed), "GET")
+    assert down.status == 502 and down.reason == down.read().decode().strip()
+    assert reasons.UPSTREAM_FAILED in down.reason and "refused" in down.reason

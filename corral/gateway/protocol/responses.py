@@ -17,7 +17,7 @@ from corral.decide import reasons
 
 CONNECT_OK = b"HTTP/1.1 200 Connection established\r\n\r\n"
 REASON_HEADER = "X-Corral-Reason"
-PHRASE_MAX = 200
+PHRASE_MAX = 256
 
 
 def _standard_phrase(status: int) -> str:
@@ -27,14 +27,24 @@ def _standard_phrase(status: int) -> str:
         return "Error"
 
 
+def _without_detail(line: str) -> str:
+    """``line`` (a ``refusal_text``) without its ``; detail`` part, the least needed one."""
+    start, end = line.find(" (reason "), line.rfind("): ")
+    cut = line.find("; ", start, end) if 0 <= start < end else -1
+    return line if cut < 0 else line[:cut] + line[end:]
+
+
 def reason_phrase(status: int, text: str) -> str:
     """The short, single-line, printable-ASCII form of ``text`` for the status line.
 
     Anything outside visible ASCII and space (control characters, CR/LF, non-ASCII taken from
-    the request) becomes ``?``; runs of spaces fold to one; a longer line is cut with ``...``.
-    An empty result falls back to the standard phrase of ``status``.
+    the request) becomes ``?`` and runs of spaces fold to one. A line longer than ``PHRASE_MAX``
+    loses its detail first (what next matters more), then is cut with ``...``. An empty result
+    falls back to the standard phrase of ``status``.
     """
     short = " ".join("".join(c if " " <= c <= "~" else "?" for c in text.strip()).split())
+    if len(short) > PHRASE_MAX:
+        short = _without_detail(short)
     if len(short) > PHRASE_MAX:
         short = short[:PHRASE_MAX - 3].rstrip() + "..."
     return short or _standard_phrase(status)
