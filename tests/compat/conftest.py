@@ -45,6 +45,7 @@ class Tier:
     ca_file: Path
     home: Path
     gateway: GatewayProcess
+    origin: OriginApp
 
     def http(self, host: str = ALLOWED, path: str = "/echo") -> str:
         return f"http://{host}:{self.plain}{path}"
@@ -106,7 +107,7 @@ def tier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tier]:
                  tls_port=tls),
           GatewayProcess(policy, resolver=dns.address) as gw):
         yield Tier(proxy=gw.proxy_url(AGENT), plain=plain, tls=tls, bundle=bundle,
-                   ca_file=ca_file, home=home, gateway=gw)
+                   ca_file=ca_file, home=home, gateway=gw, origin=app)
 
 
 def why(host: str, port: int) -> str:

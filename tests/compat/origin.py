@@ -3,7 +3,9 @@ and TLS with ALPN h2 + http/1.1), with what the real clients need behind a proxy
 
 - ``/echo...``: JSON of method, path, HTTP version and headers (the version proves h2 in a tunnel);
 - ``/simple/``: a PEP 503 simple index with one tiny wheel (pip);
-- ``/v1/chat/completions``: an OpenAI-compatible stub, SSE chunks when ``stream`` is true;
+- ``/v1/chat/completions``: an OpenAI-compatible stub, SSE chunks when ``stream`` is true; for
+  the model ``gated`` it sends the first chunk, then waits for ``gate`` (set by the test once
+  its client has that chunk) before the rest: proof that the stream is relayed unbuffered;
 - ``/ws``: a WebSocket echo;
 - ``/dumb/<repo>``: a bare git repository as static files (dumb HTTP);
 - ``/smart/<repo>``: the same repository through ``git http-backend`` (smart HTTP, CGI).
@@ -103,6 +105,8 @@ class OriginApp:
     def __init__(self, git_root: Path) -> None:
         self.git_root = git_root
         self.wheel = make_wheel()
+        self.gate = threading.Event()
+        self.gate_opened_in_time: bool | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -181,6 +185,8 @@ class OriginApp:
                 "index": 0, "finish_reason": None, "delta": {"content": word}}]}
             await send({"type": "http.response.body", "more_body": True,
                         "body": f"data: {json.dumps(chunk)}\n\n".encode()})
+            if req.get("model") == "gated" and word == SSE_WORDS[0]:
+                self.gate_opened_in_time = await asyncio.to_thread(self.gate.wait, 15)
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
 
     async def _static(self, rel: str, send: Send) -> None:

@@ -38,6 +38,7 @@ def test_curl_http(tier: Tier) -> None:
 @pytest.mark.xfail(strict=True,
                    reason="issue 15 item 2: the optional Upgrade: h2c is refused (400)")
 def test_curl_http2_on_plain_http(tier: Tier) -> None:
+    need("curl")
     done = tier.run("curl", "-sSf", "--max-time", "10", "--http2", tier.http())
     assert done.returncode == 0, done.stdout
 

@@ -192,6 +192,21 @@ def test_openai_normal_and_streaming(tier: Tier) -> None:
         assert words == ["hello", " from", " the", " stub"]
 
 
+def test_openai_stream_arrives_unbuffered(tier: Tier) -> None:
+    """The stub holds the rest of the stream until this client has the first chunk."""
+    gate = tier.origin.gate
+    gate.clear()
+    with chat_client(tier, ALLOWED) as client:
+        stream = client.chat.completions.create(model="gated", messages=CHAT,  # type: ignore[arg-type]
+                                                stream=True)
+        words = []
+        for chunk in stream:
+            words.append(chunk.choices[0].delta.content)
+            gate.set()
+    assert words == ["hello", " from", " the", " stub"]
+    assert tier.origin.gate_opened_in_time is True
+
+
 def test_openai_denied(tier: Tier) -> None:
     with chat_client(tier, DENIED) as client, pytest.raises(openai.APIConnectionError) as err:
         client.chat.completions.create(model="stub", messages=CHAT)  # type: ignore[arg-type]
