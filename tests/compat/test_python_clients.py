@@ -19,11 +19,12 @@ import requests
 import websockets.asyncio.client
 import websockets.exceptions
 import websockets.sync.client
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.compat.conftest import ALLOWED, DENIED, Tier, why
 
 pytestmark = pytest.mark.usefixtures("proxy_env")
-CHAT = [{"role": "user", "content": "hi"}]
+CHAT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 def echo(text: str | bytes) -> dict[str, Any]:
@@ -184,9 +185,9 @@ def chat_client(tier: Tier, host: str) -> openai.OpenAI:
 
 def test_openai_normal_and_streaming(tier: Tier) -> None:
     with chat_client(tier, ALLOWED) as client:
-        done = client.chat.completions.create(model="stub", messages=CHAT)  # type: ignore[arg-type]
+        done = client.chat.completions.create(model="stub", messages=CHAT)
         assert done.choices[0].message.content == "hello from the stub"
-        stream = client.chat.completions.create(model="stub", messages=CHAT,  # type: ignore[arg-type]
+        stream = client.chat.completions.create(model="stub", messages=CHAT,
                                                 stream=True)
         words = [c.choices[0].delta.content for c in stream]
         assert words == ["hello", " from", " the", " stub"]
@@ -197,7 +198,7 @@ def test_openai_stream_arrives_unbuffered(tier: Tier) -> None:
     gate = tier.origin.gate
     gate.clear()
     with chat_client(tier, ALLOWED) as client:
-        stream = client.chat.completions.create(model="gated", messages=CHAT,  # type: ignore[arg-type]
+        stream = client.chat.completions.create(model="gated", messages=CHAT,
                                                 stream=True)
         words = []
         for chunk in stream:
@@ -209,6 +210,6 @@ def test_openai_stream_arrives_unbuffered(tier: Tier) -> None:
 
 def test_openai_denied(tier: Tier) -> None:
     with chat_client(tier, DENIED) as client, pytest.raises(openai.APIConnectionError) as err:
-        client.chat.completions.create(model="stub", messages=CHAT)  # type: ignore[arg-type]
+        client.chat.completions.create(model="stub", messages=CHAT)
     assert str(err.value) == "Connection error."
     assert str(err.value.__cause__) == f"403 {why(DENIED, tier.tls)}"
