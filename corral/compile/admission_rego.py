@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from corral.compile import admission_images as img
-from corral.compile.admission_cel import CONTROLS, IMAGE_CONTROLS, KINDS, policy_name
+from corral.compile import admission_pss as pss
+from corral.compile.admission_cel import (
+    CONTROLS,
+    IMAGE_CONTROLS,
+    KINDS,
+    policy_name,
+    pss_checks,
+)
 from corral.compile.output import Files, manifest
 from corral.model.admission import (
     Capabilities,
@@ -351,13 +358,24 @@ def _parameters(policy: Policy, name: str, ctl: Control) -> dict[str, Any]:
     return params
 
 
+def _pss_control(policy: Policy, check: pss.Check) -> RegoControl:
+    setting = policy.spec.admission.pod_security
+    assert setting is not None
+    name = pss.control_name(check)
+    head = f"package corral.{name}\n\ncontrol := \"{pss.message(check, setting)}\"\n"
+    return RegoControl(name, _kind(name), f"corral.{name}",
+                       head + LIB + pss.rego_body(check),
+                       pss.parameters(check, pss.minor(setting.version)))
+
+
 def rego_controls(policy: Policy) -> tuple[RegoControl, ...]:
-    """Every enabled control, in declaration order."""
+    """Every enabled control, in declaration order, then the Pod Security Standards checks."""
     enabled = policy.spec.admission.controls.enabled()
-    return tuple(
+    own = tuple(
         RegoControl(n, _kind(n), f"corral.{n}", _rego(n), _parameters(policy, n, c))
         for n, c in enabled.items()
     )
+    return own + tuple(_pss_control(policy, c) for c in pss_checks(policy))
 
 
 def _schema(value: Any) -> dict[str, Any]:
@@ -403,7 +421,7 @@ def constraint(policy: Policy, ctl: RegoControl) -> dict[str, Any]:
     return {
         "apiVersion": CONSTRAINT_API,
         "kind": ctl.kind,
-        "metadata": {"name": f"{policy_name(policy)}-{ctl.name.replace('_', '-')}",
+        "metadata": {"name": f"{policy_name(policy)}-{ctl.name.replace('_', '-').lower()}",
                      "labels": {"app.kubernetes.io/managed-by": "corral"}},
         "spec": {
             "enforcementAction": ENFORCEMENT[policy.spec.admission.action],
