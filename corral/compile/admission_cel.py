@@ -60,6 +60,8 @@ VARIABLES: tuple[tuple[str, str], ...] = (
      "request.subResource != 'ephemeralcontainers'"),
 )
 IMAGE_CONTROLS = frozenset({"registries", "tags", "digest"})
+WINDOWS_POD = ("(has(variables.podSpec.os) && has(variables.podSpec.os.name) && "
+               "variables.podSpec.os.name == 'windows')")
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +246,8 @@ def compile_control(policy: Policy, name: str, ctl: Control) -> CelControl:
     if isinstance(ctl, ContainerControl) and (ex := _exempt(ctl.exempt_images)):
         pred = f"{ex} || ({pred})"
     guard = "" if name in IMAGE_CONTROLS else "variables.podUpdate || "
+    if name in pss.LINUX_ONLY and policy.spec.admission.pod_security is not None:
+        guard += f"{WINDOWS_POD} || "
     if var is None:
         expr = f"{guard}({pred})"
         return CelControl(name, expr, _quote(f"{name}: the pod {text}"), f"{name}: pod {text}",
@@ -284,11 +288,19 @@ def pss_checks(policy: Policy) -> tuple[pss.Check, ...]:
     return () if setting is None else pss.active(setting.level, pss.minor(setting.version))
 
 
+def own_controls(policy: Policy) -> dict[str, Control]:
+    """corral's enabled controls, less those a Pod Security level implies (compiled once, under
+    the standard's check ID)."""
+    enabled = policy.spec.admission.controls.enabled()
+    if policy.spec.admission.pod_security is None:
+        return enabled
+    return {n: c for n, c in enabled.items() if n not in pss.SUBSUMED}
+
+
 def cel_controls(policy: Policy) -> tuple[CelControl, ...]:
     """Every enabled control of ``spec.admission``, in declaration order, then the Pod Security
     Standards checks."""
-    enabled = policy.spec.admission.controls.enabled()
-    own = tuple(compile_control(policy, n, c) for n, c in enabled.items())
+    own = tuple(compile_control(policy, n, c) for n, c in own_controls(policy).items())
     return own + tuple(pss_control(policy, c) for c in pss_checks(policy))
 
 

@@ -50,6 +50,12 @@ SECCOMP_PREFIX = "container.seccomp.security.alpha.kubernetes.io/"
 # the annotation keys any check reads (``corral check`` keeps only these)
 ANNOTATION_PREFIXES = (APPARMOR_PREFIX, SECCOMP_POD, SECCOMP_PREFIX)
 PROFILE_TYPES = ("RuntimeDefault", "Localhost")
+# corral's own controls that every level implies (same rule or weaker): compiled once, as the check
+SUBSUMED = {"privileged": "privileged", "host_namespaces": "hostNamespaces",
+            "host_network": "hostNamespaces", "host_path": "hostPathVolumes"}
+# corral's controls of Linux-only fields (the API refuses them on Windows pods): with a level
+# set they exempt Windows pods as the standard's own checks do
+LINUX_ONLY = frozenset({"privilege_escalation", "capabilities", "seccomp"})
 
 
 @dataclass(frozen=True, slots=True)

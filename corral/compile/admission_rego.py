@@ -24,6 +24,7 @@ from corral.compile.admission_cel import (
     CONTROLS,
     IMAGE_CONTROLS,
     KINDS,
+    own_controls,
     policy_name,
     pss_checks,
 )
@@ -86,6 +87,12 @@ name_of(c) := "?" if not is_string(c.name)
 image_of(c) := c.image if is_string(c.image)
 
 image_of(c) := "none" if not is_string(c.image)
+
+# with a Pod Security level, Linux-only controls skip Windows pods, as the standard does
+windows_pod if {
+	object.get(input.parameters, "windowsExempt", false) == true
+	pod_spec.os.name == "windows"
+}
 
 exempt(c) if {
 	some e in object.get(input.parameters, "exemptImages", [])
@@ -329,6 +336,8 @@ def _rego(name: str) -> str:
         rule = _POD_RULE.format(text=text)
     else:
         guard = "" if name in IMAGE_CONTROLS else "\tnot pod_update\n"
+        if name in pss.LINUX_ONLY:
+            guard += "\tnot windows_pod\n"
         items = "limit_containers" if var == "limitContainers" else "all_containers"
         is_image = name in IMAGE_CONTROLS
         rule = _CONTAINER_RULE.format(
@@ -341,6 +350,8 @@ def _parameters(policy: Policy, name: str, ctl: Control) -> dict[str, Any]:
     params: dict[str, Any] = {}
     if isinstance(ctl, ContainerControl):
         params["exemptImages"] = list(ctl.exempt_images)
+    if name in pss.LINUX_ONLY:
+        params["windowsExempt"] = policy.spec.admission.pod_security is not None
     if name == "registries":
         rules = img.registry_rules(policy.spec.registries)
         params["fast"] = [{"lead": r.lead, "lower": r.lower, "include": r.include}
@@ -370,10 +381,9 @@ def _pss_control(policy: Policy, check: pss.Check) -> RegoControl:
 
 def rego_controls(policy: Policy) -> tuple[RegoControl, ...]:
     """Every enabled control, in declaration order, then the Pod Security Standards checks."""
-    enabled = policy.spec.admission.controls.enabled()
     own = tuple(
         RegoControl(n, _kind(n), f"corral.{n}", _rego(n), _parameters(policy, n, c))
-        for n, c in enabled.items()
+        for n, c in own_controls(policy).items()
     )
     return own + tuple(_pss_control(policy, c) for c in pss_checks(policy))
 

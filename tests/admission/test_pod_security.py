@@ -6,17 +6,23 @@ workload templates and ephemeral containers; messages naming the check ID."""
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from corral.check.engine import Checker
+from corral.cli import main
 from corral.compile import admission_pss as pss
-from corral.compile.admission_cel import KINDS
+from corral.compile.admission_cel import KINDS, cel_controls
 from corral.compile.network import agents_namespace
 from corral.model.errors import PolicyError
-from tests.admission.helpers import failing, make_policy, only, run, workload
+from tests.admission.helpers import failing, make_policy, only, pod, run, workload
 from tests.admission.pss_cases import CASES, Case, Shape, engines, pss_policy
+from tests.admission.rego_runner import RegoEngine
+from tests.admission.test_check_cli import EXAMPLE
 
 pytestmark = pytest.mark.engine
 
@@ -134,10 +140,38 @@ def test_message_names_check_id_and_container() -> None:
     assert rego.violations(obj)["pss_runAsUser"][0].startswith("runAsUser (Pod Security")
 
 
-def test_controls_and_pod_security_combine() -> None:
-    policy = make_policy(only("run_as_non_root") | {"pod_security": {"level": "baseline"}})
-    obj = Shape(pod={"hostPID": True}, c_sc={"runAsNonRoot": None}).pod_object()
-    assert failing(Checker(policy), obj) == {"run_as_non_root", "pss_hostNamespaces"}
+COMBINED = {"controls": {"privileged": True, "host_path": True, "run_as_non_root": True,
+                         "seccomp": True, "capabilities": True, "privilege_escalation": True,
+                         "registries": False, "tags": False, "limits": False,
+                         "automount_token": False, "read_only_root_filesystem": False}}
+
+
+@pytest.mark.parametrize("level", ["baseline", "restricted"])
+def test_controls_and_pod_security_combine(level: str) -> None:
+    """Both apply; a control the level implies is compiled once, under the check's ID; with a
+    level, corral's Linux-only controls exempt Windows pods as the standard does."""
+    policy = make_policy(COMBINED | {"pod_security": {"level": level}})
+    checker, rego = Checker(policy), RegoEngine(policy)
+    names = {c.name for c in cel_controls(policy)}
+    assert not names & {"privileged", "host_namespaces", "host_network", "host_path"}
+    obj = Shape(c_sc={"privileged": True, "runAsNonRoot": None}).pod_object()
+    expected = {"pss_privileged", "run_as_non_root"} | (
+        {"pss_runAsNonRoot"} if level == "restricted" else set())
+    assert failing(checker, obj) == set(rego.violations(obj)) == expected
+    windows = Shape(pod={"os": {"name": "windows"}}, c_sc={
+        "seccompProfile": None, "capabilities": None, "allowPrivilegeEscalation": None}).spec()
+    windows["containers"] = windows["containers"][1:]
+    for c in windows["containers"]:
+        c["securityContext"] = {"runAsNonRoot": True}
+    obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "w"}, "spec": windows}
+    assert failing(checker, obj) == set(rego.violations(obj)) == set()
+
+
+def test_without_a_level_linux_only_controls_still_refuse_windows_pods() -> None:
+    policy = make_policy(only("seccomp"))
+    spec = {"os": {"name": "windows"}, "containers": [{"name": "w", "image": "x:1"}]}
+    obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "w"}, "spec": spec}
+    assert failing(Checker(policy), obj) == set(RegoEngine(policy).violations(obj)) == {"seccomp"}
 
 
 # --- the agents' Namespace --------------------------------------------------------------------
@@ -150,3 +184,23 @@ def test_namespace_labels_use_level_and_version() -> None:
     default = agents_namespace(make_policy())["metadata"]["labels"]
     assert default["pod-security.kubernetes.io/enforce"] == "restricted"
     assert default["pod-security.kubernetes.io/enforce-version"] == "latest"
+
+
+# --- corral check, end to end ---------------------------------------------------------------
+
+def test_corral_check_cli_names_the_check(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    policy = yaml.safe_load(EXAMPLE.read_text())
+    policy["spec"].setdefault("admission", {})["pod_security"] = {"level": "baseline",
+                                                                  "version": "v1.33"}
+    policy_file = tmp_path / "corral.yaml"
+    policy_file.write_text(yaml.safe_dump(policy))
+    bad = pod(Shape(c={"ports": [{"containerPort": 80, "hostPort": 80}]}).spec(), name="bad")
+    manifests = tmp_path / "m.yaml"
+    manifests.write_text(yaml.safe_dump(bad))
+    code = main(["check", "-f", str(policy_file), "-o", "json", str(manifests)])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 1
+    hits = [v for v in data["violations"] if v["control"] == "pss_hostPorts"]
+    assert hits
+    assert hits[0]["message"].startswith("hostPorts (Pod Security Standards baseline:v1.33)")
