@@ -18,7 +18,7 @@ from corral.compile.admission_cel import KINDS
 from corral.compile.admission_rego import compile_gatekeeper
 from corral.compile.kyverno import compile_kyverno
 from corral.compile.render import render_all
-from tests.admission.helpers import failing, pod, run, workload
+from tests.admission.helpers import draw_containers, failing, pod, run, workload
 from tests.admission.pss_cases import engines, pss_policy
 from tests.admission.test_gatekeeper_render import CONSTRAINT, TEMPLATE
 from tests.admission.test_kyverno_gateway_api import CLUSTER_POLICY
@@ -93,11 +93,7 @@ def containers(draw: st.DrawFn, ephemeral: bool = False) -> dict[str, Any]:
 
 @st.composite
 def pod_specs(draw: st.DrawFn) -> dict[str, Any]:
-    spec: dict[str, Any] = {"containers": draw(st.lists(containers(), min_size=1, max_size=2))}
-    if draw(st.booleans()):
-        spec["initContainers"] = draw(st.lists(containers(), min_size=1, max_size=1))
-    if draw(st.integers(0, 3)) == 0:
-        spec["ephemeralContainers"] = draw(st.lists(containers(True), min_size=1, max_size=1))
+    spec = draw_containers(draw, containers, 4)
     spec |= pick(draw, [("hostPID", [True, False]), ("hostNetwork", [True, False]),
                         ("hostUsers", [True, False]), ("os", [{"name": "windows"},
                                                               {"name": "linux"}]),
