@@ -291,10 +291,13 @@ def pss_checks(policy: Policy) -> tuple[pss.Check, ...]:
 def own_controls(policy: Policy) -> dict[str, Control]:
     """corral's enabled controls, less those a Pod Security level implies (compiled once, under
     the standard's check ID)."""
-    enabled = policy.spec.admission.controls.enabled()
-    if policy.spec.admission.pod_security is None:
+    controls = policy.spec.admission.controls
+    enabled, setting = controls.enabled(), policy.spec.admission.pod_security
+    if setting is None:
         return enabled
-    return {n: c for n, c in enabled.items() if n not in pss.SUBSUMED}
+    skip = pss.implied(setting.level, pss.minor(setting.version), controls.seccomp.profiles,
+                       controls.capabilities.allowed)
+    return {n: c for n, c in enabled.items() if n not in skip}
 
 
 def cel_controls(policy: Policy) -> tuple[CelControl, ...]:

@@ -123,6 +123,26 @@ def active(level: str, at: int) -> tuple[Check, ...]:
     return tuple(c for c in checks if c.id not in overridden)
 
 
+def implied(level: str, at: int, profiles: tuple[str, ...], allowed_caps: tuple[str, ...]
+            ) -> frozenset[str]:
+    """corral's controls whose every refusal the level at version ``at`` also makes (the check
+    is the same rule or stricter; ``exempt_images`` only loosens a control, so it never
+    matters). ``profiles`` and ``allowed_caps`` are the ``seccomp`` and ``capabilities``
+    settings: the restricted checks imply those controls only when the settings are at least as
+    loose as the standard."""
+    out = set(SUBSUMED)
+    if level == "restricted":
+        if at >= 8:  # allowPrivilegeEscalation; corral's exempts Windows pods like it from 1.25
+            out.add("privilege_escalation")
+        if at >= 19 and set(PROFILE_TYPES) <= set(profiles):
+            out.add("seccomp")
+        if at >= 22 and "NET_BIND_SERVICE" in allowed_caps:
+            out.add("capabilities")
+        if 23 <= at < 35:  # runAsNonRoot + runAsUser, before the user-namespace relaxation
+            out.add("run_as_non_root")
+    return frozenset(out)
+
+
 def _since(table: tuple[tuple[int, tuple[str, ...]], ...], at: int) -> tuple[str, ...]:
     return tuple(item for first, items in table if first <= at for item in items)
 

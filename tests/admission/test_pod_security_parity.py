@@ -5,6 +5,7 @@ never changes a verdict, and the rendered objects of every engine validate."""
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 import kubernetes_validate
@@ -14,11 +15,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corral.check.engine import Checker
-from corral.compile.admission_cel import KINDS
+from corral.compile.admission_cel import KINDS, cel_controls
 from corral.compile.admission_rego import compile_gatekeeper
 from corral.compile.kyverno import compile_kyverno
 from corral.compile.render import render_all
-from tests.admission.helpers import draw_containers, failing, pod, run, workload
+from tests.admission.helpers import (
+    draw_containers,
+    failing,
+    make_policy,
+    only,
+    pod,
+    run,
+    workload,
+)
 from tests.admission.pss_cases import engines, pss_policy
 from tests.admission.test_gatekeeper_render import CONSTRAINT, TEMPLATE
 from tests.admission.test_kyverno_gateway_api import CLUSTER_POLICY
@@ -178,3 +187,55 @@ def test_rendered_objects_validate(setting: tuple[str, str]) -> None:
     for obj in compile_kyverno(policy)["cluster-policies.yaml"].objects:  # type: ignore[union-attr]
         jsonschema.validate(obj, CLUSTER_POLICY)
         assert obj["metadata"]["name"] == obj["metadata"]["name"].lower()
+
+
+# --- controls a level implies are not compiled: sound on generated pods ----------------------
+
+IMPLIED_SETTINGS = [("restricted", "latest"), ("restricted", "v1.30"), ("restricted", "v1.20"),
+                    ("baseline", "latest")]
+OVERLAPPING = ("privileged", "host_namespaces", "host_network", "host_path",
+               "privilege_escalation", "seccomp", "capabilities", "run_as_non_root")
+
+
+@functools.cache
+def own_checker(name: str) -> Checker:
+    return Checker(make_policy(only(name, capabilities={"allowed": ["NET_BIND_SERVICE"]})))
+
+
+@settings(max_examples=80, deadline=None)
+@given(obj=objects(), setting=st.sampled_from(IMPLIED_SETTINGS))
+def test_dropped_controls_are_implied(obj: dict[str, Any], setting: tuple[str, str]) -> None:
+    """Whenever a control the level makes redundant refuses an object (Linux pods: with a level,
+    the Linux-only controls exempt Windows pods), the level refuses it too."""
+    policy = make_policy(only(*OVERLAPPING, capabilities={"allowed": ["NET_BIND_SERVICE"]})
+                         | {"pod_security": {"level": setting[0], "version": setting[1]}})
+    kept = {c.name for c in cel_controls(policy)}
+    dropped = [n for n in OVERLAPPING if n not in kept]
+    level_fails = failing(engines(*setting)[0], obj)
+    for name in dropped:
+        if failing(own_checker(name), obj) and not _windows(obj):
+            assert level_fails, name
+
+
+def _windows(obj: dict[str, Any]) -> bool:
+    spec = obj["spec"]
+    spec = spec.get("jobTemplate", {}).get("spec", spec).get("template", {}).get("spec", spec)
+    return bool(spec.get("os", {}).get("name") == "windows")
+
+
+def test_which_controls_a_level_implies() -> None:
+    def dropped(level: str, version: str, **settings: Any) -> set[str]:
+        policy = make_policy(only(*OVERLAPPING, **settings)
+                             | {"pod_security": {"level": level, "version": version}})
+        return set(OVERLAPPING) - {c.name for c in cel_controls(policy)}
+
+    always = {"privileged", "host_namespaces", "host_network", "host_path"}
+    assert dropped("baseline", "latest") == always
+    assert dropped("restricted", "latest") == always | {"privilege_escalation", "seccomp"}
+    assert dropped("restricted", "v1.30") == always | {"privilege_escalation", "seccomp",
+                                                       "run_as_non_root"}
+    assert "capabilities" in dropped("restricted", "latest",
+                                     capabilities={"allowed": ["NET_BIND_SERVICE"]})
+    assert "seccomp" not in dropped("restricted", "latest", seccomp={"profiles": ["Localhost"]})
+    assert "seccomp" in dropped("restricted", "latest",
+                                seccomp={"profiles": ["RuntimeDefault", "Localhost"]})
