@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corral.check.engine import Checker
-from corral.compile.admission_cel import KINDS, cel_controls
+from corral.compile.admission_cel import KINDS, cel_controls, vap
 from corral.compile.admission_rego import compile_gatekeeper
 from corral.compile.kyverno import compile_kyverno
 from corral.compile.render import render_all
@@ -28,9 +28,9 @@ from tests.admission.helpers import (
     run,
     workload,
 )
-from tests.admission.pss_cases import engines, pss_policy
+from tests.admission.pss_cases import Shape, engines, pss_policy
 from tests.admission.test_gatekeeper_render import CONSTRAINT, TEMPLATE
-from tests.admission.test_kyverno_gateway_api import CLUSTER_POLICY
+from tests.admission.test_kyverno_gateway_api import CLUSTER_POLICY, run_kyverno_rule
 from tests.admission.test_vap_render import K8S_VERSION
 
 pytestmark = pytest.mark.engine
@@ -239,3 +239,18 @@ def test_which_controls_a_level_implies() -> None:
     assert "seccomp" not in dropped("restricted", "latest", seccomp={"profiles": ["Localhost"]})
     assert "seccomp" in dropped("restricted", "latest",
                                 seccomp={"profiles": ["RuntimeDefault", "Localhost"]})
+
+
+def test_kyverno_rules_carry_the_vap_cel_and_fire() -> None:
+    policy = pss_policy("restricted", "latest")
+    rules = {o["spec"]["rules"][0]["name"]: o["spec"]["rules"][0]
+             for o in compile_kyverno(policy)["cluster-policies.yaml"].objects}  # type: ignore[union-attr]
+    spec = vap(policy)["spec"]
+    assert [r["validate"]["cel"]["expressions"][0]["expression"] for r in rules.values()] == [
+        v["expression"] for v in spec["validations"]]
+    assert all(r["validate"]["cel"]["variables"] == spec["variables"] for r in rules.values())
+    bad = Shape(pod={"hostPID": True}, c={"ports": [{"containerPort": 1, "hostPort": 1}]},
+                annotations={"container.apparmor.security.beta.kubernetes.io/sub": "x"})
+    failing_rules = {n for n, r in rules.items() if not run_kyverno_rule(bad.pod_object(), r)}
+    assert failing_rules == {"pss-hostnamespaces", "pss-hostports", "pss-apparmorprofile"}
+    assert all(run_kyverno_rule(Shape().pod_object(), r) for r in rules.values())
