@@ -20,6 +20,7 @@ from typing import Any
 
 from corral.compile import admission_images as img
 from corral.compile import admission_pss as pss
+from corral.compile import admission_pss_rego as pss_rego
 from corral.compile.admission_cel import (
     CONTROLS,
     IMAGE_CONTROLS,
@@ -375,7 +376,7 @@ def _pss_control(policy: Policy, check: pss.Check) -> RegoControl:
     name = pss.control_name(check)
     head = f"package corral.{name}\n\ncontrol := \"{pss.message(check, setting)}\"\n"
     return RegoControl(name, _kind(name), f"corral.{name}",
-                       head + LIB + pss.rego_body(check),
+                       head + LIB + pss_rego.rego_body(check),
                        pss.parameters(check, pss.minor(setting.version)))
 
 
