@@ -160,6 +160,8 @@ def _annotations(value: Any) -> Any:
         return value
     return {k: v for k, v in value.items()
             if isinstance(k, str) and k.startswith(pss.ANNOTATION_PREFIXES)}
+
+
 _REQUEST = re.compile(rf"\brequest\.({_IDENT})")
 
 

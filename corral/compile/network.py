@@ -47,8 +47,8 @@ def agents_namespace(policy: Policy) -> dict[str, Any]:
     """The agents' Namespace: PSA at ``spec.admission.pod_security`` (the level and version the
     admission engines enforce), else restricted at the cluster's latest."""
     pss = policy.spec.admission.pod_security
-    psa = psa_labels() if pss is None else psa_labels(pss.level, pss.version)
-    labels = {"security-tier": "restricted", **psa}
+    level, version = ("restricted", "latest") if pss is None else (pss.level, pss.version)
+    labels = {"security-tier": level, **psa_labels(level, version)}
     return k8s.obj("v1", "Namespace", k8s.meta(policy.spec.namespace, policy=policy.metadata.name,
                                                 labels=labels))
 

@@ -184,6 +184,7 @@ def test_namespace_labels_use_level_and_version() -> None:
     default = agents_namespace(make_policy())["metadata"]["labels"]
     assert default["pod-security.kubernetes.io/enforce"] == "restricted"
     assert default["pod-security.kubernetes.io/enforce-version"] == "latest"
+    assert labels["security-tier"] == "baseline" and default["security-tier"] == "restricted"
 
 
 # --- corral check, end to end ---------------------------------------------------------------
