@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "learn": "ingest gateway access logs and Falco events into the behaviour store",
     "review": "weekly review: new destinations, denials, anomalies, suggested policy changes",
     "audit": "find weaknesses and drift in network policy of manifests or a cluster dump",
+    "images": "monthly: image inventory per agent and namespace, with registry approval",
     "verify": "check that the boundaries hold (locally in namespaces, or in a cluster)",
     "drill": "run compromised-agent techniques and score each control",
     "run": "run a command as an agent, inside the boundary its policy draws",
