@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "audit": "find weaknesses and drift in network policy of manifests or a cluster dump",
     "images": "monthly: image inventory per agent and namespace, with registry approval",
     "vulns": "monthly: scanner reports (Trivy, Grype) joined with the running agent images",
+    "conformance": "quarterly: policy against observed behaviour, with the change as a diff",
     "verify": "check that the boundaries hold (locally in namespaces, or in a cluster)",
     "drill": "run compromised-agent techniques and score each control",
     "run": "run a command as an agent, inside the boundary its policy draws",
