@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "vulns": "monthly: scanner reports (Trivy, Grype) joined with the running agent images",
     "conformance": "quarterly: policy against observed behaviour, with the change as a diff",
     "threats": "quarterly: write the threat model from the policy and the last drill",
+    "topology": "what may talk to what: SVG, Mermaid or text",
     "verify": "check that the boundaries hold (locally in namespaces, or in a cluster)",
     "drill": "run compromised-agent techniques and score each control",
     "run": "run a command as an agent, inside the boundary its policy draws",
