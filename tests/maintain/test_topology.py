@@ -144,13 +144,13 @@ def test_svg_in_headless_chromium(site: Path, tmp_path: Path) -> None:
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
-         f"--screenshot={shot}", "--window-size=960,720", svg.as_uri()],
+         f"--screenshot={shot}", "--window-size=1100,760", svg.as_uri()],
         capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
     keep = Path("/tmp/corral-topology.png")  # kept for a person to look at
     keep.write_bytes(shot.read_bytes())
     w, h, _, _ = _png_pixels(shot)
-    assert (w, h) == (960, 720)
+    assert (w, h) == (1100, 760)
     colours = _colours(shot)
     # the agent, gateway and learn-mode fills are drawn (not a blank or error page)
     for fill in ((0xDB, 0xEA, 0xFE), (0xDC, 0xFC, 0xE7), (0xFE, 0xF3, 0xC7)):
