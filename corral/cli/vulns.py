@@ -73,10 +73,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.reports:
         raise _common.CliError("name the scanner reports to read (files or folders), or "
                                "--render-scanner DIR")
+    skipped: list[str] = []
     try:
-        current, previous = read_reports(args.reports), read_reports(args.previous)
+        current = read_reports(args.reports, skipped)
+        previous = read_reports(args.previous, skipped)
     except ReportError as exc:
         raise _common.CliError(str(exc)) from None
+    for why in skipped:
+        _common.stderr().print(f"note: skipped {why}", markup=False)
     rep = vuln_mod.analyse(inv, current, previous, now=args.now or datetime.now(UTC),
                            max_age=args.max_age)
     if args.output == "sarif":

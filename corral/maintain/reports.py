@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -220,18 +220,23 @@ def read_report(path: Path) -> ScanReport:
     return ScanReport(str(path), scanner, fmt, image, digests, created, basis, tuple(vulns))
 
 
-def _files(paths: Iterable[str]) -> Iterator[Path]:
+def read_reports(paths: Iterable[str], skipped: list[str] | None = None) -> list[ScanReport]:
+    """Every report in files and folders (``*.json``, ``*.sarif`` below a folder). A file named
+    explicitly must be a report; one found in a folder that is not is skipped (its path and
+    why appended to ``skipped``)."""
+    out: list[ScanReport] = []
     for p in paths:
         path = Path(p)
-        if path.is_dir():
-            yield from sorted(f for f in path.rglob("*") if f.suffix in (".json", ".sarif")
-                              and f.is_file())
-        elif path.is_file():
-            yield path
+        if path.is_file():
+            out.append(read_report(path))
+        elif path.is_dir():
+            for f in sorted(f for f in path.rglob("*") if f.suffix in (".json", ".sarif")
+                            and f.is_file()):
+                try:
+                    out.append(read_report(f))
+                except ReportError as exc:
+                    if skipped is not None:
+                        skipped.append(str(exc))
         else:
             raise ReportError(f"{p}: no such file or directory (expected scanner reports)")
-
-
-def read_reports(paths: Iterable[str]) -> list[ScanReport]:
-    """Every report in files and folders (``*.json``, ``*.sarif`` below a folder)."""
-    return [read_report(f) for f in _files(paths)]
+    return out

@@ -131,6 +131,20 @@ def test_not_a_report_is_a_clear_error(tmp_path: Path) -> None:
         read_report(bad)
 
 
+def test_other_json_in_a_report_folder_is_skipped_with_a_note(
+        reports: Path, site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (reports / "2026-11" / "index.json").write_text('{"generated": "by hand"}')
+    code, _ = _vulns(site, capsys)
+    assert code == 1
+    (reports / "2026-11" / "index.json").unlink()
+    assert main(["vulns", str(reports / "2026-11" / "research.trivy.json"), "--now", NOW,
+                 "-f", str(site / "corral.yaml"), "--cluster", str(site / "dump.json")]) == 1
+    (reports / "x.json").write_text("[]")
+    assert main(["vulns", str(reports / "x.json"), "-f", str(site / "corral.yaml"),
+                 "--cluster", str(site / "dump.json")]) == 2  # named explicitly: must be one
+    assert "x.json: expected a Trivy JSON" in capsys.readouterr().err
+
+
 def test_a_report_without_a_time_is_dated_by_its_file(tmp_path: Path) -> None:
     doc = scans.trivy("a:1", "sha256:" + "ab" * 32, "", [])
     del doc["CreatedAt"]
