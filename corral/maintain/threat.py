@@ -102,6 +102,8 @@ def _asset(policy: Policy, agent: Agent, port: int) -> list[str]:
         ("SNI check", "on" if e.sni_check else "OFF"),
         ("processes", _list(agent.processes) if agent.processes else "any (no allowlist)"),
         ("Falco exceptions", _list(exceptions)),
+        ("admission exemptions (whole namespace)",
+         ", ".join(f"`{img}` from {ctl}" for ctl, img in _exemptions(policy)) or "none"),
         ("accepts traffic", "yes (Gateway API route)" if agent.ingress else "no"),
     ]
     return [f"### {agent.name}", "", *_table(("", ""), rows)]

@@ -90,6 +90,8 @@ def test_assets_techniques_and_gaps(history: Path, capsys: pytest.CaptureFixture
     assert "| may reach | `api.openai.com`, `*.weather.gov`, `en.wikipedia.org` |" in assets
     assert "| rate / upload quota / tunnels | 600/min / 50Mi/h / 1024 |" in assets
     assert "| egress mode | learn (nothing is refused: allowlist logged only) |" in assets
+    assert ("| admission exemptions (whole namespace) | `registry.example.com/debug/*` from "
+            "registries, `ghcr.io/corral-dev/coder:latest` from run_as_non_root |") in assets
     techniques = _section(doc, "Techniques and the controls that answer them")
     rows = [r for r in techniques.splitlines() if r.startswith("| ") and "T1" in r]
     assert len(rows) == len(TECHNIQUES)
