@@ -140,7 +140,7 @@ def write_manifests(folder: Path) -> Path:
     return folder
 
 
-def _pod(name: str, ns: str, labels: dict[str, str], image: str,  # noqa: PLR0917 - a builder
+def pod(name: str, ns: str, labels: dict[str, str], image: str,  # noqa: PLR0917 - a builder
          image_id: str, owner: str | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": ns, "labels": labels,
                             "uid": f"uid-{name}", "creationTimestamp": "2026-11-02T08:00:00Z"}
@@ -158,17 +158,17 @@ def cluster_dump() -> dict[str, Any]:
     """``kubectl get pods,deployments -A -o json`` of the fleet, issues planted."""
     research = f"registry.example.com/agents/research:1.4@{RESEARCH_DIGEST}"
     items = [
-        _pod("research-7d9f-abcde", "ai-workloads", {"app": "research-agent"}, research,
+        pod("research-7d9f-abcde", "ai-workloads", {"app": "research-agent"}, research,
              f"registry.example.com/agents/research@{RESEARCH_DIGEST}", "research-7d9f"),
-        _pod("coder-5c6b-fghij", "ai-workloads", {"app": "coding-agent"},
+        pod("coder-5c6b-fghij", "ai-workloads", {"app": "coding-agent"},
              "ghcr.io/corral-dev/coder:latest", f"ghcr.io/corral-dev/coder@{CODER_DIGEST}",
              "coder-5c6b"),
-        _pod("debug-shell", "ai-workloads", {"app": "coding-agent"},
+        pod("debug-shell", "ai-workloads", {"app": "coding-agent"},
              "python:3.12", "docker.io/library/python@sha256:" + "9e" * 32),
-        _pod("corral-gateway-6f7c-klmno", "egress-gateway", {"app": "corral-gateway"},
+        pod("corral-gateway-6f7c-klmno", "egress-gateway", {"app": "corral-gateway"},
              "ghcr.io/corral-dev/corral:0.1.0", "ghcr.io/corral-dev/corral@sha256:" + "0d" * 32,
              "corral-gateway-6f7c"),
-        _pod("coredns-5d78-pqrst", "kube-system", {"k8s-app": "kube-dns"},
+        pod("coredns-5d78-pqrst", "kube-system", {"k8s-app": "kube-dns"},
              "registry.k8s.io/coredns/coredns:v1.11.1",
              "registry.k8s.io/coredns/coredns@sha256:" + "1c" * 32, "coredns-5d78"),
     ]

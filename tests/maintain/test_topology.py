@@ -26,7 +26,7 @@ def _graph(with_stray: bool = False) -> topology.Graph:
     policy, _ = parse_policy(fleet.POLICY)
     dump = fleet.cluster_dump()
     if with_stray:
-        dump["items"].append(fleet._pod("notebook", "ai-workloads", {"app": "jupyter"},
+        dump["items"].append(fleet.pod("notebook", "ai-workloads", {"app": "jupyter"},
                                         "registry.example.com/agents/nb:1", "x"))
     return topology.build(policy, parse_text(json.dumps(dump), "dump.json"))
 
