@@ -327,3 +327,40 @@ def test_pool_limits_and_cleanup() -> None:
     pool.put(key, fresh(), 0)
     pool.expire(tick=100, idle_ticks=10)
     assert pool.size == 0 and not pool._idle
+
+
+# -- framing (issue 10: smuggling); the attack suite over sockets is tests/security
+@pytest.mark.parametrize("data", [
+    b"POST http://a/ HTTP/1.1\r\nContent-Length: 3\r\nConnection: content-length\r\n\r\nabc",
+    b"GET http://a/ HTTP/1.1\r\nConnection: close, Host\r\n\r\n",
+    b"POST http://a/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    b"GET http://a/\r\n\r\n",
+    b"GET http://a/ HTTP/2.0\r\n\r\n",
+])
+def test_heads_llhttp_accepts_but_the_gateway_refuses(data: bytes) -> None:
+    with pytest.raises(ProtocolError) as err:
+        feed(data)
+    assert err.value.status == 400
+
+
+def test_upstream_framing_is_rebuilt_from_the_parse() -> None:
+    head = head_of(b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\ncontent-length:  3 \r\n"
+                   b"X-A: 1\r\n\r\nabc")
+    out = upstream_request(head, parse_target(head))
+    assert out == b"POST / HTTP/1.1\r\nHost: a.test\r\nX-A: 1\r\nContent-Length: 3\r\n\r\n"
+
+
+def test_crlf_only_data_inside_a_body_is_body() -> None:
+    reader = RequestReader(16384, 100)
+    reader.feed(b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 4\r\n\r\n")
+    assert reader.feed(b"\r\n") == [Body(b"\r\n")]
+    assert reader.feed(b"\r\n") == [Body(b"\r\n"), End()]
+    assert reader.feed(b"\r\n") == []  # between requests CRLFs are ignored
+
+
+def test_switching_protocols_from_upstream_is_502() -> None:
+    with pytest.raises(ProtocolError) as err:
+        ResponseReader(head_only=False).feed(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade"
+            b"\r\n\r\n")
+    assert err.value.status == 502

@@ -21,6 +21,10 @@ HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
     b"proxy-authorization", b"te", b"trailer", b"transfer-encoding", b"upgrade",
 })
+# framing and routing: never hop-by-hop, so a Connection header naming one is refused (a proxy
+# that dropped Content-Length but forwarded the body would hand the origin a second request)
+NEVER_HOP = frozenset({b"content-length", b"transfer-encoding", b"host"})
+VERSIONS = frozenset({"1.1", "1.0"})  # HTTP/0.9 (no version) and 2.0+ are not HTTP/1 requests
 
 
 _SPACE = re.compile(r"\s")
@@ -48,11 +52,12 @@ class RequestHead:
     content_length: int = 0
     hosts: tuple[bytes, ...] = ()  # values of every Host header, as sent
     # filled while parsing, for ``upstream_request``: the header lines that may go upstream
-    # (no hop-by-hop, Proxy-* or Host), their lower-cased names, and the names the Connection
-    # header lists (dropped too)
+    # (no hop-by-hop, Proxy-*, Host or Content-Length: framing is rebuilt from what was
+    # parsed), their lower-cased names, and the names the Connection header lists (dropped too)
     forward: list[bytes] = field(default_factory=list)
     forward_names: list[bytes] = field(default_factory=list)
     connection_names: list[bytes] = field(default_factory=list)
+    framed: bool = False  # a Content-Length header was sent (its value is ``content_length``)
 
 
 @dataclass(slots=True)
@@ -79,9 +84,9 @@ _END = End()
 class RequestReader:
     """Feed client bytes, get request events. One per client connection (keep-alive aware)."""
 
-    __slots__ = ("_chunked", "_events", "_fwd", "_fwd_names", "_headers", "_hosts", "_length",
+    __slots__ = ("_bad", "_events", "_fwd", "_fwd_names", "_headers", "_hosts", "_length",
                  "_max_bytes", "_max_headers", "_named", "_over", "_parser", "_pending", "_size",
-                 "_url", "in_head", "upgraded")
+                 "_te", "_url", "in_body", "in_head", "upgraded")
 
     def __init__(self, max_header_bytes: int, max_headers: int) -> None:
         self._max_bytes = max_header_bytes
@@ -96,10 +101,12 @@ class RequestReader:
         self._url = b""
         self._size = 0
         self._pending = 0
-        self._chunked = False
+        self._te: list[bytes] = []
         self._length = b""
+        self._bad = ""  # 400 pending: a head llhttp accepts that the gateway does not relay
         self._over = 0  # 431 pending: 1 head too large, 2 too many headers
         self.in_head = False  # some bytes of a head arrived, the head is not complete yet
+        self.in_body = False  # the head is complete, the body is not
         self.upgraded = False
 
     # -- httptools callbacks
@@ -111,7 +118,7 @@ class RequestReader:
         self._named = []
         self._url = b""
         self._size = 0
-        self._chunked = False
+        self._te = []
         self._length = b""
         self.in_head = True
 
@@ -134,13 +141,14 @@ class RequestReader:
             return
         if low in HOP_BY_HOP:
             if low == b"transfer-encoding":
-                self._chunked = self._chunked or b"chunked" in value.lower()
+                self._te.append(value)
             elif low == b"connection":
                 self._named.extend(t.strip().lower() for t in value.split(b","))
             return
         if low == b"content-length":
-            self._length = value
-        elif low.startswith(b"proxy-"):
+            self._length = value  # llhttp refuses a second one, a list, a sign, an overflow
+            return
+        if low.startswith(b"proxy-"):
             return
         self._fwd.append(name + b": " + value + b"\r\n")
         self._fwd_names.append(low)
@@ -148,20 +156,30 @@ class RequestReader:
     def on_headers_complete(self) -> None:
         p = self._parser
         self.in_head = False
+        self.in_body = True
         self._pending = 0
+        if p.get_http_version() not in VERSIONS:
+            self._bad = "an HTTP/1.1 request line ends with the version (HTTP/1.1)"
+        chunked = bool(self._te)
+        if chunked and (len(self._te) > 1 or self._te[0].strip().lower() != b"chunked"):
+            self._bad = "only Transfer-Encoding: chunked is relayed, once"
+        if self._named and not NEVER_HOP.isdisjoint(self._named):
+            self._bad = "the Connection header may not name Content-Length, Transfer-Encoding " \
+                        "or Host"
         length = self._length.strip()
-        size = int(length) if length.isdigit() else 0
+        size = int(length) if length else 0  # llhttp accepted it: digits only
         self._events.append(RequestHead(
             method=p.get_method().decode("ascii", "replace"), target=self._url,
-            headers=self._headers, keep_alive=p.should_keep_alive(), chunked=self._chunked,
-            has_body=self._chunked or size > 0, size=self._size, content_length=size,
+            headers=self._headers, keep_alive=p.should_keep_alive(), chunked=chunked,
+            has_body=chunked or size > 0, size=self._size, content_length=size,
             hosts=tuple(self._hosts), forward=self._fwd, forward_names=self._fwd_names,
-            connection_names=self._named))
+            connection_names=self._named, framed=bool(length)))
 
     def on_body(self, body: bytes) -> None:
         self._events.append(Body(body))
 
     def on_message_complete(self) -> None:
+        self.in_body = False
         self._events.append(_END)
 
     # -- feeding
@@ -171,8 +189,8 @@ class RequestReader:
             raise ProtocolError(400, reasons.BAD_REQUEST, "data after a tunnel request")
         events: list[Event] = []
         self._events = events
-        if not self.in_head and not data.strip(b"\r\n"):
-            return events
+        if not self.in_head and not self.in_body and not data.strip(b"\r\n"):
+            return events  # CRLFs between requests (inside a body they are data)
         self._pending += len(data)
         try:
             self._parser.feed_data(data)
@@ -183,6 +201,8 @@ class RequestReader:
             raise ProtocolError(400, reasons.BAD_REQUEST,
                                 f"malformed HTTP request: {exc}") from None
         self._check_limits()
+        if self._bad:
+            raise ProtocolError(400, reasons.BAD_REQUEST, self._bad)
         return events
 
     def _check_limits(self) -> None:
@@ -197,6 +217,8 @@ class RequestReader:
 
     def _upgrade(self, rest: bytes) -> list[Event]:
         self._check_limits()
+        if self._bad:
+            raise ProtocolError(400, reasons.BAD_REQUEST, self._bad)
         self.upgraded = True
         events: list[Event] = [e for e in self._events if not isinstance(e, End)]
         head = next((e for e in events if isinstance(e, RequestHead)), None)
@@ -301,7 +323,8 @@ def upstream_request(head: RequestHead, target: Target) -> bytes:
     """The request head sent upstream: origin-form, hop-by-hop and Proxy-* headers removed.
 
     The header lines were sorted while parsing (``RequestHead.forward``); only headers the
-    Connection header names are filtered here."""
+    Connection header names are filtered here. Host and the body framing are rebuilt from what
+    the parser used (the URI, ``chunked``, ``content_length``), never copied from the client."""
     lines = head.forward
     if head.connection_names:
         named = set(head.connection_names)
@@ -311,7 +334,12 @@ def upstream_request(head: RequestHead, target: Target) -> bytes:
     authority = host if target.port == 80 else f"{host}:{target.port}"
     start = f"{head.method} {target.path} HTTP/1.1\r\nHost: {authority}\r\n".encode("latin-1")
     # HTTP/1.1 upstream: persistent unless the origin says otherwise
-    end = b"Transfer-Encoding: chunked\r\n\r\n" if head.chunked else b"\r\n"
+    if head.chunked:
+        end = b"Transfer-Encoding: chunked\r\n\r\n"
+    elif head.framed:
+        end = b"Content-Length: %d\r\n\r\n" % head.content_length
+    else:
+        end = b"\r\n"
     return start + b"".join(lines) + end
 
 
@@ -414,6 +442,10 @@ class ResponseReader:
             return b""
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            raise ProtocolError(502, reasons.UPSTREAM_FAILED,
+                                "the destination switched protocols (101), which the gateway "
+                                "does not relay") from None
         except httptools.HttpParserError as exc:
             if self.done:
                 self.reusable = False
