@@ -29,7 +29,7 @@ from corral.gateway.protocol.http import (
     chunk,
     upstream_request,
 )
-from corral.gateway.protocol.tls import MAX_HELLO, Hello
+from corral.gateway.protocol.tls import ACCESS_DENIED_ALERT, MAX_HELLO, Hello
 from corral.gateway.server.upstream import PoolKey, Upstream, const
 
 if TYPE_CHECKING:
@@ -45,9 +45,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # retried once on a stale 
 class ClientConnection(asyncio.Protocol):
     """One agent connection: a keep-alive series of plain HTTP requests, or one tunnel."""
 
-    __slots__ = ("client", "flow", "gw", "head_since", "paused", "peek", "port", "pumping",
-                 "queue", "reader", "req_done", "resp", "reused", "seen", "state", "task",
-                 "transport", "up")
+    __slots__ = ("client", "client_eof", "counted", "flow", "gw", "head_since", "paused", "peek",
+                 "port", "pumping", "queue", "reader", "req_done", "resp", "reused", "seen",
+                 "state", "task", "transport", "up")
 
     def __init__(self, gw: Gateway, port: int) -> None:
         self.gw = gw
@@ -65,7 +65,11 @@ class ClientConnection(asyncio.Protocol):
         self.reused = False
         self.paused = False
         self.pumping = False
+        self.client_eof = False  # the client half-closed after a complete request
+        self.counted = False  # admitted under the connection caps (``Gateway.admit``)
         self.seen = gw.tick
+        # the header deadline runs from the first byte of a head (from accept for the first
+        # request): CRLFs or a trickled head never move it
         self.head_since: int | None = gw.tick
         self.client = ""
         self.transport: asyncio.Transport | None = None
@@ -77,6 +81,10 @@ class ClientConnection(asyncio.Protocol):
         if peer:
             host = f"[{peer[0]}]" if ":" in peer[0] else peer[0]
             self.client = f"{host}:{peer[1]}"
+        if not self.gw.admit(self.port):
+            self._over_cap()
+            return
+        self.counted = True
         self.gw.conns.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -92,7 +100,7 @@ class ClientConnection(asyncio.Protocol):
             if state == SETUP:
                 self.pause_client()  # at most one read buffered until the tunnel is open
         else:
-            if state == HEAD and not self.reader.in_head:
+            if state == HEAD and self.head_since is None:
                 self.head_since = self.gw.tick
             try:
                 events = self.reader.feed(data)
@@ -112,10 +120,17 @@ class ClientConnection(asyncio.Protocol):
             if self.up.transport.can_write_eof():
                 self.up.transport.write_eof()
             return True  # half-close: let the destination finish its answer
+        if self.state in (SETUP, RELAY) and (self.req_done or any(
+                isinstance(e, End) for e in self.queue)):
+            self.client_eof = True
+            return True  # half-close after a complete request: answer it, then close
         self._close()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.counted:
+            self.counted = False
+            self.gw.release(self.port)
         self.gw.conns.discard(self)
         if self.task is not None and not self.task.done():
             self.task.cancel()
@@ -270,7 +285,12 @@ class ClientConnection(asyncio.Protocol):
         head = flow.head
         keep = (flow.kind == "http" and head is not None and head.keep_alive
                 and self.req_done and refusal.status < 500 and not self.gw.draining)
-        if refusal.status != 200 and self.transport is not None:  # 200: tunnel already answered
+        if self.transport is None:
+            pass
+        elif self.state == PEEK:  # the tunnel was answered 200: refuse the TLS handshake
+            if self.peek.startswith(b"\x16"):
+                self.transport.write(ACCESS_DENIED_ALERT)
+        else:
             text = responses.refusal_text(agent=flow.agent, host=flow.host, port=flow.port,
                                           reason=refusal.reason, rule=flow.rule,
                                           detail=refusal.detail)
@@ -282,6 +302,13 @@ class ClientConnection(asyncio.Protocol):
             self._next()
         else:
             self._close()
+
+    def _over_cap(self) -> None:
+        """Refused at accept: the agent (or the process) holds its maximum of connections."""
+        self.state = SETUP
+        self.flow = Flow(self.gw.snapshot, self.port, self.client, None,
+                         started=time.perf_counter(), wall=self.gw.wall())
+        self._refuse(self.flow, Refusal(503, reasons.CONNECTION_LIMIT, "connections"))
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         flow = Flow(self.gw.snapshot, self.port, self.client, None,
@@ -419,7 +446,7 @@ class ClientConnection(asyncio.Protocol):
         verdict = self.gw.pipeline.hello(flow, self.peek)
         if isinstance(verdict, Hello):
             if len(self.peek) > MAX_HELLO:
-                self._refuse(flow, Refusal(200, reasons.SNI_MISSING, "sni_check"))
+                self._refuse(flow, Refusal(403, reasons.SNI_MISSING, "sni_check"))
             return
         if isinstance(verdict, Refusal):
             self._refuse(flow, verdict)
@@ -455,10 +482,13 @@ class ClientConnection(asyncio.Protocol):
             self._close()
             return
         self.state = HEAD
-        self.head_since = None
+        reader = self.reader
+        self.head_since = self.gw.tick if reader is not None and reader.in_head else None
         self.seen = self.gw.tick
         self.resume_client()
         self._pump()
+        if self.client_eof and self.state == HEAD:
+            self._close()  # every request sent before the half-close is answered
 
     def _close(self) -> None:
         if self.state == CLOSED:
@@ -495,7 +525,7 @@ class ClientConnection(asyncio.Protocol):
                 self._close()
         elif state == PEEK and self.head_since is not None and self.flow is not None:
             if tick - self.head_since > header_ticks:
-                self._refuse(self.flow, Refusal(200, reasons.SNI_MISSING, "sni_check",
+                self._refuse(self.flow, Refusal(403, reasons.SNI_MISSING, "sni_check",
                                                 "no TLS ClientHello in time"))
         elif state in (RELAY, TUNNEL) and tick - self.seen > idle_ticks:
             self._close()
