@@ -66,6 +66,12 @@ def test_connect_keeps_bytes_sent_after_the_head() -> None:
     b"GET http://a/ HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
     b"GET http://a/ HTTP/1.1\r\nBad Header\r\n\r\n",
     b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+    # accepted by llhttp, refused by the gateway (smuggling, issue 10)
+    b"POST http://a/ HTTP/1.1\r\nContent-Length: 3\r\nConnection: content-length\r\n\r\nabc",
+    b"GET http://a/ HTTP/1.1\r\nConnection: close, Host\r\n\r\n",
+    b"POST http://a/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    b"GET http://a/\r\n\r\n",
+    b"GET http://a/ HTTP/2.0\r\n\r\n",
 ])
 def test_malformed_requests_are_400(data: bytes) -> None:
     with pytest.raises(ProtocolError) as err:
@@ -330,19 +336,6 @@ def test_pool_limits_and_cleanup() -> None:
 
 
 # -- framing (issue 10: smuggling); the attack suite over sockets is tests/security
-@pytest.mark.parametrize("data", [
-    b"POST http://a/ HTTP/1.1\r\nContent-Length: 3\r\nConnection: content-length\r\n\r\nabc",
-    b"GET http://a/ HTTP/1.1\r\nConnection: close, Host\r\n\r\n",
-    b"POST http://a/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
-    b"GET http://a/\r\n\r\n",
-    b"GET http://a/ HTTP/2.0\r\n\r\n",
-])
-def test_heads_llhttp_accepts_but_the_gateway_refuses(data: bytes) -> None:
-    with pytest.raises(ProtocolError) as err:
-        feed(data)
-    assert err.value.status == 400
-
-
 def test_upstream_framing_is_rebuilt_from_the_parse() -> None:
     head = head_of(b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\ncontent-length:  3 \r\n"
                    b"X-A: 1\r\n\r\nabc")

@@ -1,5 +1,6 @@
-"""Fixtures for the attack suite: a static DNS server, and gateways run as real subprocesses
-(``corral gateway``, as deployed) whose stderr must never show a traceback, whatever the attack."""
+"""Fixtures for the attack suite: a static DNS server, a raw recording origin, and gateways run
+as real subprocesses (``corral gateway``, as deployed) whose stderr must never show a traceback,
+whatever the attack."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from corral.gateway.testing import GatewayProcess, StaticDns
+from tests.security.origin import RawOrigin
 
 NAMES = ("allowed.test", "other.test")
 StartGateway = Callable[..., GatewayProcess]
@@ -23,6 +25,12 @@ def assert_no_traceback(gw: GatewayProcess) -> None:
 @pytest.fixture(scope="module")
 def dns() -> Iterator[StaticDns]:
     with StaticDns({name: [[("127.0.0.1", 300)]] for name in NAMES}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def origin() -> Iterator[RawOrigin]:
+    with RawOrigin() as server:
         yield server
 
 

@@ -7,7 +7,6 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,12 +18,6 @@ from tests.security.conftest import StartGateway, assert_no_traceback
 from tests.security.origin import RawOrigin
 
 AGENT_CAP, TOTAL_CAP, RESERVE = 200, 300, 64  # RESERVE: gateway.server.listeners.AGENT_RESERVE
-
-
-@pytest.fixture(scope="module")
-def origin() -> Iterator[RawOrigin]:
-    with RawOrigin() as server:
-        yield server
 
 
 def policy(origin: RawOrigin, header_timeout_s: float) -> dict[str, Any]:
@@ -109,39 +102,34 @@ def test_one_agent_flooding_cannot_starve_another(gw: GatewayProcess,
     assert_no_traceback(gw)
 
 
-def test_crlf_only_client_meets_the_header_deadline(slow_gw: GatewayProcess) -> None:
-    """CRLFs used to restart the header timer: a client could hold a connection forever."""
-    with socket.create_connection(("127.0.0.1", slow_gw.ports["victim"]), timeout=0.1) as s:
+def trickle(port: int, pieces: list[bytes]) -> bytes:
+    """Send one piece every 0.1 s until the gateway answers or closes; what it answered."""
+    with socket.create_connection(("127.0.0.1", port), timeout=0.1) as s:
         answer = b""
-        for _ in range(60):  # up to 6 s against a 1 s deadline
+        for piece in pieces:
             with contextlib.suppress(OSError):
-                s.sendall(b"\r\n")
+                s.sendall(piece)
             try:
-                answer += s.recv(4096)
+                data = s.recv(4096)
             except TimeoutError:
                 continue
             except OSError:
                 break
-            if not answer or answer.endswith(b"\n"):
+            answer += data
+            if not data or answer.endswith(b"\n"):
                 break
-        assert answer.startswith(b"HTTP/1.1 408 ")
-    assert_no_traceback(slow_gw)
+        return answer
 
 
-def test_trickled_head_meets_the_header_deadline(slow_gw: GatewayProcess) -> None:
-    head = b"GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n" + b"X: 1\r\n" * 60
-    with socket.create_connection(("127.0.0.1", slow_gw.ports["victim"]), timeout=0.1) as s:
-        answer = b""
-        for i in range(60):  # one header line every 0.1 s: 6 s against a 1 s deadline
-            with contextlib.suppress(OSError):
-                s.sendall(head[i * 7:(i + 1) * 7])
-            try:
-                answer += s.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                break
-            if not answer or answer.endswith(b"\n"):
-                break
-        assert answer.startswith(b"HTTP/1.1 408 ")
+HEAD = b"GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n" + b"X: 1\r\n" * 60
+
+
+@pytest.mark.parametrize("pieces", [
+    [b"\r\n"] * 60,  # CRLFs used to restart the header timer: held forever
+    [HEAD[i * 7:(i + 1) * 7] for i in range(60)],  # one header line every 0.1 s
+], ids=["crlf-only", "trickled-head"])
+def test_slow_clients_meet_the_header_deadline(slow_gw: GatewayProcess,
+                                               pieces: list[bytes]) -> None:
+    """6 s of sending against a 1 s deadline from the first byte."""
+    assert trickle(slow_gw.ports["victim"], pieces).startswith(b"HTTP/1.1 408 ")
     assert_no_traceback(slow_gw)

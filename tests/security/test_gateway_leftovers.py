@@ -22,12 +22,6 @@ SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection:
 
 
 @pytest.fixture(scope="module")
-def origin() -> Iterator[RawOrigin]:
-    with RawOrigin() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def switching() -> Iterator[RawOrigin]:
     with RawOrigin(reply=SWITCH) as server:
         yield server

@@ -22,12 +22,6 @@ SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: anything.test\r\n\r\n"
 
 
 @pytest.fixture(scope="module")
-def origin() -> Iterator[RawOrigin]:
-    with RawOrigin() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def gw(start_gateway: StartGateway, origin: RawOrigin) -> GatewayProcess:
     policy = make_policy(agent("a", allow=[f"allowed.test:{origin.port}"],
                                allow_cidrs=["127.0.0.0/8"]))
