@@ -238,7 +238,11 @@ def test_refusal_is_one_actionable_line_with_reason_header() -> None:
     assert reasons.NEXT_STEP[reasons.NOT_IN_ALLOWLIST] in text
     raw = responses.refusal(403, text, reasons.NOT_IN_ALLOWLIST, keep_alive=False,
                             retry_after=7)
-    assert raw.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert raw.startswith(b"HTTP/1.1 403 Forbidden\r\n")  # no short form given
+    short = responses.refusal(403, text, reasons.NOT_IN_ALLOWLIST, keep_alive=False,
+                              short="corral: agent 'x' may not\r\nreach \u00e9vil:443\n")
+    assert short.startswith(b"HTTP/1.1 403 Forbidden - corral: agent 'x' may not??reach ?vil:443"
+                            b"\r\n")
     assert b"X-Corral-Reason: not_in_allowlist\r\n" in raw and b"Retry-After: 7\r\n" in raw
     assert raw.endswith(text.encode())
 

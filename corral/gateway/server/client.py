@@ -294,9 +294,13 @@ class ClientConnection(asyncio.Protocol):
             text = responses.refusal_text(agent=flow.agent, host=flow.host, port=flow.port,
                                           reason=refusal.reason, rule=flow.rule,
                                           detail=refusal.detail)
+            short = text if refusal.detail is None else responses.refusal_text(
+                agent=flow.agent, host=flow.host, port=flow.port, reason=refusal.reason,
+                rule=flow.rule)
             self.transport.write(responses.refusal(refusal.status, text, refusal.reason,
                                                    keep_alive=keep,
-                                                   retry_after=refusal.retry_after))
+                                                   retry_after=refusal.retry_after,
+                                                   short=short))
         self._end_flow()
         if keep:
             self._next()
