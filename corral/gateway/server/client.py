@@ -8,6 +8,7 @@ ClientHello) -> TUNNEL; CLOSED at the end. The flow is logged exactly once when 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,7 @@ from corral.gateway.protocol.http import (
     ResponseReader,
     Tunnel,
     chunk,
+    parse_target,
     upstream_request,
 )
 from corral.gateway.protocol.tls import ACCESS_DENIED_ALERT, MAX_HELLO, Hello
@@ -243,7 +245,7 @@ class ClientConnection(asyncio.Protocol):
         """Reuse an idle upstream, only for a bodiless safe request: if the origin closed it
         meanwhile, such a request is retried on a new connection; anything else gets a new one."""
         head = flow.head
-        if head is None or head.has_body or head.method not in SAFE_METHODS:
+        if head is None or head.has_body or head.method not in SAFE_METHODS or head.upgrade:
             return False
         for addr in flow.addrs:
             up = self.gw.pool.take((flow.agent, flow.host, addr, flow.port))
@@ -315,8 +317,12 @@ class ClientConnection(asyncio.Protocol):
         self._refuse(self.flow, Refusal(503, reasons.CONNECTION_LIMIT, "connections"))
 
     def _protocol_error(self, exc: ProtocolError) -> None:
-        flow = Flow(self.gw.snapshot, self.port, self.client, None,
+        flow = Flow(self.gw.snapshot, self.port, self.client, exc.head,
                     started=time.perf_counter(), wall=self.gw.wall())
+        if exc.head is not None:  # a head refused as a whole: log where it wanted to go
+            with contextlib.suppress(ProtocolError):
+                target = parse_target(exc.head)
+                flow.host, flow.port, flow.path = target.host, target.port, target.path
         self.state = SETUP
         if self.flow is not None:  # a broken body of a request being relayed
             self._close()
@@ -328,6 +334,7 @@ class ClientConnection(asyncio.Protocol):
     def _relay_http(self, flow: Flow) -> None:
         assert flow.head is not None and flow.target is not None and self.up is not None
         self.resp = self.up.response_reader(flow.head.method == "HEAD", flow.head.keep_alive)
+        self.resp.upgrade = flow.head.upgrade
         self.state = RELAY
         self.up.go_live()
         self._to_upstream(upstream_request(flow.head, flow.target))
@@ -351,7 +358,9 @@ class ClientConnection(asyncio.Protocol):
             return
         flow.bytes_down += len(out)
         self.transport.write(out)
-        if self.resp.done:
+        if self.resp.switched:
+            self._switched(flow)
+        elif self.resp.done:
             self._http_done(flow)
 
     def _upstream_broken(self, flow: Flow, exc: ProtocolError) -> None:
@@ -362,11 +371,28 @@ class ClientConnection(asyncio.Protocol):
         else:
             self._close()
 
+    def _switched(self, flow: Flow) -> None:
+        """The origin accepted the WebSocket upgrade (101, already written to the client):
+        from now on bytes go both ways, counted, and the flow is logged when it closes."""
+        flow.status = 101
+        self.resp = None
+        rest = b"".join(e.rest for e in self.queue if isinstance(e, Tunnel))
+        self.queue.clear()
+        data, self.peek = rest + self.peek, b""
+        self.reader = None
+        flow.head = None
+        self.state = TUNNEL
+        self.resume_client()
+        if data:
+            self._to_upstream(data)
+
     def _http_done(self, flow: Flow) -> None:
         assert self.resp is not None
         flow.status = self.resp.status
-        keep = self.resp.keep_alive and self.req_done and not self.gw.draining
         head = flow.head
+        # a refused upgrade: the client may not know what comes next, and the reader is spent
+        keep = (self.resp.keep_alive and self.req_done and not self.gw.draining
+                and (head is None or not head.upgrade))
         if (self.resp.reusable and self.req_done and not self.gw.draining and self.up is not None
                 and head is not None and not head.has_body):
             # after a request body the origin may not have read it all (it answered early):
