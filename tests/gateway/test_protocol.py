@@ -18,6 +18,7 @@ from corral.gateway.protocol.http import (
     RequestReader,
     ResponseReader,
     Tunnel,
+    looks_like_request,
     parse_target,
     split_authority,
     upstream_request,
@@ -404,3 +405,12 @@ def test_websocket_101_switches_only_when_asked() -> None:
                    b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x02hi")
     with pytest.raises(ProtocolError):
         ResponseReader(head_only=False).feed(answer)
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    (b"GET / HTTP/1.1\r\n", True), (b"POST ", True), (b"", None), (b"GE", None),
+    (b"SSH-2.0-OpenSSH", False), (b"\x16\x03\x01", False), (b"get / HTTP/1.1", False),
+    (b"A" * 30, False),
+])
+def test_what_starts_a_request_inside_a_tunnel(data: bytes, expected: bool | None) -> None:
+    assert looks_like_request(data) is expected

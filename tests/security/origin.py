@@ -50,12 +50,12 @@ class _Parse:
 class RawOrigin:
     """Threaded origin on 127.0.0.1; ``reply`` is sent after each complete request."""
 
-    def __init__(self, reply: bytes = OK) -> None:
+    def __init__(self, reply: bytes = OK, address: tuple[str, int] = ("127.0.0.1", 0)) -> None:
         self.reply = reply
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock = socket.create_server(address)
         self.sock.settimeout(0.1)
         self.port: int = self.sock.getsockname()[1]
         self._threads: list[threading.Thread] = []

@@ -29,6 +29,18 @@ VERSIONS = frozenset({"1.1", "1.0"})  # HTTP/0.9 (no version) and 2.0+ are not H
 
 
 _SPACE = re.compile(r"\s")
+_METHOD = re.compile(rb"[A-Z]{1,20}( )?")
+
+
+def looks_like_request(data: bytes) -> bool | None:
+    """Do the first bytes inside a tunnel start an HTTP request line (a method, a space)?
+    None while only capital letters arrived."""
+    m = _METHOD.match(data)
+    if m is None:
+        return None if not data else False
+    if m.group(1):
+        return True
+    return None if m.end() == len(data) < 21 else False
 
 
 class ProtocolError(Exception):

@@ -28,11 +28,13 @@ from corral.gateway.protocol.http import (
     ResponseReader,
     Tunnel,
     chunk,
+    looks_like_request,
     parse_target,
     upstream_request,
 )
 from corral.gateway.protocol.tls import ACCESS_DENIED_ALERT, MAX_HELLO, Hello
 from corral.gateway.server.upstream import PoolKey, Upstream, const
+from corral.gateway.steps import decide as decide_step
 
 if TYPE_CHECKING:
     from corral.gateway.server.listeners import Gateway
@@ -47,9 +49,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # retried once on a stale 
 class ClientConnection(asyncio.Protocol):
     """One agent connection: a keep-alive series of plain HTTP requests, or one tunnel."""
 
-    __slots__ = ("client", "client_eof", "counted", "flow", "gw", "head_since", "paused", "peek",
-                 "port", "pumping", "queue", "reader", "req_done", "resp", "reused", "seen",
-                 "state", "task", "transport", "up")
+    __slots__ = ("client", "client_eof", "counted", "flow", "gw", "head_since", "inner", "paused",
+                 "peek", "port", "pumping", "queue", "reader", "req_done", "resp", "reused",
+                 "seen", "state", "task", "transport", "up")
 
     def __init__(self, gw: Gateway, port: int) -> None:
         self.gw = gw
@@ -69,6 +71,7 @@ class ClientConnection(asyncio.Protocol):
         self.pumping = False
         self.client_eof = False  # the client half-closed after a complete request
         self.counted = False  # admitted under the connection caps (``Gateway.admit``)
+        self.inner: bytes | None = None  # http://authority of a CONNECT that carries plain HTTP
         self.seen = gw.tick
         # the header deadline runs from the first byte of a head (from accept for the first
         # request): CRLFs or a trickled head never move it
@@ -200,6 +203,12 @@ class ClientConnection(asyncio.Protocol):
     def _start(self, head: RequestHead) -> None:
         self.state = SETUP
         self.head_since = None
+        if self.inner is not None:  # inside a CONNECT to an HTTP port: origin-form only
+            if head.method == "CONNECT" or not head.target.startswith(b"/"):
+                self._protocol_error(ProtocolError(
+                    400, reasons.BAD_REQUEST, "inside a tunnel a request names a /path"))
+                return
+            head.target = self.inner + head.target
         flow = Flow(self.gw.snapshot, self.port, self.client, head,
                     started=time.perf_counter(), wall=self.gw.wall())
         self.flow = flow
@@ -473,6 +482,18 @@ class ClientConnection(asyncio.Protocol):
     def _check_hello(self) -> None:
         flow = self.flow
         assert flow is not None
+        peek = self.peek
+        if flow.http_only or peek[:1].isupper():  # plain HTTP inside starts with a method
+            http = looks_like_request(peek)
+            if http is None:
+                return
+            if http and decide_step.allows_http(flow):
+                self._http_inside(flow)
+                return
+            if flow.http_only:
+                self._refuse(flow, Refusal(403, reasons.PORT_NOT_ALLOWED, flow.rule,
+                                           "only plain HTTP may use this port"))
+                return
         verdict = self.gw.pipeline.hello(flow, self.peek)
         if isinstance(verdict, Hello):
             if len(self.peek) > MAX_HELLO:
@@ -486,6 +507,25 @@ class ClientConnection(asyncio.Protocol):
         self.head_since = None
         if data:
             self._to_upstream(data)
+
+    def _http_inside(self, flow: Flow) -> None:
+        """The tunnel carries plain HTTP to an HTTP port: from now on the connection is a
+        keep-alive series of plain requests to the CONNECT authority, each decided and logged
+        as plain HTTP (no SNI check); the CONNECT itself is not logged."""
+        assert flow.target is not None
+        host = flow.target.host
+        host = f"[{host}]" if ":" in host else host
+        self.inner = f"http://{host}:{flow.target.port}".encode("latin-1")
+        flow.carrier = True
+        self._drop_upstream()
+        self._end_flow()
+        data, self.peek = self.peek, b""
+        lim = self.gw.snapshot.limits
+        self.reader = RequestReader(lim.header_bytes, lim.headers)
+        self.queue.clear()
+        self.state = HEAD
+        self.head_since = self.gw.tick
+        self.data_received(data)
 
     def _to_upstream(self, data: bytes) -> None:
         flow, up = self.flow, self.up
