@@ -414,3 +414,10 @@ def test_websocket_101_switches_only_when_asked() -> None:
 ])
 def test_what_starts_a_request_inside_a_tunnel(data: bytes, expected: bool | None) -> None:
     assert looks_like_request(data) is expected
+
+
+def test_h2c_upgrades_in_one_read_are_bounded() -> None:
+    one = (b"GET http://a.test/ HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+    assert sum(isinstance(e, RequestHead) for e in feed(one * 10)) == 10
+    with pytest.raises(ProtocolError):
+        feed(one * 65)

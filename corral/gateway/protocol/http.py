@@ -226,6 +226,8 @@ class RequestReader:
                 raise ProtocolError(400, reasons.BAD_REQUEST,
                                     f"malformed HTTP request: {exc}") from None
             break
+        else:
+            raise ProtocolError(400, reasons.BAD_REQUEST, "too many h2c upgrade requests at once")
         self._check_limits()
         if self._bad:
             raise ProtocolError(400, reasons.BAD_REQUEST, self._bad)
