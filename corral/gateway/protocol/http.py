@@ -117,7 +117,7 @@ class RequestReader:
         self._url = b""
         self._size = 0
         self._pending = 0
-        self._te: list[bytes] = []
+        self._te: bytes | None = None  # the Transfer-Encoding value
         self._length = b""
         self._proto = b""
         self._bad = ""  # 400 pending: a head llhttp accepts that the gateway does not relay
@@ -135,7 +135,7 @@ class RequestReader:
         self._named = []
         self._url = b""
         self._size = 0
-        self._te = []
+        self._te = None
         self._length = b""
         self._proto = b""
         self.in_head = True
@@ -159,7 +159,7 @@ class RequestReader:
             return
         if low in HOP_BY_HOP:
             if low == b"transfer-encoding":
-                self._te.append(value)
+                self._te = b"," if self._te is not None else value  # twice: refused
             elif low == b"connection":
                 self._named.extend(t.strip().lower() for t in value.split(b","))
             elif low == b"upgrade":
@@ -178,10 +178,12 @@ class RequestReader:
         self.in_head = False
         self.in_body = True
         self._pending = 0
-        if p.get_http_version() not in VERSIONS:
+        keep_alive = p.should_keep_alive()
+        if not keep_alive and p.get_http_version() not in VERSIONS:  # 1.1 keeps alive by default
             self._bad = "an HTTP/1.1 request line ends with the version (HTTP/1.1)"
-        chunked = bool(self._te)
-        if chunked and (len(self._te) > 1 or self._te[0].strip().lower() != b"chunked"):
+        te = self._te
+        chunked = te is not None
+        if chunked and te.strip().lower() != b"chunked":
             self._bad = "only Transfer-Encoding: chunked is relayed, once"
         if self._named and not NEVER_HOP.isdisjoint(self._named):
             self._bad = "the Connection header may not name Content-Length, Transfer-Encoding " \
@@ -190,7 +192,7 @@ class RequestReader:
         size = int(length) if length else 0  # llhttp accepted it: digits only
         self._events.append(RequestHead(
             method=p.get_method().decode("ascii", "replace"), target=self._url,
-            headers=self._headers, keep_alive=p.should_keep_alive(), chunked=chunked,
+            headers=self._headers, keep_alive=keep_alive, chunked=chunked,
             has_body=chunked or size > 0, size=self._size, content_length=size,
             hosts=tuple(self._hosts), forward=self._fwd, forward_names=self._fwd_names,
             connection_names=self._named, framed=bool(length),
