@@ -183,7 +183,7 @@ class RequestReader:
             self._bad = "an HTTP/1.1 request line ends with the version (HTTP/1.1)"
         te = self._te
         chunked = te is not None
-        if chunked and te.strip().lower() != b"chunked":
+        if te is not None and te.strip().lower() != b"chunked":
             self._bad = "only Transfer-Encoding: chunked is relayed, once"
         if self._named and not NEVER_HOP.isdisjoint(self._named):
             self._bad = "the Connection header may not name Content-Length, Transfer-Encoding " \
