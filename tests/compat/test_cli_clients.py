@@ -35,8 +35,6 @@ def test_curl_http(tier: Tier) -> None:
     assert json.loads(done.stdout)["body"] == "payload"
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="issue 15 item 2: the optional Upgrade: h2c is refused (400)")
 def test_curl_http2_on_plain_http(tier: Tier) -> None:
     need("curl")
     done = tier.run("curl", "-sSf", "--max-time", "10", "--http2", tier.http())
@@ -145,8 +143,6 @@ def test_node_fetch_https(tier: Tier, mode: str) -> None:
     assert got["status"] == 200 and json.loads(str(got["body"]))["path"] == "/echo"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 item 1: undici sends http:// as CONNECT to the "
-                   "HTTP port, which the gateway cuts as sni_missing")
 @pytest.mark.parametrize("mode", ["proxy", "env"])
 def test_node_fetch_http(tier: Tier, mode: str) -> None:
     got = node_fetch(tier, mode, tier.http())

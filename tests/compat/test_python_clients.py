@@ -130,7 +130,6 @@ def test_aiohttp(tier: Tier) -> None:
     assert asyncio.run(aio_ws(tier, f"wss://{ALLOWED}:{tier.tls}/ws")) == "echo: hi"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 item 2: Upgrade on an absolute-URI request is 400")
 def test_aiohttp_plain_websocket(tier: Tier) -> None:
     assert asyncio.run(aio_ws(tier, f"ws://{ALLOWED}:{tier.plain}/ws")) == "echo: hi"
 
@@ -160,8 +159,6 @@ def test_websockets_wss(tier: Tier) -> None:
     assert asyncio.run(main()) == "echo: async"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 item 1: ws:// is sent as CONNECT host:80-style "
-                   "to a plain HTTP port, which the gateway cuts as sni_missing")
 def test_websockets_plain(tier: Tier) -> None:
     with websockets.sync.client.connect(f"ws://{ALLOWED}:{tier.plain}/ws", open_timeout=10) as ws:
         ws.send("hi")
