@@ -33,8 +33,8 @@ from corral.learn import apply as review_apply
 from corral.learn.build import readiness, unused_entries
 from corral.learn.report import ReviewOptions
 from corral.learn.suggest import Suggestion
-from corral.maintain.findings import Finding, Rule
 from corral.maintain.inventory import exempted
+from corral.model.findings import Finding, Rule
 from corral.model.policy import Policy
 from corral.model.runtime import RuntimeException
 from corral.store.access import day_number
