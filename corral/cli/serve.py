@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import signal
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,8 @@ from corral.control.response import KubeConfig, ResponseSettings
 from corral.control.rules import rule_names
 from corral.control.server import Router, ServerSettings, serve
 from corral.model.policy import Policy
+
+MIN_TOKEN = 16  # characters; a token file holding "x" is a mistake, not a credential
 
 
 def register(sub: Any) -> None:
@@ -56,7 +60,18 @@ def register(sub: Any) -> None:
     p.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES",
                    help="largest accepted request body (default 1 MiB)")
     p.add_argument("--admin-token-file", metavar="FILE",
-                   help="require this bearer token for quarantine/release API calls")
+                   help="bearer token required for admin calls (quarantine, release) and the "
+                        "read API (/v1/incidents, /v1/agents, ...)")
+    p.add_argument("--ingest-token-file", metavar="FILE",
+                   help="bearer token required on POST /v1/falco and /v1/gateway (unless the "
+                        "client presents a certificate --client-ca verifies)")
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert (PEM)")
+    p.add_argument("--client-ca", metavar="FILE",
+                   help="CA that signs ingest client certificates (Falco http_output mtls); a "
+                        "verified certificate authenticates ingest, never admin calls")
+    p.add_argument("--insecure-no-auth", action="store_true",
+                   help="allow listening beyond loopback without ingest and admin credentials")
     p.add_argument("--no-aggregates", action="store_true",
                    help="do not keep behaviour aggregates (corral review reads them)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
@@ -101,16 +116,79 @@ def settings_from(args: argparse.Namespace, policy: Policy) -> Settings:
         kube=kube)
 
 
+def read_token(path: str, flag: str) -> str:
+    """The token in ``path``; an unreadable, empty or short file is an error, never "no auth"."""
+    try:
+        token = Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _common.CliError(f"{flag} {path}: cannot read the token: {exc}") from None
+    if not token:
+        raise _common.CliError(f"{flag} {path}: the file is empty; it must hold the token")
+    if len(token) < MIN_TOKEN or any(c.isspace() for c in token):
+        raise _common.CliError(f"{flag} {path}: expected one token of at least {MIN_TOKEN} "
+                               "characters without spaces")
+    return token
+
+
+def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """HTTPS when --tls-cert is given; --client-ca makes client certificates count (mTLS)."""
+    if not args.tls_cert and not args.tls_key and not args.client_ca:
+        return None
+    if not args.tls_cert or not args.tls_key:
+        raise _common.CliError("--tls-cert and --tls-key go together (and --client-ca needs "
+                               "both)")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.client_ca:
+            ctx.load_verify_locations(cafile=args.client_ca)
+            ctx.verify_mode = ssl.CERT_OPTIONAL  # admin clients use the token, not a cert
+    except (OSError, ssl.SSLError) as exc:
+        raise _common.CliError(f"TLS material: {exc}") from None
+    return ctx
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def server_settings(args: argparse.Namespace, host: str) -> ServerSettings:
+    """Credentials and limits; refuses to listen beyond loopback without both credentials."""
+    admin = read_token(args.admin_token_file, "--admin-token-file") \
+        if args.admin_token_file else None
+    ingest = read_token(args.ingest_token_file, "--ingest-token-file") \
+        if args.ingest_token_file else None
+    if admin is not None and admin == ingest:
+        raise _common.CliError("the admin and ingest tokens must differ: an ingest credential "
+                               "must never be able to release an agent")
+    tls = tls_context(args)
+    server = ServerSettings(args.max_body, admin_token=admin, ingest_token=ingest, tls=tls,
+                            client_certs=bool(args.client_ca))
+    missing = [what for what, absent in (
+        ("an ingest credential (--ingest-token-file or --client-ca)", server.ingest_open),
+        ("an admin credential (--admin-token-file)", admin is None)) if absent]
+    if missing and not is_loopback(host) and not args.insecure_no_auth:
+        raise _common.CliError(f"--listen {args.listen} is reachable beyond this machine but "
+                               f"{' and '.join(missing)} is not configured; configure it, listen "
+                               "on 127.0.0.1, or pass --insecure-no-auth")
+    return server
+
+
 def run(args: argparse.Namespace) -> int:
     policy = _common.load(args.policy)
     host, port = _listen(args.listen)
+    server = server_settings(args, host)
     settings = settings_from(args, policy)
-    token = Path(args.admin_token_file).read_text().strip() if args.admin_token_file else None
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvloop.install()
-    asyncio.run(_main(policy, settings, ServerSettings(args.max_body, token), host=host,
-                      port=port, tails=[Path(t) for t in args.tail]))
+    asyncio.run(_main(policy, settings, server, host=host, port=port,
+                      tails=[Path(t) for t in args.tail]))
     return _common.EXIT_OK
 
 

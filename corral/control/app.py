@@ -269,12 +269,18 @@ class ControlPlane:
                 self.out.dirty[inc.id] = inc
                 self.route.notice(inc, NOTICE_CLOSED, now, self.out)
         self.flush()
-        if self.behaviour is not None and self.behaviour.dead():
-            self.spawn("behaviour-restart", self.behaviour.restart_if_dead())
-        if self.sink_process is not None and self.sink_process.dead():
-            self.spawn("sinks-restart", self.sink_process.start())
+        self._restart_dead_workers()
         for t in self.tailers:  # after the flush: the lines up to here are on disk
             self.store.set_state(f"tail:{t.path.resolve()}", list(t.position))
+
+    def _restart_dead_workers(self) -> None:
+        """A worker that died is started again (once per death) and counted."""
+        if self.behaviour is not None and self.behaviour.dead():
+            self.metrics.worker_restarts.labels("behaviour").inc()
+            self.spawn("behaviour-restart", self.behaviour.restart_if_dead())
+        if self.sink_process is not None and self.sink_process.dead():
+            self.metrics.worker_restarts.labels("sinks").inc()
+            self.spawn("sinks-restart", self.sink_process.start())
 
     def flush(self) -> None:
         """Write the outbox: incidents and counts, sink queues, behaviour aggregates, triggers."""

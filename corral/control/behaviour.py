@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,15 +146,27 @@ def main(argv: list[str]) -> int:
         while header := inp.readline():
             kind, _, size = header.partition(b" ")
             data = inp.read(int(size))
-            lines = data.splitlines()
-            if kind == b"F":
-                stats = store.ingest_falco((orjson.loads(x) for x in lines),
-                                           selectors=selectors, where="falco")
+            lines = [x for x in data.split(b"\n") if x.strip()]  # not splitlines(): a bare CR
+            if kind == b"F":                                    # is JSON whitespace
+                bad: list[str] = []
+                stats = store.ingest_falco(_decoded(lines, bad), selectors=selectors,
+                                           where="falco")
+                stats.rejected += len(bad)
+                stats.errors.extend(bad[:10])
             else:
                 stats = store.ingest_access_lines(lines, where="gateway")
             out.write(orjson.dumps(stats.as_dict()) + b"\n")
             out.flush()
     return 0
+
+
+def _decoded(lines: list[bytes], bad: list[str]) -> Iterator[Any]:
+    """Each line as JSON; an undecodable one is noted in ``bad`` instead of ending the worker."""
+    for n, line in enumerate(lines, 1):
+        try:
+            yield orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            bad.append(f"falco:{n}: not valid JSON ({exc})")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,7 @@ from corral.control.app import ControlPlane, IngestResult
 
 log = logging.getLogger("corral.control.server")
 JSON = b"application/json"
+INGEST_PATHS = frozenset(("/v1/falco", "/v1/gateway"))
 
 
 @dataclass
@@ -74,6 +76,7 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[bytes, bytes]
     body: bytes
+    client_cert: bool = False  # the connection presented a client certificate the CA verified
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -82,8 +85,23 @@ class Request:
 
 @dataclass(frozen=True)
 class ServerSettings:
+    """Limits and credentials. With no credential at all the server is open (loopback only:
+    ``corral serve`` refuses anything else unless told ``--insecure-no-auth``)."""
+
     max_body: int = 1 << 20
-    admin_token: str | None = None  # required (Bearer) for quarantine/release when set
+    admin_token: str | None = None  # Bearer, for admin calls and the read API, when set
+    ingest_token: str | None = None  # Bearer, for POST /v1/falco and /v1/gateway, when set
+    tls: ssl.SSLContext | None = None  # HTTPS; with a client CA, a verified cert is ingest auth
+    client_certs: bool = False  # the TLS context verifies client certificates (mTLS ingest)
+
+    @property
+    def ingest_open(self) -> bool:
+        return self.ingest_token is None and not self.client_certs
+
+
+def _bearer(req: Request, token: str) -> bool:
+    given = req.headers.get(b"authorization", b"")
+    return hmac.compare_digest(given, b"Bearer " + token.encode())
 
 
 class Router:
@@ -102,15 +120,39 @@ class Router:
 
     def _dispatch(self, req: Request) -> Response | Awaitable[Response]:
         path, method = req.path, req.method
-        if path in ("/v1/falco", "/v1/gateway"):
-            if method != "POST":
-                return problem(405, f"{path} accepts POST")
-            return self._ingest(req, falco=path == "/v1/falco")
+        if path in INGEST_PATHS:
+            return self._ingest_call(req)
+        if path.startswith("/v1/") and not self._admin_allowed(req):
+            return self._unauthorized("the admin credential (Authorization: Bearer <admin "
+                                      "token>)")
         if method == "POST" and path.startswith("/v1/agents/"):
             return self._admin(req)
         if method != "GET":
             return problem(405, f"{method} is not accepted on {path}")
         return self._read(req)
+
+    def _ingest_call(self, req: Request) -> Response | Awaitable[Response]:
+        if req.method != "POST":
+            return problem(405, f"{req.path} accepts POST")
+        if not self._ingest_allowed(req):
+            return self._unauthorized("an ingest credential (client certificate or "
+                                      "Authorization: Bearer <ingest token>)")
+        return self._ingest(req, falco=req.path == "/v1/falco")
+
+    def _ingest_allowed(self, req: Request) -> bool:
+        s = self.settings
+        return s.ingest_open or req.client_cert or (
+            s.ingest_token is not None and _bearer(req, s.ingest_token))
+
+    def _admin_allowed(self, req: Request) -> bool:
+        """Admin calls and incident reads: only the admin token (never an ingest credential)."""
+        token = self.settings.admin_token
+        return token is None or _bearer(req, token)
+
+    def _unauthorized(self, needed: str) -> Response:
+        self.plane.metrics.rejected.labels("unauthorized").inc()
+        return Response(401, orjson.dumps({"error": f"this call needs {needed}"}),
+                        headers=[(b"WWW-Authenticate", b'Bearer realm="corral"')])
 
     def _ingest(self, req: Request, *, falco: bool) -> Response:
         t0 = time.perf_counter()
@@ -162,11 +204,6 @@ class Router:
         parts = req.path.strip("/").split("/")  # v1 agents <name> quarantine|release
         if len(parts) != 4 or parts[3] not in ("quarantine", "release"):
             return problem(404, "expected /v1/agents/<agent>/quarantine or /release")
-        token = self.settings.admin_token
-        given = req.headers.get(b"authorization", b"")
-        if token and not hmac.compare_digest(given, b"Bearer " + token.encode()):
-            self.plane.metrics.rejected.labels("unauthorized").inc()
-            return problem(401, "admin token required (Authorization: Bearer ...)")
         agent = unquote(parts[2])
         if agent not in self.plane.selectors:
             return problem(404, f"agent {agent!r} is not in the policy")
@@ -189,6 +226,7 @@ class HttpProtocol(asyncio.Protocol):
         self.max_body = router.settings.max_body
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
+        self._client_cert = False
         self._pending: deque[tuple[asyncio.Future[Response] | Response, bool]] = deque()
         self._reset()
 
@@ -201,6 +239,8 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement the interface without subclassing asyncio.Transport
         self.transport = cast(asyncio.Transport, transport)
+        # TLS: called after the handshake; a certificate is only here once the CA verified it
+        self._client_cert = bool(transport.get_extra_info("peercert"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -243,7 +283,8 @@ class HttpProtocol(asyncio.Protocol):
         if "://" in path:  # absolute-form target
             path = urlsplit(url).path
         req = Request(self.parser.get_method().decode("latin-1"), path,
-                      parse_qs(query) if query else {}, self._headers, b"".join(self._body))
+                      parse_qs(query) if query else {}, self._headers, b"".join(self._body),
+                      self._client_cert)
         self._queue(self.router.handle(req), self.parser.should_keep_alive())
 
     def _queue(self, result: Response | Awaitable[Response], keep_alive: bool) -> None:
@@ -296,4 +337,5 @@ class HttpProtocol(asyncio.Protocol):
 async def serve(router: Router, host: str, port: int) -> asyncio.Server:
     """Listen; the caller owns the returned server (close + wait_closed)."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: HttpProtocol(router), host, port, reuse_address=True)
+    return await loop.create_server(lambda: HttpProtocol(router), host, port, reuse_address=True,
+                                    ssl=router.settings.tls)

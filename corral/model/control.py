@@ -8,6 +8,7 @@ so the store, the JSON API and the sinks all speak the same words. Pure: no I/O.
 
 from __future__ import annotations
 
+import re
 import typing
 from typing import Final, Literal, cast
 
@@ -55,6 +56,25 @@ def parse_severity(name: str) -> Severity | None:
 def raise_severity(sev: str, steps: int = 1) -> Severity:
     """``steps`` levels higher on the scale, capped at emergency."""
     return SEVERITIES[min(severity_rank(sev) + steps, len(SEVERITIES) - 1)]
+
+
+# Kubernetes object names (apimachinery's validation): a namespace is a DNS-1123 label, a pod
+# name a DNS-1123 subdomain. Anything taken from an event passes one of these before it becomes
+# part of an API path, so "..", "/", "%2F" or upper case never reach the path.
+_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+_K8S_LABEL: Final = re.compile(rf"{_LABEL}")
+_K8S_SUBDOMAIN: Final = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+
+
+def is_namespace_name(value: object) -> bool:
+    """True for a valid Kubernetes namespace name (DNS-1123 label, at most 63 characters)."""
+    return isinstance(value, str) and _K8S_LABEL.fullmatch(value) is not None
+
+
+def is_object_name(value: object) -> bool:
+    """True for a valid Kubernetes object name such as a pod's (DNS-1123 subdomain, <= 253)."""
+    return (isinstance(value, str) and len(value) <= 253
+            and _K8S_SUBDOMAIN.fullmatch(value) is not None)
 
 
 SinkType = Literal["webhook", "slack", "splunk", "elasticsearch", "syslog", "loki", "alertmanager"]

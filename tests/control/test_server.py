@@ -134,6 +134,8 @@ def test_admin_quarantine_and_release_need_the_token(make_plane: PlaneFactory,
                 assert r.status == 200 and (await r.json())["ok"]
             assert orjson.loads(overlay.read_bytes()) == {"quarantined": ["research"]}
             async with s.get(f"{base}/v1/agents") as r:
+                assert r.status == 401  # the read API is the admin's too
+            async with s.get(f"{base}/v1/agents", headers=auth) as r:
                 agents = {a["name"]: a for a in (await r.json())["agents"]}
             assert agents["research"]["quarantined"] and not agents["coder"]["quarantined"]
             async with s.post(f"{base}/v1/agents/nobody/release", headers=auth) as r:
@@ -141,7 +143,7 @@ def test_admin_quarantine_and_release_need_the_token(make_plane: PlaneFactory,
             async with s.post(f"{base}/v1/agents/research/release", headers=auth) as r:
                 assert r.status == 200
             assert orjson.loads(overlay.read_bytes()) == {"quarantined": []}
-            async with s.get(f"{base}/v1/actions?agent=research") as r:
+            async with s.get(f"{base}/v1/actions?agent=research", headers=auth) as r:
                 actions = [a["action"] for a in (await r.json())["actions"]]
             assert actions == ["overlay_release", "release", "overlay_quarantine", "quarantine"]
     run(go())
