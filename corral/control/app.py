@@ -110,6 +110,7 @@ class ControlPlane:
         self.tailers: list[Tailer] = []
         self._event_counters: dict[str, Any] = {}  # bound metric children, per source
         self._worker_behind = False  # the behaviour worker's pipe backlog is over the bound
+        self._commit_waiter: asyncio.Future[bool] | None = None  # the group commit being formed
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -284,20 +285,47 @@ class ControlPlane:
 
     def flush(self) -> None:
         """Write the outbox: incidents and counts, sink queues, behaviour aggregates, triggers."""
-        box = self.out.take()
-        now = self.clock()
-        if box.dirty or box.counts:
-            self.store.write(box.dirty.values(), box.counts, now)
-        self._put_all(box.deliveries)
+        self.commit()
         if self.behaviour is not None:
             self.behaviour.flush()
             self._worker_behind = self.behaviour.backlog() > MAX_BEHAVIOUR_BACKLOG
+        self._observe()
+
+    def commit(self) -> None:
+        """Make what was ingested so far durable: incidents and counts in one SQLite
+        transaction, sink items appended to their queue files; then start triggered responses.
+        Both survive a kill of this process once this returns (not fsynced: see docs)."""
+        box = self.out.take()
+        if box.dirty or box.counts:
+            self.store.write(box.dirty.values(), box.counts, self.clock())
+        self._put_all(box.deliveries)
         for inc in box.triggers:
             if inc.agent in self._quarantined:  # another incident got there first
                 continue
             self._quarantined.add(inc.agent or "")  # before the task runs: no second trigger
             self.spawn(f"quarantine-{inc.agent}", self._quarantine(inc))
-        self._observe()
+
+    def committed(self) -> asyncio.Future[bool]:
+        """A future that is True once everything ingested up to now is committed (False when
+        the commit failed). Group commit: every request of one event-loop pass shares it."""
+        fut = self._commit_waiter
+        if fut is None:
+            loop = asyncio.get_running_loop()
+            fut = self._commit_waiter = loop.create_future()
+            loop.call_soon(self._group_commit)
+        return fut
+
+    def _group_commit(self) -> None:
+        fut, self._commit_waiter = self._commit_waiter, None
+        try:
+            self.commit()
+        except Exception:  # the store failed: nothing is acknowledged, the clients retry
+            log.exception("commit failed; answering 503")
+            ok = False
+        else:
+            ok = True
+        if fut is not None and not fut.done():
+            fut.set_result(ok)
 
     def _put_all(self, deliveries: dict[str, list[dict[str, Any]]]) -> None:
         for name, items in deliveries.items():

@@ -65,8 +65,22 @@ def problem(status: int, message: str) -> Response:
 
 
 _ACCEPTED_ONE_BYTES = ACCEPTED_ONE._encode(keep_alive=True)
+COMMIT_FAILED = Response(503, b'{"error":"could not store the events, retry"}',
+                         headers=[(b"Retry-After", b"1")])
 
-Handler = Callable[["Request"], "Response | Awaitable[Response]"]
+
+@dataclass(frozen=True, slots=True)
+class AfterCommit:
+    """An ingest answer that goes out only once the group commit holding its events is done
+    (a 2xx means stored); no task per request, the connection waits on the shared future."""
+
+    committed: asyncio.Future[bool]
+    response: Response
+
+    def result(self) -> Response:
+        return self.response if self.committed.result() else COMMIT_FAILED
+
+Answer = Response | AfterCommit | Awaitable[Response]
 
 
 @dataclass
@@ -111,14 +125,14 @@ class Router:
         self.plane = plane
         self.settings = settings
 
-    def handle(self, req: Request) -> Response | Awaitable[Response]:
+    def handle(self, req: Request) -> Answer:
         try:
             return self._dispatch(req)
         except Exception:  # a bug in one request must not take the server down
             log.exception("request %s %s failed", req.method, req.path)
             return problem(500, "internal error (logged)")
 
-    def _dispatch(self, req: Request) -> Response | Awaitable[Response]:
+    def _dispatch(self, req: Request) -> Answer:
         path, method = req.path, req.method
         if path in INGEST_PATHS:
             return self._ingest_call(req)
@@ -131,7 +145,7 @@ class Router:
             return problem(405, f"{method} is not accepted on {path}")
         return self._read(req)
 
-    def _ingest_call(self, req: Request) -> Response | Awaitable[Response]:
+    def _ingest_call(self, req: Request) -> Response | AfterCommit:
         if req.method != "POST":
             return problem(405, f"{req.path} accepts POST")
         if not self._ingest_allowed(req):
@@ -154,7 +168,7 @@ class Router:
         return Response(401, orjson.dumps({"error": f"this call needs {needed}"}),
                         headers=[(b"WWW-Authenticate", b'Bearer realm="corral"')])
 
-    def _ingest(self, req: Request, *, falco: bool) -> Response:
+    def _ingest(self, req: Request, *, falco: bool) -> Response | AfterCommit:
         t0 = time.perf_counter()
         plane = self.plane
         if plane.overloaded():
@@ -164,10 +178,14 @@ class Router:
             else plane.ingest_gateway(req.body)
         plane.metrics.ingest.observe(time.perf_counter() - t0)
         if result.rejected:
-            return json_response(400, {"accepted": result.accepted, "rejected": result.rejected})
-        if result.accepted == 1:
-            return ACCEPTED_ONE
-        return json_response(200, {"accepted": result.accepted})
+            resp = json_response(400, {"accepted": result.accepted, "rejected": result.rejected})
+        elif result.accepted == 1:
+            resp = ACCEPTED_ONE
+        else:
+            resp = json_response(200, {"accepted": result.accepted})
+        if not result.accepted:
+            return resp
+        return AfterCommit(plane.committed(), resp)  # answered once the events are stored
 
     def _read(self, req: Request) -> Response:
         plane, path = self.plane, req.path
@@ -227,7 +245,8 @@ class HttpProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self._client_cert = False
-        self._pending: deque[tuple[asyncio.Future[Response] | Response, bool]] = deque()
+        self._pending: deque[tuple[asyncio.Future[Response] | AfterCommit | Response,
+                                   bool]] = deque()
         self._reset()
 
     def _reset(self) -> None:
@@ -287,21 +306,31 @@ class HttpProtocol(asyncio.Protocol):
                       self._client_cert)
         self._queue(self.router.handle(req), self.parser.should_keep_alive())
 
-    def _queue(self, result: Response | Awaitable[Response], keep_alive: bool) -> None:
+    def _queue(self, result: Answer, keep_alive: bool) -> None:
         if isinstance(result, Response) and not self._pending:
             self._write(result, keep_alive)
             return
-        if not isinstance(result, Response):
+        if isinstance(result, AfterCommit):
+            result.committed.add_done_callback(self._on_done)
+            self._pending.append((result, keep_alive))
+        elif not isinstance(result, Response):
             fut = asyncio.ensure_future(result)
-            fut.add_done_callback(lambda _: self._flush_pending())
+            fut.add_done_callback(self._on_done)
             self._pending.append((fut, keep_alive))
         else:
             self._pending.append((result, keep_alive))
 
+    def _on_done(self, _: object) -> None:
+        self._flush_pending()
+
     def _flush_pending(self) -> None:
         while self._pending:
             head, keep_alive = self._pending[0]
-            if isinstance(head, asyncio.Future):
+            if isinstance(head, AfterCommit):
+                if not head.committed.done():
+                    return
+                resp = head.result()
+            elif isinstance(head, asyncio.Future):
                 if not head.done():
                     return
                 exc = head.exception()
