@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import resource
 import signal
 import ssl
 from collections.abc import Awaitable, Callable
@@ -21,11 +22,14 @@ import uvloop
 from corral.cli import _common
 from corral.compile import falco
 from corral.control.app import ControlPlane, Settings
+from corral.control.conns import Limits
 from corral.control.response import KubeConfig, ResponseSettings
 from corral.control.rules import rule_names
 from corral.control.server import Router, ServerSettings, serve
+from corral.gateway import app as gateway_app
 from corral.model.policy import Policy
 
+FD_RESERVE = 256  # descriptors kept for stores, queues, workers and the log
 MIN_TOKEN = 16  # characters; a token file holding "x" is a mistake, not a credential
 
 
@@ -70,6 +74,16 @@ def register(sub: Any) -> None:
     p.add_argument("--client-ca", metavar="FILE",
                    help="CA that signs ingest client certificates (Falco http_output mtls); a "
                         "verified certificate authenticates ingest, never admin calls")
+    p.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
+                   help="a request must arrive whole within S seconds of its first byte "
+                        "(408), and an unauthenticated connection may idle that long "
+                        "(default 10)")
+    p.add_argument("--idle-timeout", type=float, default=75.0, metavar="S",
+                   help="close an authenticated kept-alive connection idle for S seconds "
+                        "(default 75)")
+    p.add_argument("--max-connections", type=int, default=4096, metavar="N",
+                   help="open connections in all; a quarter is kept for authenticated clients "
+                        "(default 4096, lowered to fit the file-descriptor limit)")
     p.add_argument("--insecure-no-auth", action="store_true",
                    help="allow listening beyond loopback without ingest and admin credentials")
     p.add_argument("--no-aggregates", action="store_true",
@@ -157,6 +171,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def limits_from(args: argparse.Namespace) -> Limits:
+    """Connection bounds; the cap stays below the (raised) file-descriptor limit so that an
+    authenticated client can always be accepted and the stores can open files."""
+    if args.header_timeout <= 0 or args.idle_timeout <= 0 or args.max_connections < 4:
+        raise _common.CliError("--header-timeout and --idle-timeout must be > 0, "
+                               "--max-connections >= 4")
+    gateway_app.raise_fd_limit()
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    cap = args.max_connections if soft == resource.RLIM_INFINITY else \
+        max(4, min(args.max_connections, soft - FD_RESERVE))
+    return Limits(header_timeout=args.header_timeout, idle_timeout=args.idle_timeout,
+                  max_connections=cap, max_unauthenticated=max(1, cap * 3 // 4))
+
+
 def server_settings(args: argparse.Namespace, host: str) -> ServerSettings:
     """Credentials and limits; refuses to listen beyond loopback without both credentials."""
     admin = read_token(args.admin_token_file, "--admin-token-file") \
@@ -168,7 +196,7 @@ def server_settings(args: argparse.Namespace, host: str) -> ServerSettings:
                                "must never be able to release an agent")
     tls = tls_context(args)
     server = ServerSettings(args.max_body, admin_token=admin, ingest_token=ingest, tls=tls,
-                            client_certs=bool(args.client_ca))
+                            client_certs=bool(args.client_ca), limits=limits_from(args))
     missing = [what for what, absent in (
         ("an ingest credential (--ingest-token-file or --client-ca)", server.ingest_open),
         ("an admin credential (--admin-token-file)", admin is None)) if absent]

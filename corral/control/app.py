@@ -45,7 +45,7 @@ from corral.model.control import NOTICE_CLOSED, NOTICE_OPENED
 from corral.model.policy import Policy
 
 log = logging.getLogger("corral.control")
-MAX_BEHAVIOUR_BACKLOG = 256 << 20  # bytes queued for the behaviour worker before 503s
+MAX_BEHAVIOUR_BACKLOG = 32 << 20  # bytes buffered or queued for the behaviour worker: 503s
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ class Settings:
     state_dir: Path
     flush_interval: float = 0.1
     sweep_interval: float = 1.0
-    max_pending: int = 200_000  # outbox items before ingest answers 503
+    max_pending: int = 50_000  # outbox items before ingest answers 503
+    max_store_bytes: int = 512 << 20  # incidents.db: oldest closed incidents pruned beyond it
     known_rules: frozenset[str] = frozenset()  # non-empty: other Falco rules are refused
     aggregates: bool = True  # feed the behaviour store (corral.store) under state_dir
     sink_process: bool = False  # deliver from a child process (serve) instead of this loop
@@ -111,6 +112,7 @@ class ControlPlane:
         self._event_counters: dict[str, Any] = {}  # bound metric children, per source
         self._worker_behind = False  # the behaviour worker's pipe backlog is over the bound
         self._commit_waiter: asyncio.Future[bool] | None = None  # the group commit being formed
+        self._store_full = False  # incidents.db over max_store_bytes with nothing to prune
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -188,9 +190,12 @@ class ControlPlane:
     # -- ingest -----------------------------------------------------------------------------
 
     def overloaded(self) -> bool:
+        """Answer 503 (Retry-After) instead of growing: the outbox, the behaviour worker's
+        backlog, or the store is at its bound."""
         b = self.behaviour
         pending = self.out.pending + (b.pending if b is not None else 0)
-        return pending >= self.settings.max_pending or self._worker_behind
+        behind = self._worker_behind or (b is not None and b.pending_bytes > MAX_BEHAVIOUR_BACKLOG)
+        return pending >= self.settings.max_pending or behind or self._store_full
 
     def ingest_falco(self, body: bytes) -> IngestResult:
         result = IngestResult()
@@ -264,12 +269,15 @@ class ControlPlane:
     def tick(self) -> None:
         """Sweep quiet incidents (every sweep_interval) and flush."""
         now = self.clock()
-        if now - self._last_sweep >= self.settings.sweep_interval:
+        swept = now - self._last_sweep >= self.settings.sweep_interval
+        if swept:
             self._last_sweep = now
             for inc in self.group.sweep(now):
                 self.out.dirty[inc.id] = inc
                 self.route.notice(inc, NOTICE_CLOSED, now, self.out)
         self.flush()
+        if swept:  # after the flush: what the sweep closed is closed in the store too
+            self._store_full = not self.store.prune(self.settings.max_store_bytes)
         self._restart_dead_workers()
         for t in self.tailers:  # after the flush: the lines up to here are on disk
             self.store.set_state(f"tail:{t.path.resolve()}", list(t.position))
@@ -349,6 +357,10 @@ class ControlPlane:
     def _observe(self) -> None:
         m = self.metrics
         m.open_incidents.set(len(self.group.open))
+        seen = self._seen.setdefault(("", "evicted"), 0)
+        if self.group.evicted > seen:
+            m.evicted.inc(self.group.evicted - seen)
+            self._seen[("", "evicted")] = self.group.evicted
         for name, q in self.queues.items():
             if self.sink_process is not None:
                 q.refresh()

@@ -41,6 +41,7 @@ class BehaviourFeed:
         self._falco: list[bytes] = []
         self._access: list[bytes] = []
         self.pending = 0  # records buffered, not yet written
+        self.pending_bytes = 0  # their size
         self.sent = self.acked = 0
         self.stats: dict[str, int] = {"records": 0, "rejected": 0}
         self._proc: asyncio.subprocess.Process | None = None
@@ -59,19 +60,23 @@ class BehaviourFeed:
     def add_falco(self, line: bytes) -> None:
         self._falco.append(line)
         self.pending += 1
+        self.pending_bytes += len(line)
 
     def add_access(self, line: bytes) -> None:
         self._access.append(line)
         self.pending += 1
+        self.pending_bytes += len(line)
 
     def backlog(self) -> int:
-        """Bytes written but not yet read by the child (the pipe's user-space buffer)."""
+        """Bytes buffered here or written but not yet read by the child (the pipe's
+        user-space buffer)."""
         stdin = self._proc.stdin if self._proc is not None else None
-        return stdin.transport.get_write_buffer_size() if stdin is not None else 0
+        queued = stdin.transport.get_write_buffer_size() if stdin is not None else 0
+        return self.pending_bytes + queued
 
     def flush(self) -> None:
         frames = [(b"F", self._falco), (b"A", self._access)]
-        self._falco, self._access, self.pending = [], [], 0
+        self._falco, self._access, self.pending, self.pending_bytes = [], [], 0, 0
         proc = self._proc
         if proc is None or proc.returncode is not None or proc.stdin is None:
             lost = sum(len(lines) for _, lines in frames)

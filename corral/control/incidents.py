@@ -15,6 +15,7 @@ from corral.control.events import Event
 from corral.model.control import severity_rank
 
 MAX_SAMPLES = 5
+MAX_TAGS = 64  # tags and rules kept per incident (bounded whatever the events carry)
 
 
 @dataclass(slots=True)
@@ -44,10 +45,12 @@ class Incident:
         self.count += 1
         self.last_seen = max(self.last_seen, now)
         self.sources.add(ev.source)
-        self.tags.update(ev.tags)
-        self.rules.add(ev.rule)
+        if len(self.tags) < MAX_TAGS:
+            self.tags.update(ev.tags)
+        if len(self.rules) < MAX_TAGS:
+            self.rules.add(ev.rule)
         if not ev.duplicate and len(self.samples) < MAX_SAMPLES:
-            self.samples.append(ev.summary())
+            self.samples.append(ev.sample())
         if self.pod is None and ev.pod is not None:
             self.pod, self.namespace = ev.pod, ev.namespace
         if severity_rank(ev.severity) > severity_rank(self.severity):

@@ -25,6 +25,7 @@ import httptools
 import orjson
 
 from corral.control.app import ControlPlane, IngestResult
+from corral.control.conns import Gate, Limits
 
 log = logging.getLogger("corral.control.server")
 JSON = b"application/json"
@@ -65,6 +66,7 @@ def problem(status: int, message: str) -> Response:
 
 
 _ACCEPTED_ONE_BYTES = ACCEPTED_ONE._encode(keep_alive=True)
+OVERLOADED = Response(503, b'{"error":"overloaded, retry"}', headers=[(b"Retry-After", b"1")])
 COMMIT_FAILED = Response(503, b'{"error":"could not store the events, retry"}',
                          headers=[(b"Retry-After", b"1")])
 
@@ -107,6 +109,7 @@ class ServerSettings:
     ingest_token: str | None = None  # Bearer, for POST /v1/falco and /v1/gateway, when set
     tls: ssl.SSLContext | None = None  # HTTPS; with a client CA, a verified cert is ingest auth
     client_certs: bool = False  # the TLS context verifies client certificates (mTLS ingest)
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def ingest_open(self) -> bool:
@@ -145,6 +148,22 @@ class Router:
             return problem(405, f"{method} is not accepted on {path}")
         return self._read(req)
 
+    def check_head(self, req: Request) -> tuple[Response | None, bool]:
+        """At the end of the request head, before any body is read: (the refusal, or None;
+        whether the request carries a credential that was checked)."""
+        s = self.settings
+        if req.path in INGEST_PATHS:
+            if req.method != "POST":
+                return problem(405, f"{req.path} accepts POST"), False
+            if not self._ingest_allowed(req):
+                return self._unauthorized("an ingest credential"), False
+            return None, not s.ingest_open
+        if req.path.startswith("/v1/"):
+            if not self._admin_allowed(req):
+                return self._unauthorized("the admin credential"), False
+            return None, s.admin_token is not None
+        return None, False
+
     def _ingest_call(self, req: Request) -> Response | AfterCommit:
         if req.method != "POST":
             return problem(405, f"{req.path} accepts POST")
@@ -173,7 +192,7 @@ class Router:
         plane = self.plane
         if plane.overloaded():
             plane.metrics.rejected.labels("overloaded").inc()
-            return Response(503, b'{"error":"overloaded, retry"}', headers=[(b"Retry-After", b"1")])
+            return OVERLOADED
         result: IngestResult = plane.ingest_falco(req.body) if falco \
             else plane.ingest_gateway(req.body)
         plane.metrics.ingest.observe(time.perf_counter() - t0)
@@ -239,12 +258,18 @@ class Router:
 class HttpProtocol(asyncio.Protocol):
     """One connection: httptools callbacks collect a request, the router answers it."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, gate: Gate) -> None:
         self.router = router
+        self.gate = gate
         self.max_body = router.settings.max_body
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self._client_cert = False
+        self._clock = asyncio.get_running_loop().time
+        self.busy_since: float | None = None
+        self.last_seen = self._clock()
+        self._reserved = 0  # body bytes accounted in the gate
+        self._refused = False  # answered early: whatever else arrives is dropped
         self._pending: deque[tuple[asyncio.Future[Response] | AfterCommit | Response,
                                    bool]] = deque()
         self._reset()
@@ -260,11 +285,37 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         # TLS: called after the handshake; a certificate is only here once the CA verified it
         self._client_cert = bool(transport.get_extra_info("peercert"))
+        if not self.gate.admit(self, trusted=self._client_cert):
+            self.router.plane.metrics.rejected.labels("too_many_connections").inc()
+            self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.gate.leave(self)
+        self._unreserve()
+
+    def idle(self) -> bool:
+        return not self._pending
+
+    def expire(self, status: int | None) -> None:
+        """The gate's verdict: too slow (408) or idle too long (closed quietly)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if status is not None:
+            self.router.plane.metrics.rejected.labels("timeout").inc()
+            self.transport.write(problem(status, "request not received in time")
+                                 .encode(keep_alive=False))
+        self.transport.close()
+
+    def _unreserve(self) -> None:
+        if self._reserved:
+            self.gate.release(self._reserved)
+            self._reserved = 0
 
     def data_received(self, data: bytes) -> None:
+        self.last_seen = self._clock()
+        if self._refused:
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -275,6 +326,7 @@ class HttpProtocol(asyncio.Protocol):
     # httptools callbacks
     def on_message_begin(self) -> None:
         self._reset()
+        self.busy_since = self._clock()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -286,25 +338,50 @@ class HttpProtocol(asyncio.Protocol):
         length = self._headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             self._too_large()
+            return
+        refusal, authenticated = self.router.check_head(self._request(b""))
+        if refusal is not None:  # answered before any body is buffered
+            self._refuse(refusal)
+        elif authenticated:
+            self.gate.trust(self)
 
     def on_body(self, body: bytes) -> None:
+        if self._refused or self.transport is None or self.transport.is_closing():
+            return
         self._size += len(body)
         if self._size > self.max_body:
             self._too_large()
             return
+        if not self.gate.reserve(len(body)):
+            self.router.plane.metrics.rejected.labels("overloaded").inc()
+            self._refuse(OVERLOADED)
+            return
+        self._reserved += len(body)
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        if self.transport is None or self.transport.is_closing():
+        self.busy_since = None
+        if self._refused or self.transport is None or self.transport.is_closing():
             return
+        req = self._request(b"".join(self._body))
+        self._body = []
+        self._unreserve()
+        self._queue(self.router.handle(req), self.parser.should_keep_alive())
+
+    def _request(self, body: bytes) -> Request:
         url = self._url.decode("latin-1")
         path, _, query = url.partition("?")
         if "://" in path:  # absolute-form target
             path = urlsplit(url).path
-        req = Request(self.parser.get_method().decode("latin-1"), path,
-                      parse_qs(query) if query else {}, self._headers, b"".join(self._body),
-                      self._client_cert)
-        self._queue(self.router.handle(req), self.parser.should_keep_alive())
+        return Request(self.parser.get_method().decode("latin-1"), path,
+                       parse_qs(query) if query else {}, self._headers, body, self._client_cert)
+
+    def _refuse(self, resp: Response) -> None:
+        """Answer now (after what is already queued) and close: the body is never read."""
+        self._unreserve()
+        self._refused = True
+        self._body = []
+        self._queue(resp, keep_alive=False)
 
     def _queue(self, result: Answer, keep_alive: bool) -> None:
         if isinstance(result, Response) and not self._pending:
@@ -343,8 +420,9 @@ class HttpProtocol(asyncio.Protocol):
             self._write(resp, keep_alive)
 
     def _write(self, resp: Response, keep_alive: bool) -> None:
-        if self.transport is None:
+        if self.transport is None or self.transport.is_closing():
             return
+        self.last_seen = self._clock()
         self.transport.write(resp.encode(keep_alive))
         if not keep_alive:
             self.transport.close()
@@ -364,7 +442,20 @@ class HttpProtocol(asyncio.Protocol):
 
 
 async def serve(router: Router, host: str, port: int) -> asyncio.Server:
-    """Listen; the caller owns the returned server (close + wait_closed)."""
+    """Listen; the caller owns the returned server (close + wait_closed). Connections are
+    bounded by the settings' ``Limits`` (a sweeper task of the plane enforces the timeouts)."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: HttpProtocol(router), host, port, reuse_address=True,
-                                    ssl=router.settings.tls)
+    limits = router.settings.limits
+    gate = Gate(limits)
+    router.plane.spawn("connection-sweeper", _sweep(gate, min(1.0, limits.header_timeout / 4)))
+    return await loop.create_server(
+        lambda: HttpProtocol(router, gate), host, port, reuse_address=True,
+        ssl=router.settings.tls, backlog=1024,
+        ssl_handshake_timeout=limits.header_timeout if router.settings.tls else None)
+
+
+async def _sweep(gate: Gate, every: float) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(every)
+        gate.sweep(loop.time())

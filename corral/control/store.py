@@ -123,6 +123,28 @@ class IncidentStore:
         return [{"seq": q, "time": t, "action": a, "agent": g, "target": x, "ok": bool(ok),
                  "detail": orjson.loads(d)} for q, t, a, g, x, ok, d in rows]
 
+    def live_bytes(self) -> int:
+        """Bytes the database uses (pages in use; the WAL is checkpointed into them)."""
+        pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = self._conn.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
+
+    def prune(self, max_bytes: int, batch: int = 2000) -> bool:
+        """Delete the oldest closed incidents (then the oldest actions) until the store is
+        under ``max_bytes``; False when only open incidents and state are left over it."""
+        while self.live_bytes() > max_bytes:
+            with self._tx() as c:
+                gone = c.execute(
+                    "DELETE FROM incidents WHERE id IN (SELECT id FROM incidents WHERE status != "
+                    "'open' ORDER BY last_seen LIMIT ?)", (batch,)).rowcount
+                if not gone:
+                    gone = c.execute("DELETE FROM actions WHERE seq IN (SELECT seq FROM actions "
+                                     "ORDER BY seq LIMIT ?)", (batch,)).rowcount
+            if not gone:
+                return False
+        return True
+
     def get_state(self, key: str) -> Any:
         row = self._conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return orjson.loads(row[0]) if row else None

@@ -137,6 +137,11 @@ class Incidents(Strict):
     correlate_s: float = Field(default=60.0, gt=0)  # Falco alert + gateway denial within this
     dedup_s: float = Field(default=5.0, ge=0)  # identical events within this only count
     gateway_severity: Severity = "warning"  # severity of a gateway denial on its own
+    # Bounds (a flood of distinct subjects or rules must not grow memory): beyond max_open the
+    # least recently updated incident is closed; an incident open longer than max_age_s closes
+    # (the next event opens a new one).
+    max_open: int = Field(default=10_000, ge=10)
+    max_age_s: float = Field(default=86_400.0, gt=0)
 
 
 class Response(Strict):
