@@ -160,6 +160,38 @@ class Response(Strict):
         return self
 
 
+_NS_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_SECRET_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+Namespace = typing.Annotated[str, Field(pattern=_NS_PATTERN)]
+SecretName = typing.Annotated[str, Field(pattern=_SECRET_PATTERN)]
+
+
+class Peer(Strict):
+    """Pods allowed to reach the control plane: a namespace and a pod selector in it."""
+
+    namespace: Namespace
+    selector: dict[str, str] = Field(default_factory=dict)  # empty: every pod of the namespace
+
+
+class Access(Strict):
+    """``spec.control``: who may reach ``corral serve`` in the cluster, and the Secrets holding
+    its credentials (referenced by name; corral never renders secret material).
+
+    Ingest: Falco (``falco``) with a client certificate (http_output ``mtls``), and the gateway
+    log shipper (``log_shipper``) with the ingest token. Admin (quarantine, release, reads):
+    pods of ``admin_namespaces`` with the admin token. The NetworkPolicy admits exactly these.
+    """
+
+    falco: Peer = Peer(namespace="falco", selector={"app.kubernetes.io/name": "falco"})
+    log_shipper: Peer | None = Peer(namespace="logging",
+                                    selector={"app.kubernetes.io/name": "fluent-bit"})
+    admin_namespaces: tuple[Namespace, ...] = ()
+    tls_secret: SecretName = "corral-control-tls"  # tls.crt, tls.key, ca.crt (Falco's client CA)
+    tokens_secret: SecretName = "corral-control-tokens"  # ingest.token, admin.token
+    falco_client_secret: SecretName = "corral-falco-client"  # in Falco's namespace: tls.crt,
+    # tls.key (its client certificate) and ca.crt (the CA of the control plane's certificate)
+
+
 # Field names of an incident record (store rows, JSON API, sink payloads).
 INCIDENT_FIELDS: Final = (
     "id", "agent", "pod", "namespace", "rule", "severity", "sources", "tags", "count",
