@@ -9,7 +9,9 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import resource
+import secrets
 import signal
 import ssl
 from collections.abc import Awaitable, Callable
@@ -259,17 +261,37 @@ async def start(policy: Policy, settings: Settings, server: ServerSettings, *, h
     return Running(plane, listener)
 
 
+def local_tokens(state: Path) -> tuple[str, str]:
+    """The local stack's ingest and admin tokens: kept in ``state`` (0600), made once."""
+    state.mkdir(parents=True, exist_ok=True)
+    tokens = []
+    for name in ("ingest", "admin"):
+        path = state / f"{name}.token"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(16) + "\n")
+        tokens.append(read_token(str(path), f"{name} token file"))
+    return tokens[0], tokens[1]
+
+
 def local_service(policy_path: str, *, log_path: str, admin_port: int | None,
-                  state_dir: str, port: int = 8765) -> tuple[
+                  state_dir: str, port: int = 8765, overlay: str | None = None) -> tuple[
         str, Callable[[], Awaitable[list[str]]], Callable[[], Awaitable[None]],
         Callable[[], Awaitable[bool]]]:
     """The control plane as a ``corral up`` service (name, start, stop, ready): tails the
-    gateway's access log and quarantines through the gateway's admin API on loopback."""
+    gateway's access log and quarantines through the gateway's admin API on loopback and the
+    ``overlay`` file the gateway reads (re-applied at start: the two agree after any restart).
+    Ingest and admin calls need the tokens kept in the state directory."""
     policy = _common.load(policy_path, quiet_warnings=True)
     admin = admin_port or policy.spec.gateway.admin_port
+    state = Path(state_dir) / "control"
+    ingest_token, admin_token = local_tokens(state)
+    server = ServerSettings(admin_token=admin_token, ingest_token=ingest_token)
     settings = Settings(
-        state_dir=Path(state_dir) / "control", sink_process=True,
+        state_dir=state, sink_process=True,
         response=ResponseSettings(gateway_admin=(f"http://127.0.0.1:{admin}",),
+                                  overlay_file=Path(overlay) if overlay else None,
                                   namespace=policy.spec.namespace,
                                   selectors={a.name: dict(a.selector)
                                              for a in policy.spec.agents}))
@@ -279,10 +301,10 @@ def local_service(policy_path: str, *, log_path: str, admin_port: int | None,
         tails = [Path(log_path)] if log_path != "-" else []
         note = []
         try:
-            running = await start(policy, settings, ServerSettings(), host="127.0.0.1",
+            running = await start(policy, settings, server, host="127.0.0.1",
                                   port=port, tails=tails)
         except OSError as exc:  # the usual port is taken: any free one, said out loud
-            running = await start(policy, settings, ServerSettings(), host="127.0.0.1",
+            running = await start(policy, settings, server, host="127.0.0.1",
                                   port=0, tails=tails)
             note = [f"  (port {port} unavailable: {exc.strerror}; pass --server to release)"]
         holder.append(running)
@@ -290,8 +312,10 @@ def local_service(policy_path: str, *, log_path: str, admin_port: int | None,
         base = f"http://127.0.0.1:{bound}"
         return [f"control: {base}/v1/falco (Falco http_output)  {base}/v1/incidents  "
                 f"/v1/agents  /metrics", *note,
-                f"  tailing      {log_path}; quarantine via http://127.0.0.1:{admin}; "
-                f"release: corral release AGENT"]
+                f"  tailing      {log_path}; quarantine via http://127.0.0.1:{admin}"
+                + (f" and {overlay}" if overlay else "") + "; release: corral release AGENT",
+                f"  credentials  Authorization: Bearer $(cat {state}/ingest.token) to post "
+                f"events; {state}/admin.token for /v1/* reads and admin calls"]
 
     async def stop() -> None:
         if holder:

@@ -138,6 +138,8 @@ class ControlPlane:
         self.responder = Responder(self.settings.response, self.store, self._session, kube,
                                    clock=self.clock, sleep=self._sleep)
         self.responder.quarantined = self._quarantined
+        if background and (self._quarantined or self.settings.response.overlay_file):
+            self.spawn("quarantine-reapply", self.responder.reapply())
         if background:
             self.spawn("ticker", self._ticker())
             for name, d in self.deliverers.items():

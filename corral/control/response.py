@@ -169,6 +169,21 @@ class Responder:
                                    [f"{ns}/{p}" for ns, p in labelled])
         return results
 
+    async def reapply(self) -> list[dict[str, Any]]:
+        """At start: make the gateway agree with the stored quarantine state (a gateway that
+        restarted meanwhile, or an overlay file that was lost, would otherwise let a
+        quarantined agent out while this side still reports it cut off)."""
+        results = []
+        if self._s.overlay_file is not None:
+            path = str(self._s.overlay_file)
+            results.append(await self._act("overlay_reapply", "*", path, self._overlay()))
+        for agent in sorted(self.quarantined):
+            for base in self._s.gateway_admin:
+                for url in await replica_urls(base, f"/v1/quarantine/{quote(agent)}"):
+                    results.append(await self._act("gateway_reapply", agent, url,
+                                                   self._http("PUT", url)))
+        return results
+
     async def release(self, agent: str) -> list[dict[str, Any]]:
         """Undo a quarantine: gateway back to the policy, labels removed from labelled pods."""
         record = self._store.quarantined().get(agent, {"pods": []})
