@@ -32,7 +32,6 @@ from corral.gateway import app as gateway_app
 from corral.model.policy import Policy
 
 FD_RESERVE = 256  # descriptors kept for stores, queues, workers and the log
-MIN_TOKEN = 16  # characters; a token file holding "x" is a mistake, not a credential
 
 
 def register(sub: Any) -> None:
@@ -132,20 +131,6 @@ def settings_from(args: argparse.Namespace, policy: Policy) -> Settings:
         kube=kube)
 
 
-def read_token(path: str, flag: str) -> str:
-    """The token in ``path``; an unreadable, empty or short file is an error, never "no auth"."""
-    try:
-        token = Path(path).read_text().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _common.CliError(f"{flag} {path}: cannot read the token: {exc}") from None
-    if not token:
-        raise _common.CliError(f"{flag} {path}: the file is empty; it must hold the token")
-    if len(token) < MIN_TOKEN or any(c.isspace() for c in token):
-        raise _common.CliError(f"{flag} {path}: expected one token of at least {MIN_TOKEN} "
-                               "characters without spaces")
-    return token
-
-
 def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     """HTTPS when --tls-cert is given; --client-ca makes client certificates count (mTLS)."""
     if not args.tls_cert and not args.tls_key and not args.client_ca:
@@ -189,9 +174,9 @@ def limits_from(args: argparse.Namespace) -> Limits:
 
 def server_settings(args: argparse.Namespace, host: str) -> ServerSettings:
     """Credentials and limits; refuses to listen beyond loopback without both credentials."""
-    admin = read_token(args.admin_token_file, "--admin-token-file") \
+    admin = _common.read_token(args.admin_token_file, "--admin-token-file") \
         if args.admin_token_file else None
-    ingest = read_token(args.ingest_token_file, "--ingest-token-file") \
+    ingest = _common.read_token(args.ingest_token_file, "--ingest-token-file") \
         if args.ingest_token_file else None
     if admin is not None and admin == ingest:
         raise _common.CliError("the admin and ingest tokens must differ: an ingest credential "
@@ -271,7 +256,7 @@ def local_tokens(state: Path) -> tuple[str, str]:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(16) + "\n")
-        tokens.append(read_token(str(path), f"{name} token file"))
+        tokens.append(_common.read_token(str(path), f"{name} token file"))
     return tokens[0], tokens[1]
 
 

@@ -45,7 +45,7 @@ from corral.model.control import NOTICE_CLOSED, NOTICE_OPENED
 from corral.model.policy import Policy
 
 log = logging.getLogger("corral.control")
-MAX_BEHAVIOUR_BACKLOG = 32 << 20  # bytes buffered or queued for the behaviour worker: 503s
+MAX_BEHAVIOUR_BACKLOG = 16 << 20  # bytes buffered or queued for the behaviour worker: 503s
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ class Limits:
     idle_timeout: float = 75.0  # seconds an authenticated kept-alive connection may idle
     max_connections: int = 4096  # open connections in all (below the file-descriptor limit)
     max_unauthenticated: int = 3072  # of those, not yet authenticated: the rest is headroom
-    max_inflight: int = 64 << 20  # request-body bytes buffered across all connections
+    max_inflight: int = 32 << 20  # request-body bytes buffered across all connections
 
 
 class Conn(Protocol):
