@@ -58,22 +58,8 @@ def _proxy_get(port: int, url: str) -> bytes:
     return b"".join(chunks)
 
 
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for p in started:
-        p.terminate()
-    for p in started:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
-def test_correlated_incident_quarantines_through_the_real_gateway(
-        tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
-    base, admin, control = _port(), _port(), _port()
+def _policy(tmp_path: Path, base: int, admin: int) -> Path:
+    """One agent, its gateway on free loopback ports, quarantine at critical."""
     policy = tmp_path / "corral.yaml"
     policy.write_text(f"""\
 apiVersion: corral.dev/v1alpha1
@@ -90,6 +76,26 @@ spec:
   response:
     quarantine: {{min_severity: critical}}
 """)
+    return policy
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for p in started:
+        p.terminate()
+    for p in started:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def test_correlated_incident_quarantines_through_the_real_gateway(
+        tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+    base, admin, control = _port(), _port(), _port()
+    policy = _policy(tmp_path, base, admin)
     log = tmp_path / "access.log"
     token = tmp_path / "gateway-admin-token"
     token.write_text("s3cret-admin\n")  # the gateway refuses quarantine changes without it
@@ -152,20 +158,7 @@ def test_up_keeps_quarantine_consistent_across_a_restart(tmp_path: Path) -> None
     """corral up ran the gateway without an overlay: after a restart the gateway had forgotten
     a quarantine the control plane still reported. Now both read and write one overlay file."""
     base, admin = _port(), _port()
-    policy = tmp_path / "corral.yaml"
-    policy.write_text(f"""\
-apiVersion: corral.dev/v1alpha1
-kind: Policy
-metadata: {{name: up}}
-spec:
-  namespace: ai-workloads
-  registries: [registry.example.com/agents/]
-  gateway: {{base_port: {base}, admin_port: {admin}}}
-  agents:
-    - name: research
-      selector: {{app: research-agent}}
-      egress: {{allow: [api.openai.com]}}
-""")
+    policy = _policy(tmp_path, base, admin)
     gw = f"http://127.0.0.1:{admin}"
     tokens = tmp_path / ".corral" / "control"
     for attempt in range(2):

@@ -12,7 +12,6 @@ import argparse
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,14 +27,6 @@ from tests.security.serve import (
     assert_no_traceback,
     forged_alert,
 )
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Serve]:
-    s = Serve(tmp_path).wait_up()
-    yield s
-    s.stop()
-    assert_no_traceback(s)
 
 
 def _quarantined(s: Serve) -> dict[str, bool]:

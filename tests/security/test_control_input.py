@@ -13,21 +13,10 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
-import pytest
 
-from tests.security.serve import ADMIN_TOKEN, INGEST_TOKEN, Serve, assert_no_traceback
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Serve]:
-    s = Serve(tmp_path).wait_up()
-    yield s
-    s.stop()
-    assert_no_traceback(s)
+from tests.security.serve import ADMIN_TOKEN, INGEST_TOKEN, Serve
 
 
 def _alert(**extra: object) -> dict[str, object]:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from corral.control.response import KubeConfig, ResponseSettings, api_path
+from corral.control.response import api_path
 from tests.control.conftest import PlaneFactory, body, falco_event, run
-from tests.control.test_response import Recorder, _kube_files, _start
+from tests.control.test_response import kube_plane
 
 HOSTILE = [
     "../../../namespaces/egress-gateway/configmaps/corral-gateway-overlay",
@@ -30,14 +30,7 @@ OWN_PODS = "/api/v1/namespaces/ai-workloads/pods"
 def test_hostile_pod_names_never_reach_the_api_path(make_plane: PlaneFactory, tmp_path: Path,
                                                      pod: str) -> None:
     async def go() -> None:
-        rec = Recorder()
-        server_ctx, token, ca = _kube_files(tmp_path)
-        runner, port = await _start(rec.app(), server_ctx)
-        plane = make_plane(
-            response=ResponseSettings(namespace="ai-workloads",
-                                      selectors={"research": {"app": "research-agent"}}),
-            kube=KubeConfig(f"https://127.0.0.1:{port}", token, ca))
-        await plane.start(background=False)
+        rec, runner, plane = await kube_plane(make_plane, tmp_path)
         plane.ingest_falco(body(falco_event(rule="Read service account token",
                                             priority="Critical", pod=pod)))
         plane.tick()
@@ -74,14 +67,7 @@ def test_api_path_accepts_kubernetes_names() -> None:
 def test_pods_of_another_namespace_are_not_labelled(make_plane: PlaneFactory,
                                                     tmp_path: Path) -> None:
     async def go() -> None:
-        rec = Recorder()
-        server_ctx, token, ca = _kube_files(tmp_path)
-        runner, port = await _start(rec.app(), server_ctx)
-        plane = make_plane(
-            response=ResponseSettings(namespace="ai-workloads",
-                                      selectors={"research": {"app": "research-agent"}}),
-            kube=KubeConfig(f"https://127.0.0.1:{port}", token, ca))
-        await plane.start(background=False)
+        rec, runner, plane = await kube_plane(make_plane, tmp_path)
         assert plane.responder is not None
         results = await plane.responder.quarantine("research", None,
                                                    (("kube-system", "coredns-1"),))
