@@ -39,6 +39,7 @@ class Incident:
     quarantined: bool = False
     summary: str = ""
     samples: list[dict[str, Any]] = field(default_factory=list)
+    samples_stored: int = 0  # how many of the samples the store has (it writes them apart)
 
     def add(self, ev: Event, now: float) -> bool:
         """Fold one event in; True when the severity rose."""
@@ -60,6 +61,11 @@ class Incident:
 
     def record(self) -> dict[str, Any]:
         """The JSON view (API, store, sinks); field names as in corral.model.control."""
+        return {**self.head(), "samples": self.samples}
+
+    def head(self) -> dict[str, Any]:
+        """``record()`` without the samples: what the store rewrites on every change (the
+        samples, written once each, are most of an incident's bytes)."""
         return {
             "id": self.id, "agent": self.agent, "subject": self.subject, "pod": self.pod,
             "namespace": self.namespace, "rule": self.rule, "rules": sorted(self.rules),
@@ -67,7 +73,6 @@ class Incident:
             "count": self.count, "first_seen": self.first_seen, "last_seen": self.last_seen,
             "status": self.status, "summary": self.summary, "correlated": self.correlated,
             "merged_into": self.merged_into, "quarantined": self.quarantined,
-            "samples": self.samples,
         }
 
 

@@ -31,7 +31,10 @@ CREATE TABLE IF NOT EXISTS actions (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, action TEXT NOT NULL,
   agent TEXT NOT NULL, target TEXT NOT NULL, ok INTEGER NOT NULL, detail BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS incident_samples (id TEXT PRIMARY KEY, samples BLOB NOT NULL);
 """
+_DOCS = ("SELECT i.doc, s.samples FROM incidents i "
+         "LEFT JOIN incident_samples s ON s.id = i.id")
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
@@ -53,34 +56,45 @@ class IncidentStore:
 
     def write(self, incidents: Iterable[Incident], counts: dict[tuple[str, str, str], int],
               now: float) -> None:
-        """Upsert changed incidents and add event counts, in one transaction."""
+        """Upsert changed incidents (their samples only when new ones came) and add event
+        counts, in one transaction."""
         day = time.strftime("%Y-%m-%d", time.gmtime(now))
+        incidents = list(incidents)
         rows = [(i.id, i.agent, i.severity, i.status, i.first_seen, i.last_seen,
-                 orjson.dumps(i.record())) for i in incidents]
+                 orjson.dumps(i.head())) for i in incidents]
+        samples = [(i.id, orjson.dumps(i.samples)) for i in incidents
+                   if len(i.samples) != i.samples_stored]
         with self._tx() as c:
             c.executemany("INSERT OR REPLACE INTO incidents VALUES (?,?,?,?,?,?,?)", rows)
+            c.executemany("INSERT OR REPLACE INTO incident_samples VALUES (?,?)", samples)
             c.executemany(
                 "INSERT INTO event_counts VALUES (?,?,?,?,?) ON CONFLICT(day, agent, source, rule)"
                 " DO UPDATE SET count = count + excluded.count",
                 [(day, a, s, r, n) for (a, s, r), n in counts.items()])
 
+        for inc in incidents:
+            inc.samples_stored = len(inc.samples)
+
     def open_incidents(self) -> list[Incident]:
-        rows = self._conn.execute("SELECT doc FROM incidents WHERE status = 'open'").fetchall()
-        return [_incident(orjson.loads(r[0])) for r in rows]
+        rows = self._conn.execute(_DOCS + " WHERE i.status = 'open'").fetchall()
+        found = [_incident(_doc(d, s)) for d, s in rows]
+        for inc in found:
+            inc.samples_stored = len(inc.samples)
+        return found
 
     def incidents(self, *, agent: str | None = None, status: str | None = None,
                   limit: int = 100) -> list[dict[str, Any]]:
-        sql, args = "SELECT doc FROM incidents WHERE 1=1", list[Any]()
+        sql, args = _DOCS + " WHERE 1=1", list[Any]()
         if agent is not None:
-            sql, args = sql + " AND agent = ?", [*args, agent]
+            sql, args = sql + " AND i.agent = ?", [*args, agent]
         if status is not None:
-            sql, args = sql + " AND status = ?", [*args, status]
-        rows = self._conn.execute(sql + " ORDER BY last_seen DESC LIMIT ?", [*args, limit])
-        return [orjson.loads(r[0]) for r in rows]
+            sql, args = sql + " AND i.status = ?", [*args, status]
+        rows = self._conn.execute(sql + " ORDER BY i.last_seen DESC LIMIT ?", [*args, limit])
+        return [_doc(d, s) for d, s in rows]
 
     def incident(self, inc_id: str) -> dict[str, Any] | None:
-        row = self._conn.execute("SELECT doc FROM incidents WHERE id = ?", (inc_id,)).fetchone()
-        return orjson.loads(row[0]) if row else None
+        row = self._conn.execute(_DOCS + " WHERE i.id = ?", (inc_id,)).fetchone()
+        return _doc(*row) if row else None
 
     def event_counts(self, agent: str | None = None) -> dict[str, dict[str, int]]:
         """agent -> source -> total events, over all days."""
@@ -135,9 +149,9 @@ class IncidentStore:
         under ``max_bytes``; False when only open incidents and state are left over it."""
         while self.live_bytes() > max_bytes:
             with self._tx() as c:
-                gone = c.execute(
-                    "DELETE FROM incidents WHERE id IN (SELECT id FROM incidents WHERE status != "
-                    "'open' ORDER BY last_seen LIMIT ?)", (batch,)).rowcount
+                old = "(SELECT id FROM incidents WHERE status != 'open' ORDER BY last_seen LIMIT ?)"
+                c.execute(f"DELETE FROM incident_samples WHERE id IN {old}", (batch,))
+                gone = c.execute(f"DELETE FROM incidents WHERE id IN {old}", (batch,)).rowcount
                 if not gone:
                     gone = c.execute("DELETE FROM actions WHERE seq IN (SELECT seq FROM actions "
                                      "ORDER BY seq LIMIT ?)", (batch,)).rowcount
@@ -169,6 +183,16 @@ class _Tx:
 
     def __exit__(self, kind: object, value: object, tb: object) -> None:
         self._c.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _doc(head: bytes, samples: bytes | None) -> dict[str, Any]:
+    """An incident's JSON view from its row (rows written before samples moved out carry
+    them in the doc)."""
+    doc: dict[str, Any] = orjson.loads(head)
+    if samples is not None:
+        doc["samples"] = orjson.loads(samples)
+    doc.setdefault("samples", [])
+    return doc
 
 
 def _incident(doc: dict[str, Any]) -> Incident:
