@@ -2,8 +2,10 @@
 
 ``ControlPlane`` owns the processor chain (``STEPS`` order: enrich, dedup, group, respond, route),
 the stores, one disk queue + deliverer per sink, and the responder. Ingest calls are synchronous
-and cheap (parse, run the steps, append to the outbox); a ticker drains the outbox every
-``flush_interval`` in one transaction per store, so memory stays bounded and writes are batched.
+and cheap (parse, run the steps, append to the outbox); the accepted records go to the ingest
+journal once per event-loop pass before the requests are answered (journal.py), and a ticker
+drains the outbox every ``flush_interval`` in one transaction per store, then empties the
+journal, so memory stays bounded and writes are batched.
 When the outbox is over ``max_pending`` the server answers 503 instead of growing a list.
 """
 
@@ -20,6 +22,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from corral.control import journal
 from corral.control.behaviour import BehaviourFeed, one_line
 from corral.control.events import BadEvent, Event
 from corral.control.incidents import IdMaker, Incident
@@ -113,6 +116,8 @@ class ControlPlane:
         self._worker_behind = False  # the behaviour worker's pipe backlog is over the bound
         self._commit_waiter: asyncio.Future[bool] | None = None  # the group commit being formed
         self._store_full = False  # incidents.db over max_store_bytes with nothing to prune
+        self.journal = journal.Journal(settings.state_dir / "ingest.journal")
+        self._journal: list[bytes] = []  # accepted records not yet appended (next commit)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -138,6 +143,7 @@ class ControlPlane:
         self.responder = Responder(self.settings.response, self.store, self._session, kube,
                                    clock=self.clock, sleep=self._sleep)
         self.responder.quarantined = self._quarantined
+        self.replay()
         if background and (self._quarantined or self.settings.response.overlay_file):
             self.spawn("quarantine-reapply", self.responder.reapply())
         if background:
@@ -167,6 +173,7 @@ class ControlPlane:
         if self.behaviour is not None:
             await self.behaviour.aclose()
         self.store.close()
+        self.journal.close()
 
     def tail(self, path: Path, interval: float = 0.25) -> Tailer:
         """Follow a gateway log file, resuming where the last run stopped."""
@@ -211,8 +218,10 @@ class ControlPlane:
                 self.metrics.rejected.labels(exc.reason).inc()
                 result.reject(i, exc)
                 continue
-            if self.behaviour is not None:  # a one-line body is the record itself
-                self.behaviour.add_falco(one_line(obj, body if body[:1] == b"{" else None))
+            line = one_line(obj, body if body[:1] == b"{" else None)  # a one-line body is
+            if self.behaviour is not None:                               # the record itself
+                self.behaviour.add_falco(line)
+            self._journal.append(journal.FALCO + line + b"\n")
             self.process(ev)
             result.accepted += 1
         return result
@@ -238,11 +247,13 @@ class ControlPlane:
     def _access(self, obj: dict[str, Any]) -> None:
         check_access(obj)
         ev = parse_access(obj, self.policy.spec.response.incidents.gateway_severity)
+        line = orjson.dumps(obj)
         if self.behaviour is not None:
-            self.behaviour.add_access(orjson.dumps(obj))
+            self.behaviour.add_access(line)
         if ev is None:
             self.metrics.events.labels("gateway_allow").inc()
             return
+        self._journal.append(journal.ACCESS + line + b"\n")
         self.process(ev)
 
     def process(self, ev: Event) -> None:
@@ -294,26 +305,42 @@ class ControlPlane:
             self.spawn("sinks-restart", self.sink_process.start())
 
     def flush(self) -> None:
-        """Write the outbox: incidents and counts, sink queues, behaviour aggregates, triggers."""
-        self.commit()
+        """Write the outbox: sink queues, incidents and counts, then empty the journal (all of
+        it is in the store now); behaviour aggregates; triggered responses."""
+        box = self.out.take()
+        self._put_all(box.deliveries)
+        if box.dirty or box.counts:
+            self.store.write(box.dirty.values(), box.counts, self.clock())
+        self._journal.clear()  # covered by this write, whether or not commit() ran yet
+        self.journal.reset()
         if self.behaviour is not None:
             self.behaviour.flush()
             self._worker_behind = self.behaviour.backlog() > MAX_BEHAVIOUR_BACKLOG
-        self._observe()
-
-    def commit(self) -> None:
-        """Make what was ingested so far durable: incidents and counts in one SQLite
-        transaction, sink items appended to their queue files; then start triggered responses.
-        Both survive a kill of this process once this returns (not fsynced: see docs)."""
-        box = self.out.take()
-        if box.dirty or box.counts:
-            self.store.write(box.dirty.values(), box.counts, self.clock())
-        self._put_all(box.deliveries)
         for inc in box.triggers:
             if inc.agent in self._quarantined:  # another incident got there first
                 continue
             self._quarantined.add(inc.agent or "")  # before the task runs: no second trigger
             self.spawn(f"quarantine-{inc.agent}", self._quarantine(inc))
+        self._observe()
+
+    def commit(self) -> None:
+        """Make what was accepted since the last commit durable: one append to the journal
+        (survives a kill of this process once this returns; see journal.py)."""
+        if self._journal:
+            records, self._journal = self._journal, []
+            self.journal.append(records)
+
+    def replay(self) -> int:
+        """At start: run the records a killed process acknowledged but never drained through
+        the chain again, and drain them. Returns how many."""
+        n = 0
+        for kind, line in self.journal.records():
+            (self.ingest_falco if kind == journal.FALCO else self.ingest_gateway)(line)
+            n += 1
+        if n:
+            log.warning("replayed %d acknowledged records from the ingest journal", n)
+        self.flush()
+        return n
 
     def committed(self) -> asyncio.Future[bool]:
         """A future that is True once everything ingested up to now is committed (False when
@@ -329,8 +356,8 @@ class ControlPlane:
         fut, self._commit_waiter = self._commit_waiter, None
         try:
             self.commit()
-        except Exception:  # the store failed: nothing is acknowledged, the clients retry
-            log.exception("commit failed; answering 503")
+        except OSError:  # the journal could not be written: nothing is acknowledged, retry
+            log.exception("journal append failed; answering 503")
             ok = False
         else:
             ok = True

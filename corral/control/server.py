@@ -93,6 +93,7 @@ class Request:
     headers: dict[bytes, bytes]
     body: bytes
     client_cert: bool = False  # the connection presented a client certificate the CA verified
+    head_checked: bool = False  # check_head passed it: the credential was already checked
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -139,7 +140,7 @@ class Router:
         path, method = req.path, req.method
         if path in INGEST_PATHS:
             return self._ingest_call(req)
-        if path.startswith("/v1/") and not self._admin_allowed(req):
+        if path.startswith("/v1/") and not req.head_checked and not self._admin_allowed(req):
             return self._unauthorized("the admin credential (Authorization: Bearer <admin "
                                       "token>)")
         if method == "POST" and path.startswith("/v1/agents/"):
@@ -167,7 +168,7 @@ class Router:
     def _ingest_call(self, req: Request) -> Response | AfterCommit:
         if req.method != "POST":
             return problem(405, f"{req.path} accepts POST")
-        if not self._ingest_allowed(req):
+        if not req.head_checked and not self._ingest_allowed(req):
             return self._unauthorized("an ingest credential (client certificate or "
                                       "Authorization: Bearer <ingest token>)")
         return self._ingest(req, falco=req.path == "/v1/falco")
@@ -275,6 +276,7 @@ class HttpProtocol(asyncio.Protocol):
         self._reset()
 
     def _reset(self) -> None:
+        self._req: Request | None = None  # built at the end of the head, body added at the end
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
@@ -339,10 +341,13 @@ class HttpProtocol(asyncio.Protocol):
         if length is not None and length.isdigit() and int(length) > self.max_body:
             self._too_large()
             return
-        refusal, authenticated = self.router.check_head(self._request(b""))
+        req = self._req = self._request(b"")
+        refusal, authenticated = self.router.check_head(req)
         if refusal is not None:  # answered before any body is buffered
             self._refuse(refusal)
-        elif authenticated:
+            return
+        req.head_checked = True
+        if authenticated:
             self.gate.trust(self)
 
     def on_body(self, body: bytes) -> None:
@@ -363,7 +368,8 @@ class HttpProtocol(asyncio.Protocol):
         self.busy_since = None
         if self._refused or self.transport is None or self.transport.is_closing():
             return
-        req = self._request(b"".join(self._body))
+        req = self._req or self._request(b"")
+        req.body = b"".join(self._body)
         self._body = []
         self._unreserve()
         self._queue(self.router.handle(req), self.parser.should_keep_alive())

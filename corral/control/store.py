@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS incidents (
   id TEXT PRIMARY KEY, agent TEXT, severity TEXT NOT NULL, status TEXT NOT NULL,
   first_seen REAL NOT NULL, last_seen REAL NOT NULL, doc BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS incidents_last ON incidents(last_seen);
-CREATE INDEX IF NOT EXISTS incidents_agent ON incidents(agent, last_seen);
+DROP INDEX IF EXISTS incidents_agent;
+CREATE INDEX IF NOT EXISTS incidents_of_agent ON incidents(agent);
 CREATE TABLE IF NOT EXISTS event_counts (
   day TEXT NOT NULL, agent TEXT NOT NULL, source TEXT NOT NULL, rule TEXT NOT NULL,
   count INTEGER NOT NULL, PRIMARY KEY (day, agent, source, rule));
@@ -33,6 +34,9 @@ CREATE TABLE IF NOT EXISTS actions (
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS incident_samples (id TEXT PRIMARY KEY, samples BLOB NOT NULL);
 """
+_UPSERT = ("INSERT INTO incidents VALUES (?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+           "agent = excluded.agent, severity = excluded.severity, status = excluded.status, "
+           "first_seen = excluded.first_seen, last_seen = excluded.last_seen, doc = excluded.doc")
 _DOCS = ("SELECT i.doc, s.samples FROM incidents i "
          "LEFT JOIN incident_samples s ON s.id = i.id")
 
@@ -65,7 +69,7 @@ class IncidentStore:
         samples = [(i.id, orjson.dumps(i.samples)) for i in incidents
                    if len(i.samples) != i.samples_stored]
         with self._tx() as c:
-            c.executemany("INSERT OR REPLACE INTO incidents VALUES (?,?,?,?,?,?,?)", rows)
+            c.executemany(_UPSERT, rows)  # an update in place: no delete, the rowid stays
             c.executemany("INSERT OR REPLACE INTO incident_samples VALUES (?,?)", samples)
             c.executemany(
                 "INSERT INTO event_counts VALUES (?,?,?,?,?) ON CONFLICT(day, agent, source, rule)"

@@ -45,3 +45,30 @@ def test_rows_of_the_older_format_keep_their_samples(tmp_path: Path) -> None:
                   (inc.id, "a", "warning", "open", 1.0, 1.0, orjson.dumps(inc.record())))
     assert store.incident("inc-old")["samples"] == [{"output": "kept"}]  # type: ignore[index]
     assert store.open_incidents()[0].samples == [{"output": "kept"}]
+
+
+def test_journal_replays_what_was_acknowledged_but_not_drained(tmp_path: Path) -> None:
+    from corral.control.app import ControlPlane, Settings
+    from tests.control.conftest import access, body, falco_event, policy, run
+
+    async def go() -> None:
+        first = ControlPlane(policy(), Settings(state_dir=tmp_path, aggregates=False))
+        await first.start(background=False)
+        for n in range(3):
+            first.ingest_falco(body(falco_event(output=f"shell {n}")))
+        first.ingest_gateway(body(access()))
+        first.commit()  # what a 2xx waits for; no drain follows: the process "dies"
+        with (tmp_path / "ingest.journal").open("ab") as f:
+            f.write(b'F{"rule":"cut by the crash"')  # never acknowledged
+        assert first.store.incidents() == []
+        assert first._session is not None
+        await first._session.close()  # let go of it without the drain aclose() would run
+        first.store.close()
+        first.journal.close()
+        second = ControlPlane(policy(), Settings(state_dir=tmp_path, aggregates=False))
+        await second.start(background=False)  # replays, drains, empties the journal
+        counts = second.store.event_counts()
+        assert counts["research"] == {"falco": 3, "gateway": 1}
+        assert (tmp_path / "ingest.journal").stat().st_size == 0
+        await second.aclose()
+    run(go())
