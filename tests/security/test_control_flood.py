@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import resource
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from corral.control.conns import Gate, Limits
 from tests.control.conftest import Clock, PlaneFactory, body, falco_event, policy, run
@@ -134,15 +130,6 @@ def test_store_is_pruned_and_then_backpressures(make_plane: PlaneFactory, clock:
         assert plane.overloaded()
         await plane.aclose()
     run(go())
-
-
-@pytest.fixture
-def many_fds() -> Iterator[None]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 16384), hard))
-    yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def _hwm_mb(pid: int) -> float:
