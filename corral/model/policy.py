@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from corral.model.admission import Admission
-from corral.model.control import Response
+from corral.model.control import Access, Response
 from corral.model.domains import (
     AddressPattern,
     DomainPattern,
@@ -254,6 +254,7 @@ class Spec(Strict):
     admission: Admission = Admission()
     agents: tuple[Agent, ...] = Field(min_length=1)
     response: Response = Response()  # control plane: incidents, sinks, quarantine
+    control: Access = Access()  # control plane: who may reach it, credentials (Secret names)
     runtime: Runtime = Runtime()  # Falco rules per agent (corral.model.runtime)
 
     @model_validator(mode="after")
