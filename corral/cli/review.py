@@ -70,7 +70,9 @@ def register(sub: Any) -> None:
     p.add_argument("--suggest", action="store_true", help="print the policy change as a diff")
     p.add_argument("--apply", action="store_true", help="write the suggested policy change")
     p.add_argument("--include-risky", action="store_true",
-                   help="also apply suggestions for destinations with a risk flag")
+                   help="also apply risky suggestions (a risk or behaviour flag on the "
+                        "destination, or other signals of the agent in the window); each one "
+                        "included is named on stderr")
     p.add_argument("--falco-rules", metavar="FILE", default=None,
                    help="Falco exceptions file (default: falco-exceptions.yaml beside the policy)")
     p.add_argument("--unused-days", type=int, default=30, metavar="N",
@@ -162,6 +164,10 @@ def _suggest(args: argparse.Namespace, report: Report, chosen: list[Suggestion])
         for s in edit.held_back:
             con.print(f"held back (risky, needs --include-risky): {s.agent} {s.kind} "
                       f"{s.value}: {s.reason}", markup=False)
+        for s in edit.applied:
+            if s.risky:
+                con.print(f"included because of --include-risky: {s.agent} {s.kind} "
+                          f"{s.value}: {s.reason}", markup=False)
     if args.apply:
         if edit.applied:
             apply.write_policy(args.policy, edit.text)

@@ -49,19 +49,37 @@ def build_report(conn: sqlite3.Connection, policy: Policy, opts: ReviewOptions,
     denials = queries.denied_in_window(conn, since_day)
     new_keys = {(d.agent, d.host, d.port) for d in new} | {
         (d.agent, h, d.port) for d in new for h in d.hosts}
+    denied_rows = tuple(denied(denials, rules, known_tlds, new_keys))
     return Report(
         generated=opts.now.astimezone(UTC).isoformat(timespec="seconds"),
         since=opts.since.astimezone(UTC).isoformat(timespec="seconds"),
         policy=policy_name,
         new_destinations=tuple(new),
-        denied=tuple(denied(denials, rules, known_tlds, new_keys)),
+        denied=denied_rows,
         activity=tuple(activity(conn, since_day, policy, denials, opts.group_min)),
         unused=tuple(unused_entries(conn, policy, opts)),
         anomalies=tuple(anomalies(conn, opts, since_day)),
-        falco=tuple(falco_tuning.noisy_rules(conn, opts, since_day)),
+        falco=tuple(falco_tuning.noisy_rules(
+            conn, opts, since_day, alarms(conn, opts, since_day, new, denied_rows))),
         readiness=tuple(readiness(conn, policy, opts, since_day)),
         charts=charts(conn, opts),
     )
+
+
+def alarms(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int,
+           new: list[NewDestination], denied_rows: Iterable[DeniedDestination]
+           ) -> falco_tuning.Alarms:
+    """For agents with a noisy Falco rule: the hours of each window day with a denial or a
+    request to a risky destination (a Falco firing in such an hour is no noise)."""
+    agents = {a for a, _rule, _prio, n in queries.falco_window(conn, since_day)
+              if n >= opts.falco_min}
+    out = {a: queries.deny_hours(conn, a, since_day) for a in sorted(agents)}
+    risky = {(d.agent, h, d.port) for d in new if d.risky and d.agent in out
+             for h in (d.hosts or (d.host,))}
+    risky |= {(d.agent, d.host, d.port) for d in denied_rows if d.flags and d.agent in out}
+    for agent, _host, _port, day, mask in queries.hours_of(conn, sorted(risky), since_day):
+        out[agent][day] = out[agent].get(day, 0) | mask
+    return out
 
 
 def verdict(rules: AgentRules | None, host: str, port: int) -> Verdict:

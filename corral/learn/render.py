@@ -86,7 +86,8 @@ def _falco(report: Report) -> Table:
         exc = n.exception
         sugg = ("exception " + ", ".join(f"{f}={v}" for f, v in zip(exc.fields, exc.values,
                                                                     strict=True))
-                + f" ({exc.share:.0%} of firings)") if exc else "no single benign pattern"
+                + f" ({exc.share:.0%} of firings)") if exc else (
+            f"no exception: {n.held}" if n.held else "no single benign pattern")
         rows.append((n.agent, n.rule, n.priority, str(n.count), sugg))
     return Table("Noisiest Falco rules", ("agent", "rule", "priority", "firings", "suggestion"),
                  tuple(rows), "no noisy Falco rule")

@@ -144,6 +144,7 @@ class FalcoNoise:
     priority: str
     count: int
     exception: FalcoException | None
+    held: str = ""  # why no exception may be suggested (corral's own rule, coincidence)
 
 
 @dataclass(frozen=True, slots=True)

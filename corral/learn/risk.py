@@ -75,6 +75,23 @@ def encoded_label(host: str) -> str | None:
     return None
 
 
+# names that only mean something inside one network: never an allow entry a review proposes
+_LOCAL_SUFFIXES: Final = ("localhost", "local", "internal", "intranet", "lan", "home",
+                          "localdomain", "home.arpa", "corp", "private")
+
+
+def not_an_allow_entry(host: str) -> str | None:
+    """Why ``host`` must never be proposed as an allow entry (loopback, private or single-label
+    names, IP literals), or None. The gateway refuses such destinations anyway."""
+    if looks_like_ip(host):
+        return "an IP literal (allow addresses with allow_cidrs, after review)"
+    if "." not in host.strip("."):
+        return "a single-label name (resolves through the local search path)"
+    if any(host == s or host.endswith("." + s) for s in _LOCAL_SUFFIXES):
+        return "a loopback or private name (never a public destination)"
+    return None
+
+
 def flags_for(host: str, known_tlds: frozenset[str]) -> list[Flag]:
     """Every risk flag of ``host``; ``known_tlds`` are TLDs seen before the review window."""
     if looks_like_ip(host):

@@ -2,18 +2,22 @@
 switch stable learn-mode agents to enforce.
 
 Sits between ``report.Report`` and ``apply.py``. Pure: each suggestion names the agent, the
-policy field, the value, why, and whether it is risky (a risk flag on the destination). Risky
-suggestions are listed but only applied with ``--include-risky``.
+policy field, the value, why, and whether it is risky. Never loosen under suspicion: an allow
+suggestion is risky when its destination carries any risk or behaviour flag, or when its agent
+shows other signals in the window (risky destinations, volume anomalies); risky suggestions are
+listed but only applied with ``--include-risky``. Names that only mean something inside one
+network (loopback, private, single-label) and IP literals are never suggested at all.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal
 
 from corral.decide import reasons
 from corral.learn.report import DeniedDestination, Report
-from corral.model.domains import looks_like_ip
+from corral.learn.risk import Flag, not_an_allow_entry
 from corral.model.policy import Policy
 
 Kind = Literal["add-allow", "remove-allow", "enforce"]
@@ -35,16 +39,44 @@ def entry_for(host: str, port: int) -> str:
     return host if port in (80, 443) else f"{host}:{port}"
 
 
-def _add(d: DeniedDestination) -> Suggestion | None:
-    if d.verdict.reason not in _SUGGESTIBLE or looks_like_ip(d.host):
+Signals = dict[str, list[str]]  # agent -> what else it did in the window
+
+
+def agent_signals(report: Report) -> Signals:
+    """Per agent, the signals in the window that forbid loosening its boundary."""
+    out: dict[str, dict[str, None]] = defaultdict(dict)
+    flagged = [(d.agent, d.host, d.flags) for d in report.new_destinations if d.flags]
+    flagged += [(d.agent, d.host, d.flags) for d in report.denied if d.flags]
+    for agent, host, flags in flagged:
+        out[agent][f"{host} ({', '.join(sorted({f.kind for f in flags}))})"] = None
+    for a in report.anomalies:
+        out[a.agent][f"volume anomaly to {a.host} on {a.day}"] = None
+    return {agent: list(found) for agent, found in out.items()}
+
+
+def _why(agent: str, flags: tuple[Flag, ...], signals: Signals) -> tuple[str, bool]:
+    """The suggestion's risk part and whether it is risky."""
+    if flags:
+        return "; ".join(f.reason for f in flags), True
+    if agent in signals:
+        found = signals[agent]
+        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+        return (f"agent {agent} has correlated signals in the window: "
+                f"{', '.join(found[:3])}{more}"), True
+    return "no risk flag", False
+
+
+def _add(d: DeniedDestination, signals: Signals) -> Suggestion | None:
+    if d.verdict.reason not in _SUGGESTIBLE or not_an_allow_entry(d.host):
         return None
     seen = f"{d.deny + d.would_deny} requests {'would be ' if d.would_deny else ''}denied"
-    why = "; ".join(f.reason for f in d.flags) if d.flags else "no risk flag"
+    why, risky = _why(d.agent, d.flags, signals)
     return Suggestion("add-allow", d.agent, "allow", entry_for(d.host, d.port),
-                      f"{seen} in the window, last {d.last_seen}; {why}", bool(d.flags))
+                      f"{seen} in the window, last {d.last_seen}; {why}", risky)
 
 
-def _groups(report: Report) -> tuple[list[Suggestion], set[tuple[str, str, int]]]:
+def _groups(report: Report,
+            signals: Signals) -> tuple[list[Suggestion], set[tuple[str, str, int]]]:
     """One suggestion per group of many new hosts under one domain, and the grouped members."""
     out: list[Suggestion] = []
     members: set[tuple[str, str, int]] = set()
@@ -52,11 +84,11 @@ def _groups(report: Report) -> tuple[list[Suggestion], set[tuple[str, str, int]]
         if not d.hosts:
             continue
         members.update((d.agent, h, d.port) for h in d.hosts)
-        if d.verdict.reason in _SUGGESTIBLE:
-            why = "; ".join(f.reason for f in d.flags) if d.flags else "no risk flag"
+        if d.verdict.reason in _SUGGESTIBLE and not not_an_allow_entry(d.host[2:]):
+            why, risky = _why(d.agent, d.flags, signals)
             out.append(Suggestion("add-allow", d.agent, "allow", entry_for(d.host, d.port),
                                   f"{len(d.hosts)} new hosts under {d.host[2:]}; {why}",
-                                  d.risky))
+                                  risky))
     return out, members
 
 
@@ -64,9 +96,11 @@ def suggestions(report: Report, policy: Policy) -> list[Suggestion]:
     """All suggestions, safe ones first; at most one per (agent, field, value)."""
     agents = {a.name for a in policy.spec.agents}
     out: dict[tuple[str, str, str], Suggestion] = {}
-    grouped, members = _groups(report)
+    signals = agent_signals(report)
+    grouped, members = _groups(report, signals)
     for d in report.denied:
-        s = _add(d) if d.agent in agents and (d.agent, d.host, d.port) not in members else None
+        ours = d.agent in agents and (d.agent, d.host, d.port) not in members
+        s = _add(d, signals) if ours else None
         if s is not None:
             out.setdefault((s.agent, s.field, s.value), s)
     for s in grouped:

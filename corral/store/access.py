@@ -23,7 +23,8 @@ _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 MAX_ERRORS: Final = 20
 UNKNOWN_POD: Final = "?"
 
-# value list of one in-memory key: requests, bytes_up, bytes_down, first, last, first line
+# value list of one in-memory key: requests, bytes_up, bytes_down, first, last, first line,
+# UTC hours with a request (24-bit mask)
 _Agg = list[Any]
 _Key = tuple[Any, Any, Any, str, Any, Any]  # agent, host, port, date, decision, rule
 
@@ -60,6 +61,7 @@ class Rows:
     rule_use: list[tuple[Any, ...]] = field(default_factory=list)
     dest_pod: list[tuple[Any, ...]] = field(default_factory=list)
     tld: list[tuple[str, str]] = field(default_factory=list)
+    dest_hours: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -116,11 +118,12 @@ class AccessBatch:
                 key = (r[f_agent], r[f_host], r[f_port], t[:10], r[f_decision], r.get(f_rule))
                 a = dest.get(key)
                 if a is None:
-                    dest[key] = [1, up, down, t, t, n]
+                    dest[key] = [1, up, down, t, t, n, 1 << int(t[11:13])]
                 else:
                     a[0] += 1
                     a[1] += up
                     a[2] += down
+                    a[6] |= 1 << int(t[11:13])
                     if t < a[3]:
                         a[3] = t
                     elif t > a[4]:
@@ -147,6 +150,7 @@ class AccessBatch:
         agent_days: dict[tuple[Any, ...], list[Any]] = {}
         rules: dict[tuple[Any, ...], list[Any]] = {}
         dest_days: dict[tuple[Any, ...], list[Any]] = {}
+        hours: dict[tuple[Any, ...], list[int]] = {}
         accepted: set[tuple[Any, Any, Any]] = set()
         for key, a in self.dest.items():
             agent, host, port, iso, decision, rule = key
@@ -160,6 +164,7 @@ class AccessBatch:
             idx = 3 + DECISIONS.index(decision)
             accepted.add((agent, host, port))
             _merge(dest_days, (agent, host, port, day), a, idx)
+            _merge_hours(hours, (agent, host, port, day), a[6], decision == "deny")
             _merge(totals, (agent, host, port), a, idx)
             _merge(agent_days, (agent, day), a, idx)
             if rule is not None:
@@ -170,6 +175,7 @@ class AccessBatch:
         out.rule_use = [(*k, *v) for k, v in rules.items()]
         out.dest_pod = self._pod_rows(days, accepted)
         out.tld = _tld_rows(out.dest_total)
+        out.dest_hours = [(*k, *v) for k, v in hours.items()]
         return out
 
     def _pod_rows(self, days: Mapping[str, int | None],
@@ -257,6 +263,16 @@ def _merge(into: dict[tuple[Any, ...], list[Any]], key: tuple[Any, ...], a: _Agg
     row[idx] += a[0]
     row[6] = min(row[6], a[3])
     row[7] = max(row[7], a[4])
+
+
+def _merge_hours(into: dict[tuple[Any, ...], list[int]], key: tuple[Any, ...], mask: int,
+                 denied: bool) -> None:
+    row = into.get(key)
+    if row is None:
+        row = into[key] = [0, 0]
+    row[0] |= mask
+    if denied:
+        row[1] |= mask
 
 
 def _merge_rule(into: dict[tuple[Any, ...], list[Any]], key: tuple[Any, ...], a: _Agg) -> None:

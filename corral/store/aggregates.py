@@ -11,6 +11,7 @@ Stable API (other layers call exactly this)::
     stats = store.ingest_access(records)               # Iterable[Mapping]: access-log records
     stats = store.ingest_access_lines(lines)           # Iterable[bytes | str]: JSON lines (fast)
     stats = store.ingest_falco(events, selectors={"research": {"app": "research-agent"}})
+    store.ingested(source_id)                          # (bytes, lines) already folded in
     store.close()                                      # or: with AggregateStore.open(p) as s:
 
 Each ingest call returns ``IngestStats`` (records accepted, skipped, rejected, first errors with
@@ -37,6 +38,8 @@ BATCH_LINES: Final = 100_000  # lines read and parsed at once
 FLUSH_LINES: Final = 2_000_000  # aggregates written at least this often (lines) ...
 FLUSH_KEYS: Final = 200_000  # ... or once this many distinct keys are held in memory
 Progress = Callable[[int], None]  # called with the number of lines consumed so far
+# the ``ingested`` row to write with each flush: (source id, bytes, lines, name) so far
+Mark = Callable[[], tuple[str, int, int, str]]
 
 
 @dataclass(slots=True)
@@ -47,16 +50,18 @@ class IngestStats:
     skipped: int = 0  # not access records (another ``kind``)
     rejected: int = 0
     errors: list[str] = field(default_factory=list)  # the first MAX_ERRORS, with line numbers
+    already: int = 0  # lines folded in by an earlier run (same input identity), not again
 
     def add(self, other: IngestStats) -> None:
         self.records += other.records
         self.skipped += other.skipped
         self.rejected += other.rejected
+        self.already += other.already
         self.errors.extend(other.errors[: max(0, MAX_ERRORS - len(self.errors))])
 
     def as_dict(self) -> dict[str, Any]:
         return {"records": self.records, "skipped": self.skipped, "rejected": self.rejected,
-                "errors": list(self.errors)}
+                "already_ingested": self.already, "errors": list(self.errors)}
 
 
 class AggregateStore:
@@ -109,32 +114,41 @@ class AggregateStore:
         return total
 
     def ingest_access_lines(self, lines: Iterable[bytes | str], *, where: str = "<stdin>",
-                            progress: Progress | None = None) -> IngestStats:
+                            progress: Progress | None = None, first_line: int = 1,
+                            mark: Mark | None = None) -> IngestStats:
         """Parse JSON lines (one access record each) and fold them in. Lines are read
         ``BATCH_LINES`` at a time; the aggregates are written when ``FLUSH_LINES`` lines or
-        ``FLUSH_KEYS`` distinct keys have accumulated, and at the end."""
+        ``FLUSH_KEYS`` distinct keys have accumulated, and at the end. ``mark`` gives the
+        ``ingested`` row written in the same transaction as each flush."""
         total = IngestStats()
         it = iter(lines)
-        consumed = 0
+        consumed = first_line - 1
         batch = AccessBatch(where=where)
         while chunk := list(islice(it, BATCH_LINES)):
             consumed += batch.add_lines(chunk, consumed + 1)
             del chunk
             if batch.records >= FLUSH_LINES or len(batch.dest) >= FLUSH_KEYS:
-                total.add(self._flush(batch))
+                total.add(self._flush(batch, mark))
                 batch = AccessBatch(where=where)
             if progress is not None:
                 progress(consumed)
-        total.add(self._flush(batch))
+        total.add(self._flush(batch, mark))
         return total
 
-    def _flush(self, batch: AccessBatch) -> IngestStats:
+    def ingested(self, source_id: str) -> tuple[int, int]:
+        """(bytes, lines) of the input ``source_id`` already folded in; (0, 0) if none."""
+        with self._lock:
+            row = self.conn.execute("SELECT bytes, lines FROM ingested WHERE source_id=?",
+                                    (source_id,)).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    def _flush(self, batch: AccessBatch, mark: Mark | None = None) -> IngestStats:
         rows = batch.rows()
         with self._lock:
-            self._write(rows)
+            self._write(rows, mark)
         return IngestStats(batch.records, batch.skipped, batch.rejected, batch.errors)
 
-    def _write(self, rows: Rows) -> None:
+    def _write(self, rows: Rows, mark: Mark | None) -> None:
         with _transaction(self.conn) as c:
             c.executemany(schema.UPSERT_DEST_DAY, rows.dest_day)
             c.executemany(schema.UPSERT_DEST_TOTAL, rows.dest_total)
@@ -142,11 +156,15 @@ class AggregateStore:
             c.executemany(schema.UPSERT_RULE_USE, rows.rule_use)
             c.executemany(schema.UPSERT_DEST_POD, rows.dest_pod)
             c.executemany(schema.UPSERT_TLD, rows.tld)
+            c.executemany(schema.UPSERT_DEST_HOURS, rows.dest_hours)
+            if mark is not None:
+                c.execute(schema.UPSERT_INGESTED, mark())
 
     # -- Falco ------------------------------------------------------------------------------
 
     def ingest_falco(self, events: Iterable[Any], *, selectors: Selectors | None = None,
-                     where: str = "<falco>", first_line: int = 1) -> IngestStats:
+                     where: str = "<falco>", first_line: int = 1,
+                     mark: Mark | None = None) -> IngestStats:
         """Fold Falco ``http_output`` events in; ``selectors`` (agent -> matchLabels) attribute
         events that carry pod labels (see ``falco.agent_of``)."""
         stats = IngestStats()
@@ -163,6 +181,10 @@ class AggregateStore:
             c.executemany(schema.UPSERT_FALCO_DAY, _falco_day_rows(found))
             c.executemany(schema.UPSERT_FALCO_SIG, _falco_sig_rows(found))
             c.executemany(schema.UPSERT_PROC, _proc_rows(found))
+            c.executemany(schema.UPSERT_FALCO_HOURS, _falco_hour_rows(found))
+            c.executemany(schema.UPSERT_FALCO_SIG_DAY, _falco_sig_day_rows(found))
+            if mark is not None:
+                c.execute(schema.UPSERT_INGESTED, mark())
         return stats
 
 
@@ -224,3 +246,19 @@ def _proc_rows(found: list[FalcoFacts]) -> Iterator[tuple[Any, ...]]:
         if f.proc:
             _span(rows, (f.agent, f.proc), f.time)
     return ((*k, *v) for k, v in rows.items())
+
+
+def _falco_hour_rows(found: list[FalcoFacts]) -> Iterator[tuple[Any, ...]]:
+    rows: dict[tuple[Any, ...], int] = {}
+    for f in found:
+        key = (f.agent, f.rule, f.day)
+        rows[key] = rows.get(key, 0) | 1 << int(f.time[11:13])
+    return ((*k, v) for k, v in rows.items())
+
+
+def _falco_sig_day_rows(found: list[FalcoFacts]) -> Iterator[tuple[Any, ...]]:
+    rows: dict[tuple[Any, ...], int] = {}
+    for f in found:
+        key = (f.agent, f.rule, f.day, f.proc, f.parent, f.file, f.image)
+        rows[key] = rows.get(key, 0) + 1
+    return ((*k, v) for k, v in rows.items())

@@ -204,16 +204,43 @@ def falco_window(conn: sqlite3.Connection, since_day: int) -> list[tuple[str, st
         "GROUP BY agent, rule ORDER BY n DESC, agent, rule", (since_day,)).fetchall()
 
 
-def falco_signatures(conn: sqlite3.Connection, agent: str, rule: str,
-                     since: str) -> list[tuple[str, str, str, str, int]]:
-    """(proc, parent, file, image, count) of one agent x rule seen since ``since``."""
-    return conn.execute(
-        "SELECT proc, parent, file, image, count FROM falco_sig WHERE agent=? AND rule=? "
-        "AND last_seen >= ? ORDER BY count DESC", (agent, rule, since)).fetchall()
-
-
 def processes(conn: sqlite3.Connection, since: str) -> list[tuple[str, str, int, str, str]]:
     """(agent, process, count, first seen, last seen) for processes active since ``since``."""
     return conn.execute(
         "SELECT agent, proc, count, first_seen, last_seen FROM proc_total WHERE last_seen >= ? "
         "ORDER BY agent, proc", (since,)).fetchall()
+
+
+def falco_signatures_window(conn: sqlite3.Connection, agent: str, rule: str,
+                            since_day: int) -> list[tuple[str, str, str, str, int]]:
+    """(proc, parent, file, image, count) of one agent x rule, counted from ``since_day``."""
+    return conn.execute(
+        "SELECT proc, parent, file, image, sum(count) AS n FROM falco_sig_day WHERE agent=? "
+        "AND rule=? AND day >= ? GROUP BY proc, parent, file, image ORDER BY n DESC",
+        (agent, rule, since_day)).fetchall()
+
+
+def falco_hours(conn: sqlite3.Connection, agent: str, rule: str,
+                since_day: int) -> dict[int, int]:
+    """day -> mask of the UTC hours in which the rule fired for the agent."""
+    return dict(conn.execute("SELECT day, hours FROM falco_hours WHERE agent=? AND rule=? "
+                             "AND day >= ?", (agent, rule, since_day)).fetchall())
+
+
+def deny_hours(conn: sqlite3.Connection, agent: str, since_day: int) -> dict[int, int]:
+    """day -> mask of the UTC hours in which the agent had a request denied."""
+    out: dict[int, int] = {}
+    for day, mask in conn.execute("SELECT day, deny_hours FROM dest_hours WHERE agent=? "
+                                  "AND day >= ? AND deny_hours != 0", (agent, since_day)):
+        out[day] = out.get(day, 0) | mask
+    return out
+
+
+def hours_of(conn: sqlite3.Connection, keys: Iterable[tuple[str, str, int]],
+             since_day: int) -> list[tuple[str, str, int, int, int]]:
+    """(agent, host, port, day, hours) of the given keys from ``since_day``."""
+    _fill_want(conn, keys)
+    return conn.execute(
+        "SELECT h.agent, h.host, h.port, h.day, h.hours FROM want CROSS JOIN dest_hours h "
+        "ON h.agent = want.agent AND h.host = want.host AND h.port = want.port "
+        "WHERE h.day >= ?", (since_day,)).fetchall()

@@ -115,9 +115,12 @@ def test_unused_entries_volume_anomalies_readiness(report: dict[str, Any]) -> No
 
 def test_noisy_falco_rules_and_exception(report: dict[str, Any]) -> None:
     noisy = {(n["agent"], n["rule"]): n for n in report["falco"]}
-    assert set(noisy) == {("coder", "corral: coder: unexpected process"),
+    assert set(noisy) == {("coder", "Compiler run in container"),
+                          ("coder", "corral: coder: unexpected process"),
                           ("coder", "Terminal shell in container")}
-    exc = noisy[("coder", "corral: coder: unexpected process")]["exception"]
+    own = noisy[("coder", "corral: coder: unexpected process")]
+    assert own["exception"] is None and "corral's own rule" in own["held"]
+    exc = noisy[("coder", "Compiler run in container")]["exception"]
     assert exc["fields"] == ["proc.name", "container.image.repository"]
     assert exc["values"] == ["cc1", "registry.example.com/agents/coder"]
     assert noisy[("coder", "Terminal shell in container")]["exception"] is None
@@ -223,7 +226,7 @@ def test_falco_exceptions_file_matches_falcos_rule_schema(report: dict[str, Any]
     existing = "- rule: other\n  exceptions: [{name: keep, fields: [proc.name], values: [[a]]}]\n"
     rules = yaml.safe_load(apply.falco_rules_text(excs, existing))
     jsonschema.validate(rules, json.loads(FALCO_SCHEMA.read_text()))
-    assert [r["rule"] for r in rules] == ["other", "corral: coder: unexpected process"]
+    assert [r["rule"] for r in rules] == ["other", "Compiler run in container"]
 
 
 def test_include_risky_applies_risky_additions(fleet: Path, tmp_path: Path,
