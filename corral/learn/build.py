@@ -43,13 +43,11 @@ def build_report(conn: sqlite3.Connection, policy: Policy, opts: ReviewOptions,
     """Every section of the review, for the window ``opts.since`` .. ``opts.now``."""
     since_day = day_number(opts.since.astimezone(UTC).date().isoformat())
     rules = {a.name: AgentRules.from_agent(a) for a in policy.spec.agents}
-    known_tlds = frozenset(t for t, first in queries.tld_first_seen(conn).items()
-                           if first < opts.since_text)
-    new = new_destinations(conn, opts, since_day, rules, known_tlds)
+    new = new_destinations(conn, opts, since_day, rules)
     denials = queries.denied_in_window(conn, since_day)
     new_keys = {(d.agent, d.host, d.port) for d in new} | {
         (d.agent, h, d.port) for d in new for h in d.hosts}
-    denied_rows = tuple(denied(denials, rules, known_tlds, new_keys))
+    denied_rows = tuple(denied(denials, rules, new_keys))
     return Report(
         generated=opts.now.astimezone(UTC).isoformat(timespec="seconds"),
         since=opts.since.astimezone(UTC).isoformat(timespec="seconds"),
@@ -91,15 +89,14 @@ def verdict(rules: AgentRules | None, host: str, port: int) -> Verdict:
 
 
 def new_destinations(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int,
-                     rules: dict[str, AgentRules],
-                     known_tlds: frozenset[str]) -> list[NewDestination]:
+                     rules: dict[str, AgentRules]) -> list[NewDestination]:
     rows = queries.new_destinations(conn, opts.since_text)
     pods = queries.pods_since(conn, ((r.agent, r.host, r.port) for r in rows), since_day)
     found = [
         NewDestination(
             r.agent, r.host, r.port, r.first_seen, r.last_seen, r.requests, r.bytes_up,
             r.bytes_down, pods.get((r.agent, r.host, r.port), 0), r.n_allow, r.n_deny,
-            r.n_would_deny, tuple(flags_for(r.host, known_tlds)),
+            r.n_would_deny, tuple(flags_for(r.host)),
             verdict(rules.get(r.agent), r.host, r.port))
         for r in rows
     ]
@@ -141,12 +138,11 @@ def _merge_group(agent: str, domain: str, port: int,
 
 
 def denied(denials: list[queries.DestRow], rules: dict[str, AgentRules],
-           known_tlds: frozenset[str],
            new_keys: set[tuple[str, str, int]]) -> Iterable[DeniedDestination]:
     for r in denials:
         yield DeniedDestination(
             r.agent, r.host, r.port, r.n_deny, r.n_would_deny, r.last_seen,
-            (r.agent, r.host, r.port) in new_keys, tuple(flags_for(r.host, known_tlds)),
+            (r.agent, r.host, r.port) in new_keys, tuple(flags_for(r.host)),
             verdict(rules.get(r.agent), r.host, r.port))
 
 

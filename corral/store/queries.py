@@ -76,10 +76,6 @@ def distinct_pods(conn: sqlite3.Connection, agent: str, hosts: Iterable[str], po
     return len(pods)
 
 
-def tld_first_seen(conn: sqlite3.Connection) -> dict[str, str]:
-    return dict(conn.execute("SELECT tld, first_seen FROM tld_seen"))
-
-
 def agent_window(conn: sqlite3.Connection, since_day: int) -> dict[str, Counts]:
     """Per agent: totals and decisions over the days from ``since_day``."""
     rows = conn.execute(

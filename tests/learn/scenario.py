@@ -11,7 +11,7 @@ Agents and what happens to them (NOW = 2026-11-26T12:00Z, review window 7 days):
   (exception suggested), shells of many kinds 30 times (no single pattern: no exception), and
   ``sh`` from pip trips corral's own process rule 25 times (corral's rule: never an exception).
 - scraper (learn): slow exfiltration from day -6: ~40 requests/day of a few KiB each to
-  ``<base32 chunk>.t.cdn-sync.xyz`` (new TLD, encoded labels): risky, not ready to enforce.
+  ``<base32 chunk>.t.cdn-sync.xyz`` (encoded labels): risky, not ready to enforce.
 """
 
 from __future__ import annotations

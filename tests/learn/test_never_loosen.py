@@ -24,7 +24,7 @@ NOT_IN_ALLOWLIST = Verdict("deny", "not_in_allowlist", None)
 
 
 def _denied(agent: str, host: str, flagged: bool) -> DeniedDestination:
-    flags = tuple(flags_for(host, frozenset()))
+    flags = tuple(flags_for(host))
     if flagged:
         flags += (Flag("beacon", "regular requests every 30 min"),)
     return DeniedDestination(agent, host, 443, 5, 0, "2026-11-25T10:00:00.000Z", True, flags,

@@ -80,7 +80,7 @@ def test_new_destinations_are_exactly_the_planted_ones(report: dict[str, Any]) -
     assert kinds[("research", "pastebin.com", 443)] == {"paste"}
     assert kinds[("research", "203.0.113.50", 443)] == {"raw-ip"}
     assert kinds[("analyst", "api.anthropic.com", 443)] == set()
-    assert kinds[("scraper", "*.cdn-sync.xyz", 443)] == {"encoded", "new-tld"}
+    assert kinds[("scraper", "*.cdn-sync.xyz", 443)] == {"encoded"}
     exfil = found[("scraper", "*.cdn-sync.xyz", 443)]
     assert len(exfil["hosts"]) == exfil["requests"] == 280 - _future_chunks()
     assert exfil["pods"] >= 2 and exfil["risky"] is True
