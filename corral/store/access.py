@@ -9,6 +9,7 @@ distinct key at ``rows()`` time, and every rejected record is named by line.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -24,7 +25,7 @@ MAX_ERRORS: Final = 20
 UNKNOWN_POD: Final = "?"
 
 # value list of one in-memory key: requests, bytes_up, bytes_down, first, last, first line,
-# UTC hours with a request (24-bit mask)
+# requests per UTC hour (24 counts)
 _Agg = list[Any]
 _Key = tuple[Any, Any, Any, str, Any, Any]  # agent, host, port, date, decision, rule
 
@@ -118,12 +119,14 @@ class AccessBatch:
                 key = (r[f_agent], r[f_host], r[f_port], t[:10], r[f_decision], r.get(f_rule))
                 a = dest.get(key)
                 if a is None:
-                    dest[key] = [1, up, down, t, t, n, 1 << int(t[11:13])]
+                    per_hour = [0] * 24
+                    per_hour[int(t[11:13])] = 1
+                    dest[key] = [1, up, down, t, t, n, per_hour]
                 else:
                     a[0] += 1
                     a[1] += up
                     a[2] += down
-                    a[6] |= 1 << int(t[11:13])
+                    a[6][int(t[11:13])] += 1
                     if t < a[3]:
                         a[3] = t
                     elif t > a[4]:
@@ -150,7 +153,7 @@ class AccessBatch:
         agent_days: dict[tuple[Any, ...], list[Any]] = {}
         rules: dict[tuple[Any, ...], list[Any]] = {}
         dest_days: dict[tuple[Any, ...], list[Any]] = {}
-        hours: dict[tuple[Any, ...], list[int]] = {}
+        hours: dict[tuple[Any, ...], list[Any]] = {}
         accepted: set[tuple[Any, Any, Any]] = set()
         for key, a in self.dest.items():
             agent, host, port, iso, decision, rule = key
@@ -175,7 +178,7 @@ class AccessBatch:
         out.rule_use = [(*k, *v) for k, v in rules.items()]
         out.dest_pod = self._pod_rows(days, accepted)
         out.tld = _tld_rows(out.dest_total)
-        out.dest_hours = [(*k, *v) for k, v in hours.items()]
+        out.dest_hours = [(*k, mask(v[0]), v[1], pack_hours(v[0])) for k, v in hours.items()]
         return out
 
     def _pod_rows(self, days: Mapping[str, int | None],
@@ -265,14 +268,34 @@ def _merge(into: dict[tuple[Any, ...], list[Any]], key: tuple[Any, ...], a: _Agg
     row[7] = max(row[7], a[4])
 
 
-def _merge_hours(into: dict[tuple[Any, ...], list[int]], key: tuple[Any, ...], mask: int,
-                 denied: bool) -> None:
+def mask(per_hour: list[int]) -> int:
+    """The 24-bit mask of the hours with any request."""
+    return sum(1 << h for h, n in enumerate(per_hour) if n)
+
+
+def pack_hours(per_hour: list[int]) -> bytes:
+    """24 hourly counts as little-endian uint16 (saturating)."""
+    return array("H", (min(n, 0xFFFF) for n in per_hour)).tobytes()
+
+
+def unpack_hours(blob: bytes) -> list[int]:
+    return list(array("H", blob)) if blob else [0] * 24
+
+
+def hsum(a: bytes | None, b: bytes | None) -> bytes:
+    """SQL function: the sum of two packed hourly counts (saturating)."""
+    return pack_hours([x + y for x, y in zip(unpack_hours(a or b""), unpack_hours(b or b""),
+                                             strict=True)])
+
+
+def _merge_hours(into: dict[tuple[Any, ...], list[Any]], key: tuple[Any, ...],
+                 per_hour: list[int], denied: bool) -> None:
     row = into.get(key)
     if row is None:
-        row = into[key] = [0, 0]
-    row[0] |= mask
+        row = into[key] = [[0] * 24, 0]
+    row[0] = [x + y for x, y in zip(row[0], per_hour, strict=True)]
     if denied:
-        row[1] |= mask
+        row[1] |= mask(per_hour)
 
 
 def _merge_rule(into: dict[tuple[Any, ...], list[Any]], key: tuple[Any, ...], a: _Agg) -> None:

@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 from corral.store import schema
-from corral.store.access import MAX_ERRORS, AccessBatch, Rows
+from corral.store.access import MAX_ERRORS, AccessBatch, Rows, hsum
 from corral.store.falco import FalcoFacts, Selectors, facts
 
 BATCH_LINES: Final = 100_000  # lines read and parsed at once
@@ -84,6 +84,7 @@ class AggregateStore:
             conn = sqlite3.connect(p, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.create_function("hsum", 2, hsum, deterministic=True)
             _migrate(conn)
         conn.execute("PRAGMA cache_size=-65536")
         return cls(conn, p)

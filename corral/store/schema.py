@@ -17,7 +17,8 @@ Rollups maintained at ingest, so fleet-wide questions never scan ``dest_day``:
   rule_use    agent x policy rule x decision: count, first/last seen (unused allow entries)
   tld_seen    top-level domain: first seen anywhere in the fleet (newly seen TLDs)
 Behaviour detail (schema 2), kept small: one row per key and day, hours as 24-bit masks:
-  dest_hours  agent x host:port x day: UTC hours with any request, hours with a deny
+  dest_hours  agent x host:port x day: requests per UTC hour (24 little-endian uint16, summed by
+              the writer's ``hsum`` function), hours with any request and with a deny (masks)
   falco_hours agent x Falco rule x day: UTC hours with a firing (coincidence with denials)
   falco_sig_day  agent x Falco rule x day x signature: count (shares over the window)
   ingested    input identity (digest of its first line) -> bytes and lines already folded in,
@@ -83,7 +84,7 @@ DDL: Final = (
     PRIMARY KEY (agent, rule, proc, parent, file, image)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS dest_hours (
     agent TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL, day INTEGER NOT NULL,
-    hours INTEGER NOT NULL, deny_hours INTEGER NOT NULL,
+    hours INTEGER NOT NULL, deny_hours INTEGER NOT NULL, per_hour BLOB NOT NULL,
     PRIMARY KEY (agent, host, port, day)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS falco_hours (
     agent TEXT NOT NULL, rule TEXT NOT NULL, day INTEGER NOT NULL, hours INTEGER NOT NULL,
@@ -133,9 +134,10 @@ UPSERT_FALCO_SIG: Final = """INSERT INTO falco_sig VALUES (?,?,?,?,?,?,?,?,?)
     count = count + excluded.count,
     first_seen = min(first_seen, excluded.first_seen),
     last_seen = max(last_seen, excluded.last_seen)"""
-UPSERT_DEST_HOURS: Final = """INSERT INTO dest_hours VALUES (?,?,?,?,?,?)
+UPSERT_DEST_HOURS: Final = """INSERT INTO dest_hours VALUES (?,?,?,?,?,?,?)
     ON CONFLICT (agent, host, port, day) DO UPDATE SET hours = hours | excluded.hours,
-    deny_hours = deny_hours | excluded.deny_hours"""
+    deny_hours = deny_hours | excluded.deny_hours,
+    per_hour = hsum(per_hour, excluded.per_hour)"""
 UPSERT_FALCO_HOURS: Final = """INSERT INTO falco_hours VALUES (?,?,?,?)
     ON CONFLICT (agent, rule, day) DO UPDATE SET hours = hours | excluded.hours"""
 UPSERT_FALCO_SIG_DAY: Final = """INSERT INTO falco_sig_day VALUES (?,?,?,?,?,?,?,?)
