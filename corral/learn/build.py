@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from corral.decide.egress import AgentRules, EgressRequest, decide
 from corral.learn import falco_tuning
+from corral.learn.behaviour import behaviour_flags
 from corral.learn.report import (
     AgentActivity,
     Anomaly,
@@ -47,21 +48,47 @@ def build_report(conn: sqlite3.Connection, policy: Policy, opts: ReviewOptions,
     denials = queries.denied_in_window(conn, since_day)
     new_keys = {(d.agent, d.host, d.port) for d in new} | {
         (d.agent, h, d.port) for d in new for h in d.hosts}
-    denied_rows = tuple(denied(denials, rules, new_keys))
+    denied_rows = list(denied(denials, rules, new_keys))
+    found_anomalies = anomalies(conn, opts, since_day)
+    new, denied_rows = with_behaviour(conn, opts, since_day, new, denied_rows, found_anomalies)
     return Report(
         generated=opts.now.astimezone(UTC).isoformat(timespec="seconds"),
         since=opts.since.astimezone(UTC).isoformat(timespec="seconds"),
         policy=policy_name,
         new_destinations=tuple(new),
-        denied=denied_rows,
+        denied=tuple(denied_rows),
         activity=tuple(activity(conn, since_day, policy, denials, opts.group_min)),
         unused=tuple(unused_entries(conn, policy, opts)),
-        anomalies=tuple(anomalies(conn, opts, since_day)),
+        anomalies=tuple(found_anomalies),
         falco=tuple(falco_tuning.noisy_rules(
             conn, opts, since_day, alarms(conn, opts, since_day, new, denied_rows))),
         readiness=tuple(readiness(conn, policy, opts, since_day)),
         charts=charts(conn, opts),
     )
+
+
+def with_behaviour(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int,
+                   new: list[NewDestination], denied_rows: list[DeniedDestination],
+                   found: list[Anomaly]
+                   ) -> tuple[list[NewDestination], list[DeniedDestination]]:
+    """Add behaviour flags to the new and denied destinations (and look at the destinations
+    with a volume anomaly, whose flags join the agent's signals through the anomaly)."""
+    first = {(d.agent, d.host, d.port): d.first_seen for d in new if not d.hosts}
+    pods = {(d.agent, d.host, d.port): d.pods for d in new if not d.hosts}
+    keys = [*first, *((d.agent, d.host, d.port) for d in denied_rows),
+            *((a.agent, a.host, a.port) for a in found)]
+    flags = behaviour_flags(conn, opts, since_day, keys, first, pods)
+    if not flags:
+        return new, denied_rows
+    new = [replace(d, flags=d.flags + tuple(flags.get((d.agent, d.host, d.port), ())))
+           for d in new]
+    denied_rows = [replace(d, flags=d.flags + tuple(flags.get((d.agent, d.host, d.port), ())))
+                   for d in denied_rows]
+    return sorted(new, key=_rank), denied_rows
+
+
+def _rank(d: NewDestination) -> tuple[str, bool, int, str]:
+    return (d.agent, not d.risky, -d.bytes_up, d.host)
 
 
 def alarms(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int,
@@ -75,7 +102,7 @@ def alarms(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int,
     risky = {(d.agent, h, d.port) for d in new if d.risky and d.agent in out
              for h in (d.hosts or (d.host,))}
     risky |= {(d.agent, d.host, d.port) for d in denied_rows if d.flags and d.agent in out}
-    for agent, _host, _port, day, mask in queries.hours_of(conn, sorted(risky), since_day):
+    for agent, _host, _port, day, mask, _ in queries.hours_of(conn, sorted(risky), since_day):
         out[agent][day] = out[agent].get(day, 0) | mask
     return out
 
@@ -119,7 +146,7 @@ def group_by_domain(found: list[NewDestination], group_min: int) -> list[NewDest
             out.extend(members)
             continue
         out.append(_merge_group(agent, domain, port, members))
-    return sorted(out, key=lambda d: (d.agent, not d.risky, -d.bytes_up, d.host))
+    return sorted(out, key=_rank)
 
 
 def _merge_group(agent: str, domain: str, port: int,

@@ -34,6 +34,11 @@ class ReviewOptions:
     falco_top: int = 3  # noisiest rules shown per agent
     falco_share: float = 0.8  # one pattern must explain this share to suggest an exception
     chart_days: int = 30
+    upload_min_bytes: int = 10 << 20  # window upload from which up >= down is flagged
+    beacon_days: int = 3  # full days of hourly requests before a steady rate is a beacon
+    beacon_dispersion: float = 0.4  # hourly-count variance/mean at most this (random: ~1)
+    growth_min_bytes: int = 256 << 10  # daily upload the window must end at to flag growth
+    growth_factor: float = 3.0  # last days' upload at least this many times the first days'
 
     @property
     def since(self) -> datetime:

@@ -233,10 +233,41 @@ def deny_hours(conn: sqlite3.Connection, agent: str, since_day: int) -> dict[int
 
 
 def hours_of(conn: sqlite3.Connection, keys: Iterable[tuple[str, str, int]],
-             since_day: int) -> list[tuple[str, str, int, int, int]]:
-    """(agent, host, port, day, hours) of the given keys from ``since_day``."""
+             since_day: int) -> list[tuple[str, str, int, int, int, bytes]]:
+    """(agent, host, port, day, hours mask, packed requests per hour) of the given keys from
+    ``since_day``."""
     _fill_want(conn, keys)
     return conn.execute(
-        "SELECT h.agent, h.host, h.port, h.day, h.hours FROM want CROSS JOIN dest_hours h "
-        "ON h.agent = want.agent AND h.host = want.host AND h.port = want.port "
+        "SELECT h.agent, h.host, h.port, h.day, h.hours, h.per_hour FROM want CROSS JOIN "
+        "dest_hours h ON h.agent = want.agent AND h.host = want.host AND h.port = want.port "
         "WHERE h.day >= ?", (since_day,)).fetchall()
+
+
+def days_of(conn: sqlite3.Connection, keys: Iterable[tuple[str, str, int]],
+            since_day: int) -> list[tuple[str, str, int, int, int, int, int]]:
+    """(agent, host, port, day, requests, bytes up, bytes down) of the given keys from
+    ``since_day``."""
+    _fill_want(conn, keys)
+    return conn.execute(
+        "SELECT d.agent, d.host, d.port, d.day, d.requests, d.bytes_up, d.bytes_down FROM want "
+        "CROSS JOIN dest_day d ON d.agent = want.agent AND d.host = want.host "
+        "AND d.port = want.port WHERE d.day >= ?", (since_day,)).fetchall()
+
+
+def agent_pods(conn: sqlite3.Connection, agent: str, since_day: int) -> int:
+    """How many distinct pods of the agent made any request on or after ``since_day``."""
+    row = conn.execute("SELECT count(DISTINCT pod) FROM dest_pod WHERE agent=? AND "
+                       "last_day >= ?", (agent, since_day)).fetchone()
+    return int(row[0])
+
+
+def agent_hours(conn: sqlite3.Connection, agent: str, from_day: int,
+                to_day: int) -> tuple[int, int]:
+    """(mask of the UTC hours with any request, number of active days) of the agent in
+    ``[from_day, to_day)``."""
+    mask, days = 0, set()
+    for day, hours in conn.execute("SELECT day, hours FROM dest_hours WHERE agent=? AND "
+                                   "day >= ? AND day < ?", (agent, from_day, to_day)):
+        mask |= hours
+        days.add(day)
+    return mask, len(days)
