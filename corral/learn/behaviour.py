@@ -15,8 +15,9 @@ with heavy upload days). Each flag carries its figures; thresholds are ``ReviewO
 
 from __future__ import annotations
 
-import statistics
+import itertools
 import sqlite3
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -98,7 +99,7 @@ def growth(u: Usage, opts: ReviewOptions) -> Flag | None:
     if len(ups) < 4:
         return None
     first, last = statistics.fmean(ups[:2]), statistics.fmean(ups[-2:])
-    rising = sum(b > a for a, b in zip(ups, ups[1:], strict=False)) / (len(ups) - 1)
+    rising = sum(b > a for a, b in itertools.pairwise(ups)) / (len(ups) - 1)
     if last < opts.growth_min_bytes or last < opts.growth_factor * first or rising < 0.7:
         return None
     return Flag("growth", f"daily upload grew from {format_bytes(first)} to "
@@ -120,7 +121,7 @@ def _hours(hours: list[int]) -> str:
     return ", ".join(f"{h:02d}h" for h in hours[:8]) + (" ..." if len(hours) > 8 else "")
 
 
-def behaviour_flags(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int,
+def behaviour_flags(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int, *,
                     keys: Iterable[Key], first_seen: dict[Key, str],
                     pods: dict[Key, int]) -> dict[Key, list[Flag]]:
     """The behaviour flags of each key (only keys with at least one flag)."""

@@ -50,7 +50,8 @@ def build_report(conn: sqlite3.Connection, policy: Policy, opts: ReviewOptions,
         (d.agent, h, d.port) for d in new for h in d.hosts}
     denied_rows = list(denied(denials, rules, new_keys))
     found_anomalies = anomalies(conn, opts, since_day)
-    new, denied_rows = with_behaviour(conn, opts, since_day, new, denied_rows, found_anomalies)
+    new, denied_rows = with_behaviour(conn, opts, since_day, new=new, denied_rows=denied_rows,
+                                      found=found_anomalies)
     return Report(
         generated=opts.now.astimezone(UTC).isoformat(timespec="seconds"),
         since=opts.since.astimezone(UTC).isoformat(timespec="seconds"),
@@ -67,7 +68,7 @@ def build_report(conn: sqlite3.Connection, policy: Policy, opts: ReviewOptions,
     )
 
 
-def with_behaviour(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int,
+def with_behaviour(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int, *,
                    new: list[NewDestination], denied_rows: list[DeniedDestination],
                    found: list[Anomaly]
                    ) -> tuple[list[NewDestination], list[DeniedDestination]]:
@@ -77,7 +78,7 @@ def with_behaviour(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int
     pods = {(d.agent, d.host, d.port): d.pods for d in new if not d.hosts}
     keys = [*first, *((d.agent, d.host, d.port) for d in denied_rows),
             *((a.agent, a.host, a.port) for a in found)]
-    flags = behaviour_flags(conn, opts, since_day, keys, first, pods)
+    flags = behaviour_flags(conn, opts, since_day, keys=keys, first_seen=first, pods=pods)
     if not flags:
         return new, denied_rows
     new = [replace(d, flags=d.flags + tuple(flags.get((d.agent, d.host, d.port), ())))

@@ -57,7 +57,7 @@ def agent_signals(report: Report) -> Signals:
 def _why(agent: str, flags: tuple[Flag, ...], signals: Signals) -> tuple[str, bool]:
     """The suggestion's risk part and whether it is risky."""
     if flags:
-        return "; ".join(f.reason for f in flags), True
+        return "; ".join(f"{f.kind}: {f.reason}" for f in flags), True
     if agent in signals:
         found = signals[agent]
         more = f" and {len(found) - 3} more" if len(found) > 3 else ""

@@ -1,0 +1,107 @@
+"""Issue 12's cases (tests/learn/incidents.py): each planted attack is flagged and never allowed
+or silenced by the review; each benign look-alike stays unflagged and is suggested."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from corral.cli import main
+from corral.model.load import load_policy
+from tests.learn import incidents
+
+NOW = "2026-11-26T12:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("incidents")
+    (root / "access.log").write_bytes(
+        b"".join(orjson.dumps(r) + b"\n" for r in incidents.access_records()))
+    (root / "falco.jsonl").write_bytes(
+        b"".join(orjson.dumps(e) + b"\n" for e in incidents.falco_events()))
+    (root / "corral.yaml").write_text(incidents.POLICY)
+    assert main(["learn", str(root / "access.log"), str(root / "falco.jsonl"), "--store",
+                 str(root / "store.db"), "-f", str(root / "corral.yaml")]) == 0
+    return root
+
+
+def _run(fleet: Path, *extra: str, policy: Path | None = None) -> str:
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert main(["review", "-f", str(policy or fleet / "corral.yaml"), "--store",
+                     str(fleet / "store.db"), "--now", NOW, "-o", "json", *extra]) == 0
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def report(fleet: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(_run(fleet))
+    return data
+
+
+def _flags(report: dict[str, Any], agent: str, host: str) -> set[str]:
+    for d in report["new_destinations"]:
+        if (d["agent"], d["host"]) == (agent, host):
+            return {f["kind"] for f in d["flags"]}
+    raise AssertionError(f"{agent} {host} is not among the new destinations")
+
+
+def test_the_beacon_is_flagged_by_its_behaviour(report: dict[str, Any]) -> None:
+    assert _flags(report, "planner", incidents.BEACON) >= {
+        "beacon", "one-pod", "growth", "off-hours", "new-dest-upload"}
+
+
+def test_benign_hosts_on_unseen_tlds_and_random_traffic_carry_no_flag(
+        report: dict[str, Any]) -> None:
+    for host in incidents.BENIGN_NEW:
+        assert _flags(report, "helper", host) == set(), host
+
+
+def test_a_regional_bucket_under_an_allowed_wildcard_is_flagged(report: dict[str, Any]) -> None:
+    assert _flags(report, "etl", incidents.BUCKET) >= {"storage", "upload"}
+    assert _flags(report, "etl", incidents.BEDROCK) == set()
+
+
+def test_no_exception_for_rules_firing_with_the_attack(report: dict[str, Any]) -> None:
+    noisy = {(n["agent"], n["rule"]): n for n in report["falco"]}
+    own = noisy[("webbot", incidents.CURL_RULES[0])]
+    assert own["exception"] is None and "corral's own rule" in own["held"]
+    upstream = noisy[("webbot", incidents.CURL_RULES[1])]
+    assert upstream["exception"] is None and "same hour" in upstream["held"]
+    quiet = noisy[("helper", incidents.QUIET_RULE)]
+    assert quiet["exception"] is not None and quiet["held"] == ""
+    assert quiet["exception"]["values"][0] == "cc1"
+
+
+def test_apply_loosens_nothing_suspicious(fleet: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    policy = tmp_path / "corral.yaml"
+    policy.write_text(incidents.POLICY)
+    result = json.loads(_run(fleet, "--apply", policy=policy))
+    held = {(s["agent"], s["value"]) for s in result["held_back"]}
+    assert ("planner", incidents.BEACON) in held
+    applied = {(s["agent"], s["value"]) for s in result["applied"] if s["kind"] == "add-allow"}
+    assert applied == {("helper", h) for h in incidents.BENIGN_NEW}
+    loaded = load_policy(policy)
+    assert incidents.BEACON not in {str(p) for p in loaded.spec.agent("planner").egress.allow}
+    rules = (tmp_path / "falco-exceptions.yaml").read_text()
+    assert incidents.QUIET_RULE in rules and "curl" not in rules
+
+
+def test_include_risky_says_what_it_includes(fleet: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    policy = tmp_path / "corral.yaml"
+    policy.write_text(incidents.POLICY)
+    capsys.readouterr()
+    assert main(["review", "-f", str(policy), "--store", str(fleet / "store.db"), "--now", NOW,
+                 "--suggest", "--include-risky"]) == 0
+    err = capsys.readouterr().err
+    assert f"included because of --include-risky: planner add-allow {incidents.BEACON}" in err
+    assert "beacon" in err
