@@ -16,8 +16,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from corral.decide.egress import AgentRules, EgressRequest, decide
-from corral.learn import falco_tuning
+from corral.learn import falco_tuning, story
 from corral.learn.behaviour import behaviour_flags
+from corral.learn.group import group_denied, group_new, network_of, rank_new
 from corral.learn.report import (
     AgentActivity,
     Anomaly,
@@ -30,7 +31,7 @@ from corral.learn.report import (
     UnusedEntry,
     Verdict,
 )
-from corral.learn.risk import Flag, flags_for, registrable
+from corral.learn.risk import flags_for, registrable
 from corral.model.domains import parse_ip_literal, parse_pattern
 from corral.model.policy import Agent, Policy
 from corral.store import queries
@@ -50,46 +51,43 @@ def build_report(conn: sqlite3.Connection, policy: Policy, opts: ReviewOptions,
         (d.agent, h, d.port) for d in new for h in d.hosts}
     denied_rows = list(denied(denials, rules, new_keys))
     found_anomalies = anomalies(conn, opts, since_day)
-    new, denied_rows = with_behaviour(conn, opts, since_day, new=new, denied_rows=denied_rows,
-                                      found=found_anomalies)
+    new, denied_rows = with_behaviour(conn, opts, since_day, new=new, denied_rows=denied_rows)
+    noisy = falco_tuning.noisy_rules(conn, opts, since_day,
+                                     alarms(conn, opts, since_day, new, denied_rows))
+    acts = activity(conn, since_day, policy, denials, opts.group_min)
+    signals = [*story.destination_signals(new, denied_rows),
+               *story.anomaly_signals(found_anomalies),
+               *story.falco_signals(conn, since_day, noisy),
+               *story.spike_signals(conn, opts, since_day)]
     return Report(
         generated=opts.now.astimezone(UTC).isoformat(timespec="seconds"),
         since=opts.since.astimezone(UTC).isoformat(timespec="seconds"),
         policy=policy_name,
         new_destinations=tuple(new),
         denied=tuple(denied_rows),
-        activity=tuple(activity(conn, since_day, policy, denials, opts.group_min)),
+        activity=tuple(acts),
         unused=tuple(unused_entries(conn, policy, opts)),
         anomalies=tuple(found_anomalies),
-        falco=tuple(falco_tuning.noisy_rules(
-            conn, opts, since_day, alarms(conn, opts, since_day, new, denied_rows))),
+        falco=tuple(noisy),
         readiness=tuple(readiness(conn, policy, opts, since_day)),
         charts=charts(conn, opts),
+        stories=tuple(story.stories(signals, acts)),
     )
 
 
 def with_behaviour(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int, *,
-                   new: list[NewDestination], denied_rows: list[DeniedDestination],
-                   found: list[Anomaly]
+                   new: list[NewDestination], denied_rows: list[DeniedDestination]
                    ) -> tuple[list[NewDestination], list[DeniedDestination]]:
-    """Add behaviour flags to the new and denied destinations (and look at the destinations
-    with a volume anomaly, whose flags join the agent's signals through the anomaly)."""
+    """Add behaviour flags to the new and denied destinations, then group and rank them."""
     first = {(d.agent, d.host, d.port): d.first_seen for d in new if not d.hosts}
     pods = {(d.agent, d.host, d.port): d.pods for d in new if not d.hosts}
-    keys = [*first, *((d.agent, d.host, d.port) for d in denied_rows),
-            *((a.agent, a.host, a.port) for a in found)]
+    keys = [*first, *((d.agent, d.host, d.port) for d in denied_rows)]
     flags = behaviour_flags(conn, opts, since_day, keys=keys, first_seen=first, pods=pods)
-    if not flags:
-        return new, denied_rows
     new = [replace(d, flags=d.flags + tuple(flags.get((d.agent, d.host, d.port), ())))
            for d in new]
     denied_rows = [replace(d, flags=d.flags + tuple(flags.get((d.agent, d.host, d.port), ())))
                    for d in denied_rows]
-    return sorted(new, key=_rank), denied_rows
-
-
-def _rank(d: NewDestination) -> tuple[str, bool, int, str]:
-    return (d.agent, not d.risky, -d.bytes_up, d.host)
+    return rank_new(new), group_denied(denied_rows, opts.group_min)
 
 
 def alarms(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int,
@@ -102,7 +100,8 @@ def alarms(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int,
     out = {a: queries.deny_hours(conn, a, since_day) for a in sorted(agents)}
     risky = {(d.agent, h, d.port) for d in new if d.risky and d.agent in out
              for h in (d.hosts or (d.host,))}
-    risky |= {(d.agent, d.host, d.port) for d in denied_rows if d.flags and d.agent in out}
+    risky |= {(d.agent, h, d.port) for d in denied_rows if d.flags and d.agent in out
+              for h in (d.hosts or (d.host,))}
     for agent, _host, _port, day, mask, _ in queries.hours_of(conn, sorted(risky), since_day):
         out[agent][day] = out[agent].get(day, 0) | mask
     return out
@@ -129,40 +128,7 @@ def new_destinations(conn: sqlite3.Connection, opts: ReviewOptions, since_day: i
         for r in rows
     ]
     return [replace(d, pods=queries.distinct_pods(conn, d.agent, d.hosts, d.port, since_day))
-            if d.hosts else d for d in group_by_domain(found, opts.group_min)]
-
-
-def group_by_domain(found: list[NewDestination], group_min: int) -> list[NewDestination]:
-    """Many new hosts of one agent under one domain (typical of subdomain exfiltration) -> one
-    ``*.<domain>`` row, so a flood of generated names does not bury everything else. Groups form
-    at ``group_min`` hosts when one looks encoded, else at four times that."""
-    groups: dict[tuple[str, str, int], list[NewDestination]] = defaultdict(list)
-    for d in found:
-        groups[(d.agent, registrable(d.host), d.port)].append(d)
-    out: list[NewDestination] = []
-    for (agent, domain, port), members in groups.items():
-        encoded = any(f.kind == "encoded" for m in members for f in m.flags)
-        big = len(members) >= group_min and (encoded or len(members) >= 4 * group_min)
-        if not big or domain in {m.host for m in members}:
-            out.extend(members)
-            continue
-        out.append(_merge_group(agent, domain, port, members))
-    return sorted(out, key=_rank)
-
-
-def _merge_group(agent: str, domain: str, port: int,
-                 members: list[NewDestination]) -> NewDestination:
-    flags: dict[str, Flag] = {}
-    for m in members:
-        for f in m.flags:
-            flags.setdefault(f.kind, f)
-    return NewDestination(
-        agent, f"*.{domain}", port, min(m.first_seen for m in members),
-        max(m.last_seen for m in members), sum(m.requests for m in members),
-        sum(m.bytes_up for m in members), sum(m.bytes_down for m in members),
-        max(m.pods for m in members), sum(m.allowed for m in members),
-        sum(m.denied for m in members), sum(m.would_deny for m in members),
-        tuple(flags.values()), members[0].verdict, tuple(sorted(m.host for m in members)))
+            if d.hosts else d for d in group_new(found, opts.group_min)]
 
 
 def denied(denials: list[queries.DestRow], rules: dict[str, AgentRules],
@@ -183,13 +149,15 @@ def activity(conn: sqlite3.Connection, since_day: int, policy: Policy,
     modes = _modes(policy)
     by_domain: dict[tuple[str, str, int], list[tuple[str, int]]] = defaultdict(list)
     for r in denials:
-        by_domain[(r.agent, registrable(r.host), r.port)].append(
+        by_domain[(r.agent, network_of(r.host) or registrable(r.host), r.port)].append(
             (r.host, r.n_deny + r.n_would_deny))
     top: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for (agent, domain, port), hosts in by_domain.items():
-        if len(hosts) >= group_min and domain not in {h for h, _ in hosts}:
-            top[agent].append((f"*.{domain}:{port} ({len(hosts)} hosts)",
-                               sum(n for _, n in hosts)))
+        total = sum(n for _, n in hosts)
+        if "/" in domain and len(hosts) >= 2:
+            top[agent].append((f"{domain}:{port} ({len(hosts)} addresses)", total))
+        elif len(hosts) >= group_min and domain not in {h for h, _ in hosts}:
+            top[agent].append((f"*.{domain}:{port} ({len(hosts)} hosts)", total))
         else:
             top[agent].extend((f"{h}:{port}", n) for h, n in hosts)
     out = []

@@ -56,6 +56,15 @@ def _new(report: Report) -> Table:
                  tuple(rows), "no destination was seen for the first time", frozenset(risky))
 
 
+def _stories(report: Report) -> Table:
+    rows = tuple((st.agent, str(st.score), human_bytes(st.bytes_up),
+                  "; ".join(sig.text for sig in st.signals)) for st in report.stories)
+    return Table("Agents with signals, riskiest first (one story each)",
+                 ("agent", "risk", "out", "signals in the window, heaviest first"), rows,
+                 "no agent shows a risk signal in the window",
+                 frozenset(i for i, st in enumerate(report.stories) if st.score >= 3))
+
+
 def _activity(report: Report) -> Table:
     rows = tuple((a.agent, a.mode, str(a.requests), human_bytes(a.bytes_up), str(a.deny),
                   str(a.would_deny), ", ".join(f"{h} ({n})" for h, n in a.top_denied) or "-")
@@ -111,8 +120,8 @@ def _suggested(suggestions: Sequence[Suggestion]) -> Table:
 
 
 def tables(report: Report, suggestions: Sequence[Suggestion] | None = None) -> list[Table]:
-    out = [_new(report), _activity(report), _unused(report), _anomalies(report), _falco(report),
-           _ready(report)]
+    out = [_stories(report), _new(report), _activity(report), _unused(report),
+           _anomalies(report), _falco(report), _ready(report)]
     if suggestions is not None:
         out.append(_suggested(suggestions))
     return out
@@ -124,7 +133,7 @@ def headline(report: Report) -> str:
             f"{c['new_destinations']} new destinations ({c['risky_new_destinations']} risky), "
             f"{c['anomalies']} volume anomalies, {c['unused_entries']} unused allow entries, "
             f"{c['noisy_falco_rules']} noisy Falco rules, {c['ready_to_enforce']} agents ready "
-            "to enforce")
+            f"to enforce, {c['agents_with_signals']} agents with risk signals")
 
 
 def print_text(console: Console, report: Report,

@@ -95,6 +95,7 @@ class DeniedDestination:
     new: bool
     flags: tuple[Flag, ...]
     verdict: Verdict
+    hosts: tuple[str, ...] = ()  # members of a group (a network on one day, or a domain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,25 @@ class Readiness:
 
 
 @dataclass(frozen=True, slots=True)
+class Signal:
+    """One thing an agent did in the window that a reviewer should see with the rest."""
+
+    kind: str  # destination | denied | anomaly | denial-spike | falco
+    weight: int  # 0: context only
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStory:
+    """Every signal of one agent in the window, joined and ranked."""
+
+    agent: str
+    score: int
+    bytes_up: int
+    signals: tuple[Signal, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Charts:
     days: tuple[str, ...] = ()
     bytes_up: dict[str, tuple[int, ...]] = field(default_factory=dict)  # top agents (+ others)
@@ -184,6 +204,7 @@ class Report:
     falco: tuple[FalcoNoise, ...]
     readiness: tuple[Readiness, ...]
     charts: Charts
+    stories: tuple[AgentStory, ...] = ()  # riskiest agent first
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data (what ``-o json`` prints): every field plus ``risky`` and ``ratio``."""
@@ -202,4 +223,5 @@ class Report:
             "anomalies": len(self.anomalies),
             "noisy_falco_rules": len(self.falco),
             "ready_to_enforce": sum(r.ready for r in self.readiness),
+            "agents_with_signals": len(self.stories),
         }

@@ -13,6 +13,7 @@ import itertools
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -87,7 +88,7 @@ _LOCAL_SUFFIXES: Final = ("localhost", "local", "internal", "intranet", "lan", "
 def not_an_allow_entry(host: str) -> str | None:
     """Why ``host`` must never be proposed as an allow entry (loopback, private or single-label
     names, IP literals), or None. The gateway refuses such destinations anyway."""
-    if looks_like_ip(host):
+    if looks_like_ip(host) or "/" in host:
         return "an IP literal (allow addresses with allow_cidrs, after review)"
     if "." not in host.strip("."):
         return "a single-label name (resolves through the local search path)"
@@ -120,6 +121,20 @@ def generated_label(host: str) -> str | None:
 def _transitions(label: str) -> int:
     """How often the label switches between letters and digits (``a1b2`` -> 3)."""
     return sum(a.isdigit() != b.isdigit() for a, b in itertools.pairwise(label))
+
+
+# how much each flag kind weighs in a destination's and an agent's risk (unknown kinds: 1)
+WEIGHTS: Final = {
+    "encoded": 4, "beacon": 4, "raw-ip": 3, "dga": 3, "paste": 3, "tunnel": 3,
+    "file-sharing": 3, "request-catcher": 3, "doh": 3, "chat-webhook": 3, "storage": 2,
+    "cdn-front": 2, "abused-tld": 2, "upload": 2, "new-dest-upload": 2, "growth": 2,
+    "one-pod": 1, "off-hours": 1,
+}
+
+
+def risk_score(flags: Iterable[Flag]) -> int:
+    """The weight of a set of flags (each kind counted once)."""
+    return sum(WEIGHTS.get(kind, 1) for kind in {f.kind for f in flags})
 
 
 def flags_for(host: str) -> list[Flag]:

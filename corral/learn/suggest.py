@@ -51,6 +51,10 @@ def agent_signals(report: Report) -> Signals:
         out[agent][f"{host} ({', '.join(sorted({f.kind for f in flags}))})"] = None
     for a in report.anomalies:
         out[a.agent][f"volume anomaly to {a.host} on {a.day}"] = None
+    for st in report.stories:
+        for sig in st.signals:
+            if sig.weight > 0:
+                out[st.agent][sig.text] = None
     return {agent: list(found) for agent, found in out.items()}
 
 

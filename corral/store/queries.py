@@ -271,3 +271,10 @@ def agent_hours(conn: sqlite3.Connection, agent: str, from_day: int,
         mask |= hours
         days.add(day)
     return mask, len(days)
+
+
+def agent_denials(conn: sqlite3.Connection, since_day: int) -> list[tuple[str, int, int]]:
+    """(agent, day, deny) of every day with requests denied from ``since_day`` (would_deny of
+    learn mode is not counted: it is what learning is for)."""
+    return conn.execute("SELECT agent, day, n_deny FROM agent_day WHERE day >= ? "
+                        "AND n_deny > 0", (since_day,)).fetchall()

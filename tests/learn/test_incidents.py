@@ -105,3 +105,31 @@ def test_include_risky_says_what_it_includes(fleet: Path, tmp_path: Path,
     err = capsys.readouterr().err
     assert f"included because of --include-risky: planner add-allow {incidents.BEACON}" in err
     assert "beacon" in err
+
+
+def test_raw_ips_and_encoded_names_read_as_one_row_each(report: dict[str, Any]) -> None:
+    rows = {d["host"]: d for d in report["new_destinations"] if d["agent"] == "webbot"}
+    assert set(rows) == {"198.51.100.0/24", "203.0.113.0/24", f"*.{incidents.TUNNEL[2:]}"}
+    assert len(rows["198.51.100.0/24"]["hosts"]) == 12
+    assert len(rows["203.0.113.0/24"]["hosts"]) == 11
+    assert rows["198.51.100.0/24"]["denied"] + rows["203.0.113.0/24"]["denied"] == 650
+    denied = {d["host"] for d in report["denied"] if d["agent"] == "webbot"}
+    assert denied == set(rows)
+
+
+def test_one_ranked_story_per_agent(report: dict[str, Any]) -> None:
+    ranked = [(s["agent"], s["score"]) for s in report["stories"]]
+    assert [a for a, _ in ranked] == ["webbot", "planner", "etl"]
+    assert ranked == sorted(ranked, key=lambda x: -x[1])
+    webbot = " ".join(sig["text"] for sig in report["stories"][0]["signals"])
+    for part in ("198.51.100.0/24", "relay-dns.com", "denials on 2026-11-23",
+                 "Outbound connection by curl", "corral: webbot: unexpected process"):
+        assert part in webbot
+
+
+def test_rows_are_sorted_by_risk_then_bytes(report: dict[str, Any]) -> None:
+    from corral.learn.risk import WEIGHTS
+
+    keys = [(-sum(WEIGHTS.get(k, 1) for k in {f["kind"] for f in d["flags"]}), -d["bytes_up"])
+            for d in report["new_destinations"]]
+    assert keys == sorted(keys)

@@ -116,9 +116,9 @@ def test_unused_entries_volume_anomalies_readiness(report: dict[str, Any]) -> No
 def test_noisy_falco_rules_and_exception(report: dict[str, Any]) -> None:
     noisy = {(n["agent"], n["rule"]): n for n in report["falco"]}
     assert set(noisy) == {("coder", "Compiler run in container"),
-                          ("coder", "corral: coder: unexpected process"),
+                          ("research", "corral: research: unexpected process"),
                           ("coder", "Terminal shell in container")}
-    own = noisy[("coder", "corral: coder: unexpected process")]
+    own = noisy[("research", "corral: research: unexpected process")]
     assert own["exception"] is None and "corral's own rule" in own["held"]
     exc = noisy[("coder", "Compiler run in container")]["exception"]
     assert exc["fields"] == ["proc.name", "container.image.repository"]
