@@ -243,6 +243,10 @@ def readiness(conn: sqlite3.Connection, policy: Policy, opts: ReviewOptions,
               since_day: int) -> list[Readiness]:
     """Learn-mode agents with no new destination for ``stable_days``: ready to enforce."""
     learners = [a.name for a in policy.spec.agents if a.egress.mode == "learn"]
+    rules = {a.name: AgentRules.from_agent(a) for a in policy.spec.agents
+             if a.egress.mode == "learn"}
+    cutoff = (opts.now - timedelta(days=opts.unused_days)).astimezone(UTC).strftime(
+        "%Y-%m-%dT%H:%M:%S")
     last_new = queries.last_new_destination(conn, learners)
     first_day = queries.agent_first_day(conn)
     window = queries.agent_window(conn, since_day)
@@ -261,8 +265,25 @@ def readiness(conn: sqlite3.Connection, policy: Policy, opts: ReviewOptions,
             ready, why = False, f"new destination {quiet} days ago (< {opts.stable_days})"
         else:
             ready, why = True, f"no new destination for {quiet} days"
-        out.append(Readiness(name, ready, why, last, observed, would))
+        out.append(Readiness(name, ready, why, last, observed, would,
+                             would_block(conn, name, rules.get(name), cutoff)))
     return out
+
+
+def would_block(conn: sqlite3.Connection, agent: str, rules: AgentRules | None,
+                cutoff: str) -> tuple[DeniedDestination, ...]:
+    """What enforcing would block: every destination the agent used since ``cutoff`` (its
+    observation period: ``unused_days``, as for unused entries) that the current policy does
+    not allow; a job every two weeks, last seen before the window, included."""
+    out = []
+    for r in queries.would_denied(conn, agent):
+        if r.last_seen < cutoff:
+            continue
+        v = verdict(rules, r.host, r.port)
+        if v.outcome != "allow":
+            out.append(DeniedDestination(r.agent, r.host, r.port, r.n_deny, r.n_would_deny,
+                                         r.last_seen, False, tuple(flags_for(r.host)), v))
+    return tuple(out)
 
 
 def _parse(text: str) -> datetime:

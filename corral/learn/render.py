@@ -104,10 +104,14 @@ def _falco(report: Report) -> Table:
 
 def _ready(report: Report) -> Table:
     rows = tuple((r.agent, "ready" if r.ready else "not yet", r.reason, r.last_new or "-",
-                  str(r.would_deny)) for r in report.readiness)
+                  str(r.would_deny),
+                  ", ".join(f"{d.host}:{d.port} (last {d.last_seen[:10]})"
+                            for d in r.would_block) or "-")
+                 for r in report.readiness)
     return Table("Learn-mode agents: ready to enforce?", ("agent", "verdict", "why",
                                                           "last new destination",
-                                                          "would_deny in window"),
+                                                          "would_deny in window",
+                                                          "enforcing now would block"),
                  rows, "no agent is in learn mode")
 
 

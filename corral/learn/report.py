@@ -161,6 +161,9 @@ class Readiness:
     last_new: str | None
     observed_days: int
     would_deny: int
+    # every destination of the observation period the policy would block once enforcing
+    # (periodic ones last seen before the window included)
+    would_block: tuple[DeniedDestination, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

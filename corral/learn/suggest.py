@@ -70,13 +70,13 @@ def _why(agent: str, flags: tuple[Flag, ...], signals: Signals) -> tuple[str, bo
     return "no risk flag", False
 
 
-def _add(d: DeniedDestination, signals: Signals) -> Suggestion | None:
+def _add(d: DeniedDestination, signals: Signals, when: str = "in the window") -> Suggestion | None:
     if d.verdict.reason not in _SUGGESTIBLE or not_an_allow_entry(d.host):
         return None
     seen = f"{d.deny + d.would_deny} requests {'would be ' if d.would_deny else ''}denied"
     why, risky = _why(d.agent, d.flags, signals)
     return Suggestion("add-allow", d.agent, "allow", entry_for(d.host, d.port),
-                      f"{seen} in the window, last {d.last_seen}; {why}", risky)
+                      f"{seen} {when}, last {d.last_seen}; {why}", risky)
 
 
 def _groups(report: Report,
@@ -115,8 +115,13 @@ def suggestions(report: Report, policy: Policy) -> list[Suggestion]:
         out.setdefault((u.agent, u.field, u.entry), Suggestion(
             "remove-allow", u.agent, u.field, u.entry, f"{when} (least privilege)"))
     for r in report.readiness:
-        if r.ready:
-            out.setdefault((r.agent, "mode", "enforce"), Suggestion(
-                "enforce", r.agent, "mode", "enforce",
-                f"{r.reason}; {r.would_deny} requests would have been denied in the window"))
+        if not r.ready:
+            continue
+        out.setdefault((r.agent, "mode", "enforce"), Suggestion(
+            "enforce", r.agent, "mode", "enforce",
+            f"{r.reason}; {r.would_deny} requests would have been denied in the window"))
+        for d in r.would_block:  # keep what the agent used before the window working
+            s = _add(d, signals, "since observation began (enforcing would block it)")
+            if s is not None:
+                out.setdefault((s.agent, s.field, s.value), s)
     return sorted(out.values(), key=lambda s: (s.risky, s.agent, s.kind, s.value))

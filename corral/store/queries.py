@@ -278,3 +278,10 @@ def agent_denials(conn: sqlite3.Connection, since_day: int) -> list[tuple[str, i
     learn mode is not counted: it is what learning is for)."""
     return conn.execute("SELECT agent, day, n_deny FROM agent_day WHERE day >= ? "
                         "AND n_deny > 0", (since_day,)).fetchall()
+
+
+def would_denied(conn: sqlite3.Connection, agent: str) -> list[DestRow]:
+    """Every destination of the agent with a would_deny in its whole history."""
+    rows = conn.execute(f"SELECT {_DEST_COLS} FROM dest_total WHERE agent=? AND "
+                        "n_would_deny > 0 ORDER BY host, port", (agent,))
+    return [DestRow(*r) for r in rows]

@@ -17,6 +17,9 @@ NOW = 2026-11-26T12:00Z, review window 7 days, history 42 days. Agents:
   a DNS tunnel through encoded names under ``t.relay-dns.com``; in the same hours curl trips
   corral's own process rule and an upstream-style rule 38 times each: neither may get an
   exception.
+- reporter (learn, quiet for weeks: ready to enforce): a backup job reaches
+  ``backup.example-corp.com`` every 14 days, last 8 days ago (before the window): the switch to
+  enforce must keep it allowed.
 """
 
 from __future__ import annotations
@@ -66,9 +69,16 @@ spec:
         allow:
           - en.wikipedia.org
       processes: [python3]
+    - name: reporter
+      selector: {app: reporter}
+      egress:
+        mode: learn
+        allow:
+          - api.openai.com
 """
 
-PODS = {"planner": 4, "helper": 2, "etl": 2, "webbot": 3}
+PODS = {"planner": 4, "helper": 2, "etl": 2, "webbot": 3, "reporter": 2}
+PERIODIC = "backup.example-corp.com"
 BEACON = "status-relay.net"
 BENIGN_NEW = ("api.mistral.ai", "huggingface.co", "www.who.int", "api.cohere.ai")
 BUCKET = "exports.s3.eu-north-1.amazonaws.com"
@@ -123,6 +133,13 @@ def _steady(rnd: random.Random) -> Iterator[dict[str, Any]]:
         for _ in range(50):
             yield _line("webbot", rnd.randrange(3), "en.wikipedia.org", _at(day, rnd),
                         rnd.randrange(500, 2_000), "allow", rnd, rule="en.wikipedia.org")
+        for _ in range(30):
+            yield _line("reporter", rnd.randrange(2), "api.openai.com", _at(day, rnd),
+                        rnd.randrange(2_000, 9_000), "allow", rnd, rule="api.openai.com")
+        if day in {-36, -22, -8}:  # the fortnightly backup
+            for _ in range(3):
+                yield _line("reporter", 0, PERIODIC, _at(day, rnd, 1, 1), 200_000,
+                            "would_deny", rnd)
 
 
 def _beacon(rnd: random.Random) -> Iterator[dict[str, Any]]:

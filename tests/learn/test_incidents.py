@@ -88,7 +88,8 @@ def test_apply_loosens_nothing_suspicious(fleet: Path, tmp_path: Path,
     held = {(s["agent"], s["value"]) for s in result["held_back"]}
     assert ("planner", incidents.BEACON) in held
     applied = {(s["agent"], s["value"]) for s in result["applied"] if s["kind"] == "add-allow"}
-    assert applied == {("helper", h) for h in incidents.BENIGN_NEW}
+    assert applied == {("helper", h) for h in incidents.BENIGN_NEW} | {
+        ("reporter", incidents.PERIODIC)}
     loaded = load_policy(policy)
     assert incidents.BEACON not in {str(p) for p in loaded.spec.agent("planner").egress.allow}
     rules = (tmp_path / "falco-exceptions.yaml").read_text()
@@ -133,3 +134,21 @@ def test_rows_are_sorted_by_risk_then_bytes(report: dict[str, Any]) -> None:
     keys = [(-sum(WEIGHTS.get(k, 1) for k in {f["kind"] for f in d["flags"]}), -d["bytes_up"])
             for d in report["new_destinations"]]
     assert keys == sorted(keys)
+
+
+def test_the_enforce_switch_keeps_a_fortnightly_job(report: dict[str, Any]) -> None:
+    ready = {r["agent"]: r for r in report["readiness"]}
+    assert ready["reporter"]["ready"] is True
+    assert [d["host"] for d in ready["reporter"]["would_block"]] == [incidents.PERIODIC]
+
+
+def test_switch_and_keep_are_suggested_together(fleet: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "corral.yaml"
+    policy.write_text(incidents.POLICY)
+    result = json.loads(_run(fleet, "--apply", policy=policy))
+    applied = {(s["kind"], s["agent"], s["value"]) for s in result["applied"]}
+    assert {("enforce", "reporter", "enforce"),
+            ("add-allow", "reporter", incidents.PERIODIC)} <= applied
+    reporter = load_policy(policy).spec.agent("reporter")
+    assert reporter.egress.mode == "enforce"
+    assert incidents.PERIODIC in {str(p) for p in reporter.egress.allow}
