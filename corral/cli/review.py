@@ -106,7 +106,7 @@ def _show(report: Report, fmt: str, chosen: list[Suggestion] | None) -> None:
 
 def _sd(s: Suggestion) -> dict[str, Any]:
     return {"kind": s.kind, "agent": s.agent, "field": s.field, "value": s.value,
-            "reason": s.reason, "risky": s.risky}
+            "reason": s.reason, "risky": s.risky, "replacement": list(s.replacement)}
 
 
 def load_policy_fast(path: str) -> Policy:

@@ -24,6 +24,7 @@ from corral.learn.report import (
     Anomaly,
     Charts,
     DeniedDestination,
+    Narrowing,
     NewDestination,
     Readiness,
     Report,
@@ -32,6 +33,7 @@ from corral.learn.report import (
     Verdict,
 )
 from corral.learn.risk import flags_for, registrable
+from corral.learn.suggest import entry_for
 from corral.model.domains import parse_ip_literal, parse_pattern
 from corral.model.policy import Agent, Policy
 from corral.store import queries
@@ -72,6 +74,7 @@ def build_report(conn: sqlite3.Connection, policy: Policy, opts: ReviewOptions,
         readiness=tuple(readiness(conn, policy, opts, since_day)),
         charts=charts(conn, opts),
         stories=tuple(story.stories(signals, acts)),
+        narrowings=tuple(narrowings(conn, policy, opts)),
     )
 
 
@@ -195,6 +198,32 @@ def unused_entries(conn: sqlite3.Connection, policy: Policy,
             if seen is None or seen < cutoff_text:
                 out.append(UnusedEntry(agent.name, entry, fld, max(last or "", seen or "")
                                        or None))
+    return out
+
+
+def narrowings(conn: sqlite3.Connection, policy: Policy,
+               opts: ReviewOptions) -> list[Narrowing]:
+    """Wildcard allow entries of agents observed at least ``unused_days`` that matched at most
+    ``narrow_max`` hosts in that time: least privilege says list those hosts instead (hosts
+    with a risk flag are left out, so narrowing also closes them)."""
+    cutoff = opts.now - timedelta(days=opts.unused_days)
+    cutoff_text = cutoff.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    cutoff_day = day_number(cutoff.astimezone(UTC).date().isoformat())
+    first_day = queries.agent_first_day(conn)
+    out = []
+    for agent in policy.spec.agents:
+        wild = [p for p in agent.egress.allow if p.wildcard]
+        if not wild or first_day.get(agent.name, cutoff_day + 1) > cutoff_day:
+            continue
+        used = queries.allowed_hosts(conn, agent.name, cutoff_text)
+        for p in wild:
+            hosts = sorted({(h, port) for h, port in used if p.matches_name(h) and (
+                port == p.port if p.port is not None else port in (80, 443))})
+            if not hosts or len(hosts) > opts.narrow_max:
+                continue
+            keep = tuple(entry_for(h, port) for h, port in hosts if not flags_for(h))
+            dropped = tuple(h for h, _ in hosts if flags_for(h))
+            out.append(Narrowing(agent.name, str(p), keep, dropped))
     return out
 
 

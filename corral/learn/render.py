@@ -116,7 +116,9 @@ def _ready(report: Report) -> Table:
 
 
 def _suggested(suggestions: Sequence[Suggestion]) -> Table:
-    rows = tuple((s.kind, s.agent, s.field, s.value, "yes" if s.risky else "no", s.reason)
+    rows = tuple((s.kind, s.agent, s.field,
+                  s.value + (f" -> {', '.join(s.replacement)}" if s.replacement else ""),
+                  "yes" if s.risky else "no", s.reason)
                  for s in suggestions)
     return Table("Suggested policy changes", ("change", "agent", "field", "value", "risky",
                                               "why"), rows, "no change suggested",

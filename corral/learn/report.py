@@ -39,6 +39,7 @@ class ReviewOptions:
     beacon_dispersion: float = 0.4  # hourly-count variance/mean at most this (random: ~1)
     growth_min_bytes: int = 256 << 10  # daily upload the window must end at to flag growth
     growth_factor: float = 3.0  # last days' upload at least this many times the first days'
+    narrow_max: int = 3  # a wildcard used for at most this many hosts is suggested narrowed
 
     @property
     def since(self) -> datetime:
@@ -167,6 +168,16 @@ class Readiness:
 
 
 @dataclass(frozen=True, slots=True)
+class Narrowing:
+    """A wildcard allow entry the agent used for only a few hosts in its observation period."""
+
+    agent: str
+    entry: str
+    hosts: tuple[str, ...]  # the entries that replace it (host, or host:port)
+    dropped: tuple[str, ...]  # hosts it reached that carry a risk flag: not kept
+
+
+@dataclass(frozen=True, slots=True)
 class Signal:
     """One thing an agent did in the window that a reviewer should see with the rest."""
 
@@ -208,6 +219,7 @@ class Report:
     readiness: tuple[Readiness, ...]
     charts: Charts
     stories: tuple[AgentStory, ...] = ()  # riskiest agent first
+    narrowings: tuple[Narrowing, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data (what ``-o json`` prints): every field plus ``risky`` and ``ratio``."""

@@ -18,9 +18,10 @@ from typing import Literal
 from corral.decide import reasons
 from corral.learn.report import DeniedDestination, Report
 from corral.learn.risk import Flag, not_an_allow_entry
+from corral.model.channels import CATEGORIES
 from corral.model.policy import Policy
 
-Kind = Literal["add-allow", "remove-allow", "enforce"]
+Kind = Literal["add-allow", "remove-allow", "narrow-allow", "add-deny", "enforce"]
 _SUGGESTIBLE = (reasons.NOT_IN_ALLOWLIST, reasons.PORT_NOT_ALLOWED)
 
 
@@ -28,10 +29,11 @@ _SUGGESTIBLE = (reasons.NOT_IN_ALLOWLIST, reasons.PORT_NOT_ALLOWED)
 class Suggestion:
     kind: Kind
     agent: str
-    field: str  # allow | allow_cidrs | mode
+    field: str  # allow | allow_cidrs | deny | mode
     value: str
     reason: str
     risky: bool = False
+    replacement: tuple[str, ...] = ()  # narrow-allow: the entries that replace ``value``
 
 
 def entry_for(host: str, port: int) -> str:
@@ -96,6 +98,26 @@ def _groups(report: Report,
     return out, members
 
 
+def tightening(report: Report) -> list[Suggestion]:
+    """Narrow wildcards used for a few hosts to those hosts; deny a channel (paste, storage,
+    tunnel, ...) newly reached under an allowed wildcard."""
+    out = []
+    for n in report.narrowings:
+        closed = f"; no longer reaches {', '.join(n.dropped)} (risk flag)" if n.dropped else ""
+        kind: Kind = "narrow-allow" if n.hosts else "remove-allow"
+        out.append(Suggestion(kind, n.agent, "allow", n.entry,
+                              f"used only for {', '.join(n.hosts) or 'flagged hosts'}: "
+                              f"list them instead (least privilege){closed}",
+                              replacement=n.hosts))
+    for d in report.new_destinations:
+        rule = d.verdict.rule or ""
+        found = [f for f in d.flags if f.kind in CATEGORIES]
+        if d.verdict.outcome == "allow" and rule.startswith("*.") and found:
+            out.append(Suggestion("add-deny", d.agent, "deny", entry_for(d.host, d.port),
+                                  f"newly reached under {rule}: {found[0].reason}"))
+    return out
+
+
 def suggestions(report: Report, policy: Policy) -> list[Suggestion]:
     """All suggestions, safe ones first; at most one per (agent, field, value)."""
     agents = {a.name for a in policy.spec.agents}
@@ -108,6 +130,9 @@ def suggestions(report: Report, policy: Policy) -> list[Suggestion]:
         if s is not None:
             out.setdefault((s.agent, s.field, s.value), s)
     for s in grouped:
+        if s.agent in agents:
+            out.setdefault((s.agent, s.field, s.value), s)
+    for s in tightening(report):
         if s.agent in agents:
             out.setdefault((s.agent, s.field, s.value), s)
     for u in report.unused:

@@ -124,6 +124,10 @@ CHANNELS: tuple[Channel, ...] = tuple(
 )
 
 
+CATEGORIES: frozenset[str] = frozenset(
+    {c for c, _, _ in _GROUPS} | {p[3] for p in _PATTERNS})
+
+
 def channel_for_host(host: str) -> Channel | None:
     """The channel a (normalised) host name belongs to, if any."""
     rest = host

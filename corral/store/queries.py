@@ -285,3 +285,10 @@ def would_denied(conn: sqlite3.Connection, agent: str) -> list[DestRow]:
     rows = conn.execute(f"SELECT {_DEST_COLS} FROM dest_total WHERE agent=? AND "
                         "n_would_deny > 0 ORDER BY host, port", (agent,))
     return [DestRow(*r) for r in rows]
+
+
+def allowed_hosts(conn: sqlite3.Connection, agent: str,
+                  since: str) -> list[tuple[str, int]]:
+    """(host, port) of the agent's allowed destinations used since ``since``."""
+    return conn.execute("SELECT host, port FROM dest_total WHERE agent=? AND n_allow > 0 "
+                        "AND last_seen >= ?", (agent, since)).fetchall()

@@ -152,3 +152,18 @@ def test_switch_and_keep_are_suggested_together(fleet: Path, tmp_path: Path) -> 
     reporter = load_policy(policy).spec.agent("reporter")
     assert reporter.egress.mode == "enforce"
     assert incidents.PERIODIC in {str(p) for p in reporter.egress.allow}
+
+
+def test_tightening_narrows_a_wildcard_and_denies_a_channel_under_it(
+        fleet: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "corral.yaml"
+    policy.write_text(incidents.POLICY)
+    result = json.loads(_run(fleet, "--apply", policy=policy))
+    by_kind = {(s["kind"], s["agent"], s["value"]): s for s in result["applied"]}
+    narrow = by_kind[("narrow-allow", "etl", "*.amazonaws.com")]
+    assert narrow["replacement"] == [incidents.BEDROCK] and not narrow["risky"]
+    assert incidents.BUCKET in narrow["reason"]
+    assert ("add-deny", "etl", incidents.BUCKET) in by_kind
+    etl = load_policy(policy).spec.agent("etl")
+    assert {str(p) for p in etl.egress.allow} == {incidents.BEDROCK, "api.openai.com"}
+    assert incidents.BUCKET in {str(p) for p in etl.egress.deny}
