@@ -63,6 +63,7 @@ class Rows:
     dest_pod: list[tuple[Any, ...]] = field(default_factory=list)
     tld: list[tuple[str, str]] = field(default_factory=list)
     dest_hours: list[tuple[Any, ...]] = field(default_factory=list)
+    agent_hours: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -179,6 +180,12 @@ class AccessBatch:
         out.dest_pod = self._pod_rows(days, accepted)
         out.tld = _tld_rows(out.dest_total)
         out.dest_hours = [(*k, mask(v[0]), v[1], pack_hours(v[0])) for k, v in hours.items()]
+        per_agent: dict[tuple[Any, ...], list[int]] = {}
+        for agent, _host, _port, day, m, deny_mask, _blob in out.dest_hours:
+            row = per_agent.setdefault((agent, day), [0, 0])
+            row[0] |= m
+            row[1] |= deny_mask
+        out.agent_hours = [(*k, *v) for k, v in per_agent.items()]
         return out
 
     def _pod_rows(self, days: Mapping[str, int | None],

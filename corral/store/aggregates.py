@@ -158,6 +158,7 @@ class AggregateStore:
             c.executemany(schema.UPSERT_DEST_POD, rows.dest_pod)
             c.executemany(schema.UPSERT_TLD, rows.tld)
             c.executemany(schema.UPSERT_DEST_HOURS, rows.dest_hours)
+            c.executemany(schema.UPSERT_AGENT_HOURS, rows.agent_hours)
             if mark is not None:
                 c.execute(schema.UPSERT_INGESTED, mark())
 

@@ -225,11 +225,8 @@ def falco_hours(conn: sqlite3.Connection, agent: str, rule: str,
 
 def deny_hours(conn: sqlite3.Connection, agent: str, since_day: int) -> dict[int, int]:
     """day -> mask of the UTC hours in which the agent had a request denied."""
-    out: dict[int, int] = {}
-    for day, mask in conn.execute("SELECT day, deny_hours FROM dest_hours WHERE agent=? "
-                                  "AND day >= ? AND deny_hours != 0", (agent, since_day)):
-        out[day] = out.get(day, 0) | mask
-    return out
+    return dict(conn.execute("SELECT day, deny_hours FROM agent_hours WHERE agent=? AND "
+                             "day >= ? AND deny_hours != 0", (agent, since_day)).fetchall())
 
 
 def hours_of(conn: sqlite3.Connection, keys: Iterable[tuple[str, str, int]],
@@ -265,12 +262,12 @@ def agent_hours(conn: sqlite3.Connection, agent: str, from_day: int,
                 to_day: int) -> tuple[int, int]:
     """(mask of the UTC hours with any request, number of active days) of the agent in
     ``[from_day, to_day)``."""
-    mask, days = 0, set()
-    for day, hours in conn.execute("SELECT day, hours FROM dest_hours WHERE agent=? AND "
-                                   "day >= ? AND day < ?", (agent, from_day, to_day)):
+    mask, days = 0, 0
+    for (hours,) in conn.execute("SELECT hours FROM agent_hours WHERE agent=? AND day >= ? "
+                                 "AND day < ?", (agent, from_day, to_day)):
         mask |= hours
-        days.add(day)
-    return mask, len(days)
+        days += 1
+    return mask, days
 
 
 def agent_denials(conn: sqlite3.Connection, since_day: int) -> list[tuple[str, int, int]]:

@@ -25,7 +25,8 @@ from corral.store.falco import UNATTRIBUTED, agent_of, pod_labels
 from tests.learn import scenario
 
 TABLES = ("dest_day", "dest_total", "agent_day", "rule_use", "dest_pod", "tld_seen",
-          "proc_total", "falco_day", "falco_sig", "dest_hours", "falco_hours", "falco_sig_day")
+          "proc_total", "falco_day", "falco_sig", "dest_hours", "agent_hours", "falco_hours",
+          "falco_sig_day")
 
 
 def access(**over: Any) -> dict[str, Any]:
