@@ -90,7 +90,8 @@ def _options(args: argparse.Namespace) -> ReviewOptions:
                          anomaly_min_bytes=args.min_anomaly_bytes)
 
 
-def _show(report: Report, fmt: str, chosen: list[Suggestion] | None) -> None:
+def _show(report: Report, fmt: str, chosen: list[Suggestion] | None,
+          diff: str | None = None) -> None:
     if fmt == "json":
         data = report.as_dict()
         if chosen is not None:
@@ -99,7 +100,7 @@ def _show(report: Report, fmt: str, chosen: list[Suggestion] | None) -> None:
     elif fmt == "markdown":
         sys.stdout.write(render.markdown(report, chosen) + "\n")
     elif fmt == "html":
-        sys.stdout.write(html.page(report, chosen))
+        sys.stdout.write(html.page(report, chosen, diff))
     else:
         render.print_text(_common.stdout(), report, chosen)
 
@@ -130,7 +131,14 @@ def run(args: argparse.Namespace) -> int:
     with store:
         report = build_report(store.conn, policy, _options(args), args.policy)
     if not (args.suggest or args.apply):
-        _show(report, args.output, None)
+        if args.output != "html":
+            _show(report, args.output, None)
+            return _common.EXIT_OK
+        chosen = suggestions(report, policy)  # the page carries the change as a diff
+        text = Path(args.policy).read_text(encoding="utf-8")
+        edit = apply.apply_suggestions(text, chosen, include_risky=args.include_risky,
+                                       note=f"added by corral review {report.generated[:10]}")
+        _show(report, "html", chosen, apply.unified_diff(text, edit.text, args.policy))
         return _common.EXIT_OK
     return _suggest(args, report, suggestions(report, policy))
 

@@ -134,7 +134,8 @@ def test_text_markdown_html_outputs(fleet: Path, capsys: pytest.CaptureFixture[s
     _, md, _ = _review(fleet, capsys, "-o", "markdown")
     assert md.startswith("# corral review") and "| agent | destination |" in md
     _, page, _ = _review(fleet, capsys, "-o", "html")
-    assert page.startswith("<!doctype html>") and page.count("<svg") == 3
+    assert page.startswith("<!doctype html>") and page.count("<svg") == 4 + 2  # 4 agents
+    assert "Suggested policy change" in page
     assert "<script" not in page and "http://" not in page.replace(
         'xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page
     assert "polyline" in page and "pastebin.com" in page
