@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 Counts = tuple[int, int, int, int, int, int]  # requests, up, down, allow, deny, would_deny
 
@@ -233,22 +234,25 @@ def hours_of(conn: sqlite3.Connection, keys: Iterable[tuple[str, str, int]],
              since_day: int) -> list[tuple[str, str, int, int, int, bytes]]:
     """(agent, host, port, day, hours mask, packed requests per hour) of the given keys from
     ``since_day``."""
-    _fill_want(conn, keys)
-    return conn.execute(
-        "SELECT h.agent, h.host, h.port, h.day, h.hours, h.per_hour FROM want CROSS JOIN "
-        "dest_hours h ON h.agent = want.agent AND h.host = want.host AND h.port = want.port "
-        "WHERE h.day >= ?", (since_day,)).fetchall()
+    return _keyed_days(conn, "dest_hours", ("hours", "per_hour"), keys, since_day)
 
 
 def days_of(conn: sqlite3.Connection, keys: Iterable[tuple[str, str, int]],
             since_day: int) -> list[tuple[str, str, int, int, int, int, int]]:
     """(agent, host, port, day, requests, bytes up, bytes down) of the given keys from
     ``since_day``."""
+    return _keyed_days(conn, "dest_day", ("requests", "bytes_up", "bytes_down"), keys, since_day)
+
+
+def _keyed_days(conn: sqlite3.Connection, table: str, columns: tuple[str, ...],
+                keys: Iterable[tuple[str, str, int]], since_day: int) -> list[Any]:
+    """(agent, host, port, day, *columns) of a per-day table for the given keys from
+    ``since_day``, joined on the primary key."""
     _fill_want(conn, keys)
+    cols = ", ".join(f"t.{c}" for c in ("agent", "host", "port", "day", *columns))
     return conn.execute(
-        "SELECT d.agent, d.host, d.port, d.day, d.requests, d.bytes_up, d.bytes_down FROM want "
-        "CROSS JOIN dest_day d ON d.agent = want.agent AND d.host = want.host "
-        "AND d.port = want.port WHERE d.day >= ?", (since_day,)).fetchall()
+        f"SELECT {cols} FROM want CROSS JOIN {table} t ON t.agent = want.agent "
+        "AND t.host = want.host AND t.port = want.port WHERE t.day >= ?", (since_day,)).fetchall()
 
 
 def agent_pods(conn: sqlite3.Connection, agent: str, since_day: int) -> int:
