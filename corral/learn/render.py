@@ -133,13 +133,21 @@ def tables(report: Report, suggestions: Sequence[Suggestion] | None = None) -> l
     return out
 
 
+def _n(count: int, one: str, many: str = "") -> str:
+    """``1 agent``, ``2 agents`` (``many`` defaults to ``one`` + s)."""
+    return f"{count} {one}" if count == 1 else f"{count} {many or one + 's'}"
+
+
 def headline(report: Report) -> str:
     c = report.counts()
     return (f"corral review {report.since} .. {report.generated}: "
-            f"{c['new_destinations']} new destinations ({c['risky_new_destinations']} risky), "
-            f"{c['anomalies']} volume anomalies, {c['unused_entries']} unused allow entries, "
-            f"{c['noisy_falco_rules']} noisy Falco rules, {c['ready_to_enforce']} agents ready "
-            f"to enforce, {c['agents_with_signals']} agents with risk signals")
+            f"{_n(c['new_destinations'], 'new destination')} "
+            f"({c['risky_new_destinations']} risky), "
+            f"{_n(c['anomalies'], 'volume anomaly', 'volume anomalies')}, "
+            f"{_n(c['unused_entries'], 'unused allow entry', 'unused allow entries')}, "
+            f"{_n(c['noisy_falco_rules'], 'noisy Falco rule')}, "
+            f"{_n(c['ready_to_enforce'], 'agent')} ready to enforce, "
+            f"{_n(c['agents_with_signals'], 'agent')} with risk signals")
 
 
 def print_text(console: Console, report: Report,

@@ -167,3 +167,12 @@ def test_tightening_narrows_a_wildcard_and_denies_a_channel_under_it(
     etl = load_policy(policy).spec.agent("etl")
     assert {str(p) for p in etl.egress.allow} == {incidents.BEDROCK, "api.openai.com"}
     assert incidents.BUCKET in {str(p) for p in etl.egress.deny}
+
+
+def test_the_headline_counts_in_words(fleet: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["review", "-f", str(fleet / "corral.yaml"), "--store", str(fleet / "store.db"),
+                 "--now", NOW]) == 0
+    out = capsys.readouterr().out
+    assert "1 agent ready to enforce" in out and "0 volume anomalies" in out
+    assert "3 agents with risk signals" in out
