@@ -79,6 +79,7 @@ class AggregateStore:
         if readonly:
             if not Path(p).exists():
                 raise FileNotFoundError(f"store {p!r} does not exist (run `corral learn` first)")
+            _upgrade(p)
             conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, check_same_thread=False)
         else:
             conn = sqlite3.connect(p, check_same_thread=False, isolation_level=None)
@@ -188,6 +189,28 @@ class AggregateStore:
             if mark is not None:
                 c.execute(schema.UPSERT_INGESTED, mark())
         return stats
+
+
+def _upgrade(path: str) -> None:
+    """Add the tables of a newer schema to an older store before reading it (the tables only
+    ever grow; older data simply has no rows in them)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        conn.close()
+    if version >= schema.SCHEMA_VERSION:
+        return
+    try:
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            _migrate(conn)
+        finally:
+            conn.close()
+    except sqlite3.OperationalError as exc:
+        raise FileNotFoundError(f"store {path!r} has schema {version}, older than this corral's "
+                                f"{schema.SCHEMA_VERSION}, and cannot be upgraded ({exc}); "
+                                "open it once with `corral learn` where it is writable") from None
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

@@ -237,3 +237,19 @@ def test_learn_of_empty_input_exits_2(tmp_path: Path, monkeypatch: pytest.Monkey
     """`corral learn < /dev/null`: nothing could be ingested, as the help says (exit 2)."""
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
     assert main(["learn", "--store", str(tmp_path / "s.db")]) == 2
+
+
+def test_a_store_of_the_previous_schema_is_upgraded_on_read(tmp_path: Path) -> None:
+    """A store written before the behaviour tables existed is still reviewable."""
+    db = tmp_path / "old.db"
+    with AggregateStore.open(db) as store:
+        store.ingest_access([access()])
+    conn = sqlite3.connect(db)
+    for table in ("dest_hours", "agent_hours", "falco_hours", "falco_sig_day", "ingested"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+    with AggregateStore.open(db, readonly=True) as store:
+        assert store.conn.execute("SELECT count(*) FROM dest_hours").fetchone() == (0,)
+        assert store.conn.execute("SELECT count(*) FROM dest_day").fetchone() == (1,)
