@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from corral.cli import _common
 from corral.learn import apply, html, render
 from corral.learn.build import build_report
-from corral.learn.report import Report, ReviewOptions
+from corral.learn.report import IncidentRef, Report, ReviewOptions
 from corral.learn.suggest import Suggestion, suggestions
 from corral.model.errors import PolicyError
 from corral.model.policy import Policy
@@ -73,6 +73,9 @@ def register(sub: Any) -> None:
                    help="also apply risky suggestions (a risk or behaviour flag on the "
                         "destination, or other signals of the agent in the window); each one "
                         "included is named on stderr")
+    p.add_argument("--incidents", metavar="DB", default=None,
+                   help="the control plane's incidents.db (`corral serve --state DIR`): its "
+                        "incidents join the agents' stories and block Falco exceptions")
     p.add_argument("--falco-rules", metavar="FILE", default=None,
                    help="Falco exceptions file (default: falco-exceptions.yaml beside the policy)")
     p.add_argument("--unused-days", type=int, default=30, metavar="N",
@@ -122,6 +125,24 @@ def load_policy_fast(path: str) -> Policy:
         return _common.load(path, quiet_warnings=True)
 
 
+def _incidents(path: str | None) -> list[IncidentRef]:
+    """The control plane's incidents (attributed to an agent), read from its store."""
+    if path is None:
+        return []
+    if not Path(path).is_file():
+        raise _common.CliError(f"incidents store {path!r} does not exist")
+    from corral.control.store import IncidentStore  # noqa: PLC0415 - only --incidents needs it
+
+    store = IncidentStore(path)
+    try:
+        docs = store.incidents(limit=100_000)
+    finally:
+        store.close()
+    return [IncidentRef(str(d["id"]), str(d["agent"]), str(d["severity"]), str(d["rule"]),
+                        float(d["first_seen"]), float(d["last_seen"]))
+            for d in docs if d.get("agent")]
+
+
 def run(args: argparse.Namespace) -> int:
     policy = load_policy_fast(args.policy)
     try:
@@ -129,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         raise _common.CliError(str(exc)) from None
     with store:
-        report = build_report(store.conn, policy, _options(args), args.policy)
+        report = build_report(store.conn, policy, _options(args), args.policy,
+                              _incidents(args.incidents))
     if not (args.suggest or args.apply):
         if args.output != "html":
             _show(report, args.output, None)

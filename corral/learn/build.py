@@ -11,7 +11,7 @@ import ipaddress
 import sqlite3
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +24,7 @@ from corral.learn.report import (
     Anomaly,
     Charts,
     DeniedDestination,
+    IncidentRef,
     Narrowing,
     NewDestination,
     Readiness,
@@ -43,8 +44,10 @@ MAD_SCALE = 1.4826  # MAD -> standard deviation for normal data
 
 
 def build_report(conn: sqlite3.Connection, policy: Policy, opts: ReviewOptions,
-                 policy_name: str = "corral.yaml") -> Report:
-    """Every section of the review, for the window ``opts.since`` .. ``opts.now``."""
+                 policy_name: str = "corral.yaml",
+                 incidents: Sequence[IncidentRef] = ()) -> Report:
+    """Every section of the review, for the window ``opts.since`` .. ``opts.now``; control-plane
+    ``incidents`` in the window join the agents' stories and block Falco exceptions."""
     since_day = day_number(opts.since.astimezone(UTC).date().isoformat())
     rules = {a.name: AgentRules.from_agent(a) for a in policy.spec.agents}
     new = new_destinations(conn, opts, since_day, rules)
@@ -54,13 +57,16 @@ def build_report(conn: sqlite3.Connection, policy: Policy, opts: ReviewOptions,
     denied_rows = list(denied(denials, rules, new_keys))
     found_anomalies = anomalies(conn, opts, since_day)
     new, denied_rows = with_behaviour(conn, opts, since_day, new=new, denied_rows=denied_rows)
+    recent = [i for i in incidents if i.last_seen >= opts.since.timestamp()]
     noisy = falco_tuning.noisy_rules(conn, opts, since_day,
-                                     alarms(conn, opts, since_day, new, denied_rows))
+                                     alarms(conn, opts, since_day, new, denied_rows,
+                                            incidents=recent))
     acts = activity(conn, since_day, policy, denials, opts.group_min)
     signals = [*story.destination_signals(new, denied_rows),
                *story.anomaly_signals(found_anomalies),
                *story.falco_signals(conn, since_day, noisy),
-               *story.spike_signals(conn, opts, since_day)]
+               *story.spike_signals(conn, opts, since_day),
+               *story.incident_signals(recent)]
     return Report(
         generated=opts.now.astimezone(UTC).isoformat(timespec="seconds"),
         since=opts.since.astimezone(UTC).isoformat(timespec="seconds"),
@@ -94,10 +100,10 @@ def with_behaviour(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int
 
 
 def alarms(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int,
-           new: list[NewDestination], denied_rows: Iterable[DeniedDestination]
-           ) -> falco_tuning.Alarms:
-    """For agents with a noisy Falco rule: the hours of each window day with a denial or a
-    request to a risky destination (a Falco firing in such an hour is no noise)."""
+           new: list[NewDestination], denied_rows: Iterable[DeniedDestination], *,
+           incidents: Sequence[IncidentRef] = ()) -> falco_tuning.Alarms:
+    """For agents with a noisy Falco rule: the hours of each window day with a denial, a
+    request to a risky destination or an open incident (a Falco firing then is no noise)."""
     agents = {a for a, _rule, _prio, n in queries.falco_window(conn, since_day)
               if n >= opts.falco_min}
     out = {a: queries.deny_hours(conn, a, since_day) for a in sorted(agents)}
@@ -107,7 +113,21 @@ def alarms(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int,
               for h in (d.hosts or (d.host,))}
     for agent, _host, _port, day, mask, _ in queries.hours_of(conn, sorted(risky), since_day):
         out[agent][day] = out[agent].get(day, 0) | mask
+    for inc in incidents:
+        if inc.agent in out:
+            for day, mask in incident_hours(inc):
+                out[inc.agent][day] = out[inc.agent].get(day, 0) | mask
     return out
+
+
+def incident_hours(inc: IncidentRef, cap_hours: int = 48) -> list[tuple[int, int]]:
+    """(day, hour mask) pairs an incident spans (at most ``cap_hours`` from its start)."""
+    start = int(inc.first_seen) // 3600
+    end = min(int(inc.last_seen) // 3600, start + cap_hours)
+    out: dict[int, int] = {}
+    for hour in range(start, end + 1):
+        out[hour // 24] = out.get(hour // 24, 0) | 1 << (hour % 24)
+    return sorted(out.items())
 
 
 def verdict(rules: AgentRules | None, host: str, port: int) -> Verdict:

@@ -178,6 +178,18 @@ class Narrowing:
 
 
 @dataclass(frozen=True, slots=True)
+class IncidentRef:
+    """A control-plane incident (``corral serve``'s incidents.db) the review correlates."""
+
+    id: str
+    agent: str
+    severity: str
+    rule: str
+    first_seen: float  # epoch seconds
+    last_seen: float
+
+
+@dataclass(frozen=True, slots=True)
 class Signal:
     """One thing an agent did in the window that a reviewer should see with the rest."""
 

@@ -12,6 +12,7 @@ import sqlite3
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from corral.learn.falco_tuning import is_corral_rule
 from corral.learn.render import human_bytes
@@ -21,6 +22,7 @@ from corral.learn.report import (
     Anomaly,
     DeniedDestination,
     FalcoNoise,
+    IncidentRef,
     NewDestination,
     ReviewOptions,
     Signal,
@@ -87,6 +89,15 @@ def spike_signals(conn: sqlite3.Connection, opts: ReviewOptions,
         if worst >= SPIKE_MIN and worst >= SPIKE_FACTOR * max(median, 1):
             out.append((agent, Signal("denial-spike", 2, f"{worst} denials on {day_iso(day)} "
                                                          f"(median day before: {median:g})")))
+    return out
+
+
+def incident_signals(incidents: Sequence[IncidentRef]) -> list[tuple[str, Signal]]:
+    out = []
+    for i in incidents:
+        when = datetime.fromtimestamp(i.first_seen, UTC).strftime("%Y-%m-%d %H:%M")
+        out.append((i.agent, Signal("incident", 3,
+                                    f"incident {i.id} ({i.severity}, {i.rule}) from {when}")))
     return out
 
 

@@ -176,3 +176,24 @@ def test_the_headline_counts_in_words(fleet: Path, capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert "1 agent ready to enforce" in out and "0 volume anomalies" in out
     assert "3 agents with risk signals" in out
+
+
+def test_control_plane_incidents_join_the_story_and_block_exceptions(
+        fleet: Path, tmp_path: Path) -> None:
+    from corral.control.incidents import Incident
+    from corral.control.store import IncidentStore
+
+    db = tmp_path / "incidents.db"
+    store = IncidentStore(db)
+    start = incidents.NOW.timestamp() - 5 * 86_400
+    day = 86_400
+    found = [Incident(f"inc-{d}", "helper", "helper pod", None, "ai-workloads", "C2 callback",
+                      "high", start - start % day + d * day + 9 * 3600,
+                      start - start % day + d * day + 12 * 3600 - 1) for d in range(5)]
+    store.write(found, {}, incidents.NOW.timestamp())
+    store.close()
+    data = json.loads(_run(fleet, "--incidents", str(db)))
+    quiet = {(n["agent"], n["rule"]): n for n in data["falco"]}[("helper", incidents.QUIET_RULE)]
+    assert quiet["exception"] is None and "same hour" in quiet["held"]
+    helper = {s["agent"]: s for s in data["stories"]}["helper"]
+    assert any("incident inc-0 (high, C2 callback)" in s["text"] for s in helper["signals"])
