@@ -130,13 +130,16 @@ def fleet_store(path: Path, *, agents: int = 1000, dests: int = 200, days: int =
         total += len(rows)
         conn.execute("BEGIN")
         conn.executemany("INSERT INTO dest_day VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        conn.executemany("INSERT INTO dest_total VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                         _fold(rows, (0, 1, 2)))
+        totals = _fold(rows, (0, 1, 2))
+        conn.executemany("INSERT INTO dest_total VALUES (?,?,?,?,?,?,?,?,?,?,?)", totals)
         conn.executemany("INSERT INTO agent_day VALUES (?,?,?,?,?,?,?,?,?,?)",
                          _fold(rows, (0, 3)))
         conn.executemany("INSERT INTO rule_use VALUES (?,?,?,?,?,?)", _rules(rows))
         conn.executemany("INSERT INTO dest_hours VALUES (?,?,?,?,?,?,?)",
                          _hour_rows(rnd, rows))
+        conn.executemany("INSERT INTO rule_host VALUES (?,?,?,?,?)",
+                         ((t[0], f"*.{t[1].split('.', 1)[1]}", t[1], t[2], t[10])
+                          for t in totals if t[6]))
         conn.executemany("INSERT INTO agent_hours VALUES (?,?,?,?)",
                          ((agent, day, FULL_DAY, 0) for agent, day in {(r[0], r[3]) for r in rows}))
         conn.executemany("INSERT OR IGNORE INTO dest_pod VALUES (?,?,?,?,?,?)",

@@ -73,14 +73,14 @@ def beacon(u: Usage, opts: ReviewOptions) -> Flag | None:
     """Steady requests in (nearly) every hour: hourly counts with a dispersion (variance/mean)
     far below the ~1 of independent requests."""
     full = [counts for counts in u.per_hour.values()
-            if sum(1 for n in counts if n) >= FULL_DAY_HOURS]
+            if 24 - counts.count(0) >= FULL_DAY_HOURS]
     if len(full) < opts.beacon_days:
         return None
-    pooled = [n for counts in full for n in counts]
-    mean = statistics.fmean(pooled)
+    n = 24 * len(full)
+    mean = sum(map(sum, full)) / n
     if mean < 1:
         return None
-    dispersion = statistics.pvariance(pooled) / mean
+    dispersion = (sum(x * x for counts in full for x in counts) / n - mean * mean) / mean
     if dispersion > opts.beacon_dispersion:
         return None
     return Flag("beacon", f"requests in every hour of {len(full)} days, {mean:.1f} an hour "
@@ -128,7 +128,9 @@ def behaviour_flags(conn: sqlite3.Connection, opts: ReviewOptions, since_day: in
     wanted = sorted(set(keys))
     usage = _usage(conn, wanted, since_day)
     agents = sorted({k[0] for k in wanted})
-    agent_pods = {a: queries.agent_pods(conn, a, since_day) for a in agents}
+    alone = {k[0] for k in wanted if pods.get(k) == 1}  # only their pod count matters
+    agent_pods = {a: queries.agent_pods(conn, a, since_day) if a in alone else 0
+                  for a in agents}
     usual = {a: queries.agent_hours(conn, a, since_day - opts.baseline_days, since_day)
              for a in agents}
     out: dict[Key, list[Flag]] = {}

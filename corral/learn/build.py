@@ -35,7 +35,7 @@ from corral.learn.report import (
 )
 from corral.learn.risk import flags_for, registrable
 from corral.learn.suggest import entry_for
-from corral.model.domains import DomainPattern, parse_ip_literal, parse_pattern
+from corral.model.domains import parse_ip_literal, parse_pattern
 from corral.model.policy import Agent, Policy
 from corral.store import queries
 from corral.store.access import day_iso, day_number
@@ -230,35 +230,19 @@ def narrowings(conn: sqlite3.Connection, policy: Policy,
     cutoff_text = cutoff.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
     cutoff_day = day_number(cutoff.astimezone(UTC).date().isoformat())
     first_day = queries.agent_first_day(conn)
+    agents = {a.name: a for a in policy.spec.agents
+              if first_day.get(a.name, cutoff_day + 1) <= cutoff_day}
+    used: dict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)
+    for agent, rule, host, port in queries.few_host_wildcards(conn, cutoff_text,
+                                                              opts.narrow_max):
+        a = agents.get(agent)
+        if a is not None and any(p.wildcard and str(p) == rule for p in a.egress.allow):
+            used[(agent, rule)].append((host, port))
     out = []
-    for agent in policy.spec.agents:
-        wild: dict[str, list[DomainPattern]] = defaultdict(list)
-        for p in agent.egress.allow:
-            if p.wildcard:
-                wild[p.name].append(p)
-        if not wild or first_day.get(agent.name, cutoff_day + 1) > cutoff_day:
-            continue
-        hosts: dict[str, set[tuple[str, int]]] = defaultdict(set)
-        for host, port in queries.allowed_hosts(conn, agent.name, cutoff_text):
-            for p in _covering(wild, host):
-                if port == p.port if p.port is not None else port in (80, 443):
-                    hosts[str(p)].add((host, port))
-        for entry, used in hosts.items():
-            if len(used) <= opts.narrow_max:
-                ordered = sorted(used)
-                keep = tuple(entry_for(h, port) for h, port in ordered if not flags_for(h))
-                dropped = tuple(h for h, _ in ordered if flags_for(h))
-                out.append(Narrowing(agent.name, entry, keep, dropped))
-    return out
-
-
-def _covering(wild: dict[str, list[DomainPattern]], host: str) -> list[DomainPattern]:
-    """The wildcard entries whose name is a proper suffix of ``host``."""
-    out: list[DomainPattern] = []
-    rest = host
-    while "." in rest:
-        rest = rest.split(".", 1)[1]
-        out.extend(wild.get(rest, ()))
+    for (agent, rule), hosts in sorted(used.items()):
+        keep = tuple(entry_for(h, port) for h, port in hosts if not flags_for(h))
+        dropped = tuple(h for h, _ in hosts if flags_for(h))
+        out.append(Narrowing(agent, rule, keep, dropped))
     return out
 
 

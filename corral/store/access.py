@@ -64,6 +64,7 @@ class Rows:
     tld: list[tuple[str, str]] = field(default_factory=list)
     dest_hours: list[tuple[Any, ...]] = field(default_factory=list)
     agent_hours: list[tuple[Any, ...]] = field(default_factory=list)
+    rule_host: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -155,6 +156,7 @@ class AccessBatch:
         rules: dict[tuple[Any, ...], list[Any]] = {}
         dest_days: dict[tuple[Any, ...], list[Any]] = {}
         hours: dict[tuple[Any, ...], list[Any]] = {}
+        wild: dict[tuple[Any, ...], str] = {}
         accepted: set[tuple[Any, Any, Any]] = set()
         for key, a in self.dest.items():
             agent, host, port, iso, decision, rule = key
@@ -173,6 +175,9 @@ class AccessBatch:
             _merge(agent_days, (agent, day), a, idx)
             if rule is not None:
                 _merge_rule(rules, (agent, rule, decision), a)
+                if decision == "allow" and rule.startswith("*."):
+                    k = (agent, rule, host, port)
+                    wild[k] = max(wild.get(k, a[4]), a[4])
         out.dest_day = [(*k, *v) for k, v in dest_days.items()]
         out.dest_total = [(*k, *v) for k, v in totals.items()]
         out.agent_day = [(*k, *v) for k, v in agent_days.items()]
@@ -186,6 +191,7 @@ class AccessBatch:
             row[0] |= m
             row[1] |= deny_mask
         out.agent_hours = [(*k, *v) for k, v in per_agent.items()]
+        out.rule_host = [(*k, v) for k, v in wild.items()]
         return out
 
     def _pod_rows(self, days: Mapping[str, int | None],

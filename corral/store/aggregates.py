@@ -160,6 +160,7 @@ class AggregateStore:
             c.executemany(schema.UPSERT_TLD, rows.tld)
             c.executemany(schema.UPSERT_DEST_HOURS, rows.dest_hours)
             c.executemany(schema.UPSERT_AGENT_HOURS, rows.agent_hours)
+            c.executemany(schema.UPSERT_RULE_HOST, rows.rule_host)
             if mark is not None:
                 c.execute(schema.UPSERT_INGESTED, mark())
 

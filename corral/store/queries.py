@@ -288,8 +288,12 @@ def would_denied(conn: sqlite3.Connection, agent: str) -> list[DestRow]:
     return [DestRow(*r) for r in rows]
 
 
-def allowed_hosts(conn: sqlite3.Connection, agent: str,
-                  since: str) -> list[tuple[str, int]]:
-    """(host, port) of the agent's allowed destinations used since ``since``."""
-    return conn.execute("SELECT host, port FROM dest_total WHERE agent=? AND n_allow > 0 "
-                        "AND last_seen >= ?", (agent, since)).fetchall()
+def few_host_wildcards(conn: sqlite3.Connection, since: str,
+                       most: int) -> list[tuple[str, str, str, int]]:
+    """(agent, wildcard rule, host, port) of the wildcard allow entries that matched at most
+    ``most`` hosts since ``since``."""
+    return conn.execute(
+        "SELECT r.agent, r.rule, r.host, r.port FROM (SELECT agent, rule FROM rule_host "
+        "WHERE last_seen >= ? GROUP BY agent, rule HAVING count(*) <= ?) c CROSS JOIN "
+        "rule_host r ON r.agent = c.agent AND r.rule = c.rule WHERE r.last_seen >= ? "
+        "ORDER BY r.agent, r.rule, r.host, r.port", (since, most, since)).fetchall()

@@ -19,6 +19,7 @@ Rollups maintained at ingest, so fleet-wide questions never scan ``dest_day``:
 Behaviour detail (schema 2), kept small: one row per key and day, hours as 24-bit masks:
   dest_hours  agent x host:port x day: requests per UTC hour (24 little-endian uint16, summed by
               the writer's ``hsum`` function), hours with any request and with a deny (masks)
+  rule_host   agent x wildcard allow entry x host:port: last seen (wildcards used for few hosts)
   agent_hours agent x day: hours with any request and with a deny (masks; usual hours)
   falco_hours agent x Falco rule x day: UTC hours with a firing (coincidence with denials)
   falco_sig_day  agent x Falco rule x day x signature: count (shares over the window)
@@ -87,6 +88,9 @@ DDL: Final = (
     agent TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL, day INTEGER NOT NULL,
     hours INTEGER NOT NULL, deny_hours INTEGER NOT NULL, per_hour BLOB NOT NULL,
     PRIMARY KEY (agent, host, port, day)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS rule_host (
+    agent TEXT NOT NULL, rule TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL,
+    last_seen TEXT NOT NULL, PRIMARY KEY (agent, rule, host, port)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS agent_hours (
     agent TEXT NOT NULL, day INTEGER NOT NULL, hours INTEGER NOT NULL,
     deny_hours INTEGER NOT NULL, PRIMARY KEY (agent, day)) WITHOUT ROWID""",
@@ -153,3 +157,6 @@ UPSERT_INGESTED: Final = """INSERT INTO ingested VALUES (?,?,?,?)
 UPSERT_AGENT_HOURS: Final = """INSERT INTO agent_hours VALUES (?,?,?,?)
     ON CONFLICT (agent, day) DO UPDATE SET hours = hours | excluded.hours,
     deny_hours = deny_hours | excluded.deny_hours"""
+UPSERT_RULE_HOST: Final = """INSERT INTO rule_host VALUES (?,?,?,?,?)
+    ON CONFLICT (agent, rule, host, port) DO UPDATE SET
+    last_seen = max(last_seen, excluded.last_seen)"""

@@ -26,7 +26,7 @@ from tests.learn import scenario
 
 TABLES = ("dest_day", "dest_total", "agent_day", "rule_use", "dest_pod", "tld_seen",
           "proc_total", "falco_day", "falco_sig", "dest_hours", "agent_hours", "falco_hours",
-          "falco_sig_day")
+          "falco_sig_day", "rule_host")
 
 
 def access(**over: Any) -> dict[str, Any]:
@@ -245,7 +245,8 @@ def test_a_store_of_the_previous_schema_is_upgraded_on_read(tmp_path: Path) -> N
     with AggregateStore.open(db) as store:
         store.ingest_access([access()])
     conn = sqlite3.connect(db)
-    for table in ("dest_hours", "agent_hours", "falco_hours", "falco_sig_day", "ingested"):
+    for table in ("dest_hours", "agent_hours", "falco_hours", "falco_sig_day", "ingested",
+                  "rule_host"):
         conn.execute(f"DROP TABLE {table}")
     conn.execute("PRAGMA user_version=1")
     conn.commit()
