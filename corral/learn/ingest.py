@@ -102,38 +102,45 @@ def _falco_events(lines: Iterable[bytes], stats: IngestStats, where: str,
                 stats.errors.append(f"{where}:{n}: not a JSON object ({exc})")
 
 
+def _resume(fh: IO[bytes], counted: Counted | None, offset: int) -> bool:
+    """Move past the first ``offset`` bytes (seek when the input can; else read lines); False
+    when the input is shorter."""
+    if counted is not None:
+        return _skip(counted, offset)
+    fh.seek(offset)
+    return fh.tell() == offset
+
+
 def ingest_source(store: AggregateStore, source: str, *, selectors: Selectors | None = None,
                   progress: Progress | None = None) -> Ingested:
     """Ingest one file (``-`` for stdin); raises OSError when it cannot be read."""
     where = "<stdin>" if source == "-" else source
     with _open(source) as fh:
-        counted = Counted(fh)
-        first = next((line for line in counted if line.strip()), None)
+        # files (and gzip) report their position themselves; a pipe's lines are counted
+        counted = None if fh.seekable() else Counted(fh)
+        reader: Iterator[bytes] = iter(fh) if counted is None else counted
+        first = next((line for line in reader if line.strip()), None)
         if first is None:
             return Ingested(where, "empty", IngestStats())
         kind = "falco" if is_falco(first) else "access"
         sid = source_id(first)
-        done_bytes, _ = store.ingested(sid)
-        if done_bytes:
-            if not _skip(counted, done_bytes):
-                return Ingested(where, kind, IngestStats(already=counted.lines))
-            lines: Iterable[bytes] = counted
-        else:
-            lines = chain([first], counted)
-        already = counted.lines if done_bytes else 0
-        start = (counted.lines + 1) if done_bytes else 1
+        done_bytes, done_lines = store.ingested(sid)
+        if done_bytes and not _resume(fh, counted, done_bytes):
+            return Ingested(where, kind, IngestStats(already=done_lines))
+        lines = reader if done_bytes else chain([first], reader)
+        already = done_lines if done_bytes else 0
 
-        def mark() -> tuple[str, int, int, str]:
-            return sid, counted.bytes, counted.lines, where
+        def mark(consumed: int) -> tuple[str, int, int, str]:
+            return sid, fh.tell() if counted is None else counted.bytes, consumed, where
 
         if kind == "access":
             stats = store.ingest_access_lines(lines, where=where, progress=progress,
-                                              first_line=start, mark=mark)
+                                              first_line=already + 1, mark=mark)
             stats.already = already
             return Ingested(where, kind, stats)
         total = IngestStats(already=already)
-        events = _falco_events(lines, total, where, start)
-        seen = start - 1
+        events = _falco_events(lines, total, where, already + 1)
+        seen = already
         while chunk := list(islice(events, FALCO_BATCH)):
             total.add(store.ingest_falco(chunk, selectors=selectors, where=where,
                                          first_line=seen + 1, mark=mark))

@@ -38,8 +38,9 @@ BATCH_LINES: Final = 100_000  # lines read and parsed at once
 FLUSH_LINES: Final = 2_000_000  # aggregates written at least this often (lines) ...
 FLUSH_KEYS: Final = 200_000  # ... or once this many distinct keys are held in memory
 Progress = Callable[[int], None]  # called with the number of lines consumed so far
-# the ``ingested`` row to write with each flush: (source id, bytes, lines, name) so far
-Mark = Callable[[], tuple[str, int, int, str]]
+# the ``ingested`` row to write with each flush, given the lines consumed so far:
+# (source id, bytes, lines, name)
+Mark = Callable[[int], tuple[str, int, int, str]]
 
 
 @dataclass(slots=True)
@@ -130,11 +131,11 @@ class AggregateStore:
             consumed += batch.add_lines(chunk, consumed + 1)
             del chunk
             if batch.records >= FLUSH_LINES or len(batch.dest) >= FLUSH_KEYS:
-                total.add(self._flush(batch, mark))
+                total.add(self._flush(batch, mark, consumed))
                 batch = AccessBatch(where=where)
             if progress is not None:
                 progress(consumed)
-        total.add(self._flush(batch, mark))
+        total.add(self._flush(batch, mark, consumed))
         return total
 
     def ingested(self, source_id: str) -> tuple[int, int]:
@@ -144,13 +145,14 @@ class AggregateStore:
                                     (source_id,)).fetchone()
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
-    def _flush(self, batch: AccessBatch, mark: Mark | None = None) -> IngestStats:
+    def _flush(self, batch: AccessBatch, mark: Mark | None = None,
+               consumed: int = 0) -> IngestStats:
         rows = batch.rows()
         with self._lock:
-            self._write(rows, mark)
+            self._write(rows, mark(consumed) if mark is not None else None)
         return IngestStats(batch.records, batch.skipped, batch.rejected, batch.errors)
 
-    def _write(self, rows: Rows, mark: Mark | None) -> None:
+    def _write(self, rows: Rows, mark: tuple[str, int, int, str] | None) -> None:
         with _transaction(self.conn) as c:
             c.executemany(schema.UPSERT_DEST_DAY, rows.dest_day)
             c.executemany(schema.UPSERT_DEST_TOTAL, rows.dest_total)
@@ -162,7 +164,7 @@ class AggregateStore:
             c.executemany(schema.UPSERT_AGENT_HOURS, rows.agent_hours)
             c.executemany(schema.UPSERT_RULE_HOST, rows.rule_host)
             if mark is not None:
-                c.execute(schema.UPSERT_INGESTED, mark())
+                c.execute(schema.UPSERT_INGESTED, mark)
 
     # -- Falco ------------------------------------------------------------------------------
 
@@ -188,7 +190,8 @@ class AggregateStore:
             c.executemany(schema.UPSERT_FALCO_HOURS, _falco_hour_rows(found))
             c.executemany(schema.UPSERT_FALCO_SIG_DAY, _falco_sig_day_rows(found))
             if mark is not None:
-                c.execute(schema.UPSERT_INGESTED, mark())
+                c.execute(schema.UPSERT_INGESTED, mark(first_line - 1 + len(found)
+                                                       + stats.rejected))
         return stats
 
 

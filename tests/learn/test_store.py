@@ -254,3 +254,23 @@ def test_a_store_of_the_previous_schema_is_upgraded_on_read(tmp_path: Path) -> N
     with AggregateStore.open(db, readonly=True) as store:
         assert store.conn.execute("SELECT count(*) FROM dest_hours").fetchone() == (0,)
         assert store.conn.execute("SELECT count(*) FROM dest_day").fetchone() == (1,)
+
+
+class _Pipe(io.BytesIO):
+    """stdin from a pipe: no seeking, no telling."""
+
+    def seekable(self) -> bool:
+        return False
+
+
+def test_a_pipe_is_recognised_by_its_counted_lines(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    recs = scenario.access_records(seed=9)[:200]
+    db = tmp_path / "s.db"
+    seen = []
+    for body in (_lines(recs[:120]), _lines(recs)):  # the second pipe carries 80 more lines
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(_Pipe(body)))
+        with AggregateStore.open(db) as store:
+            got = ingest_source(store, "-").stats
+        seen.append((got.records, got.already))
+    assert seen == [(120, 0), (80, 120)]
