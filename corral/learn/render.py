@@ -43,7 +43,8 @@ def _flags(kinds: Sequence[str]) -> str:
 def _new(report: Report) -> Table:
     rows, risky = [], set()
     for i, d in enumerate(report.new_destinations):
-        host = f"{d.host} ({len(d.hosts)} hosts)" if d.hosts else d.host
+        what = "addresses" if "/" in d.host else "hosts"
+        host = f"{d.host} ({len(d.hosts)} {what})" if d.hosts else d.host
         rows.append((d.agent, f"{host}:{d.port}", d.first_seen[:16], str(d.requests),
                      human_bytes(d.bytes_up), human_bytes(d.bytes_down), str(d.pods),
                      d.verdict.outcome,
