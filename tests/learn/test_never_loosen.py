@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corral.learn import apply
-from corral.learn.report import Anomaly, Charts, DeniedDestination, Report, Verdict
+from corral.learn.report import Anomaly, Charts, DeniedDestination, Readiness, Report, Verdict
 from corral.learn.risk import Flag, flags_for, not_an_allow_entry
 from corral.learn.suggest import agent_signals, suggestions
 from corral.model.load import parse_policy
@@ -31,9 +31,13 @@ def _denied(agent: str, host: str, flagged: bool) -> DeniedDestination:
                              NOT_IN_ALLOWLIST)
 
 
-def _report(denied: list[DeniedDestination], anomalies: list[Anomaly]) -> Report:
+def _report(denied: list[DeniedDestination], anomalies: list[Anomaly],
+            blocked: tuple[DeniedDestination, ...] = ()) -> Report:
+    ready = tuple(Readiness(a, True, "quiet", None, 40, 0, tuple(d for d in blocked
+                                                                 if d.agent == a))
+                  for a in ("coder", "scraper"))  # the learn-mode agents of the policy
     return Report("2026-11-26T12:00:00+00:00", "2026-11-19T12:00:00+00:00", "corral.yaml",
-                  (), tuple(denied), (), (), tuple(anomalies), (), (), Charts())
+                  (), tuple(denied), (), (), tuple(anomalies), (), ready, Charts())
 
 
 _denials = st.lists(st.builds(_denied, st.sampled_from(AGENTS), st.sampled_from(HOSTS),
@@ -44,13 +48,15 @@ _anomalies = st.lists(st.builds(
 
 
 @settings(max_examples=200, deadline=None)
-@given(denied=_denials, anomalies=_anomalies)
+@given(denied=_denials, anomalies=_anomalies, blocked=_denials)
 def test_no_suggestion_loosens_for_a_flagged_destination_or_agent(
-        denied: list[DeniedDestination], anomalies: list[Anomaly]) -> None:
-    report = _report(denied, anomalies)
+        denied: list[DeniedDestination], anomalies: list[Anomaly],
+        blocked: list[DeniedDestination]) -> None:
+    """Denied in the window or kept by the enforce switch, the same rules hold."""
+    report = _report(denied, anomalies, tuple(blocked))
     chosen = suggestions(report, POLICY)
     signals = agent_signals(report)
-    flagged = {(d.agent, d.host) for d in denied if d.flags}
+    flagged = {(d.agent, d.host) for d in (*denied, *blocked) if d.flags}
     for s in chosen:
         if s.kind != "add-allow":
             continue
