@@ -151,7 +151,7 @@ def main(argv: list[str]) -> int:
                 stats = store.ingest_falco((orjson.loads(x) for x in lines),
                                            selectors=selectors, where="falco")
             else:
-                stats = store.ingest_access_lines(lines, where="gateway")
+                stats = store.ingest_access_lines(lines, where="gateway", live=True)
             out.write(orjson.dumps(stats.as_dict()) + b"\n")
             out.flush()
     return 0

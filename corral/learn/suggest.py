@@ -118,6 +118,13 @@ def tightening(report: Report) -> list[Suggestion]:
     return out
 
 
+def _put(out: dict[tuple[str, str, str], Suggestion], s: Suggestion) -> None:
+    """Keep one suggestion per (agent, field, value); a risky one wins over a safe one."""
+    key = (s.agent, s.field, s.value)
+    if key not in out or (s.risky and not out[key].risky):
+        out[key] = s
+
+
 def suggestions(report: Report, policy: Policy) -> list[Suggestion]:
     """All suggestions, safe ones first; at most one per (agent, field, value)."""
     agents = {a.name for a in policy.spec.agents}
@@ -128,13 +135,13 @@ def suggestions(report: Report, policy: Policy) -> list[Suggestion]:
         ours = d.agent in agents and (d.agent, d.host, d.port) not in members
         s = _add(d, signals) if ours else None
         if s is not None:
-            out.setdefault((s.agent, s.field, s.value), s)
+            _put(out, s)
     for s in grouped:
         if s.agent in agents:
-            out.setdefault((s.agent, s.field, s.value), s)
+            _put(out, s)
     for s in tightening(report):
         if s.agent in agents:
-            out.setdefault((s.agent, s.field, s.value), s)
+            _put(out, s)
     for u in report.unused:
         when = f"last used {u.last_used}" if u.last_used else "never used"
         out.setdefault((u.agent, u.field, u.entry), Suggestion(
@@ -148,5 +155,5 @@ def suggestions(report: Report, policy: Policy) -> list[Suggestion]:
         for d in r.would_block:  # keep what the agent used before the window working
             s = _add(d, signals, "since observation began (enforcing would block it)")
             if s is not None:
-                out.setdefault((s.agent, s.field, s.value), s)
+                _put(out, s)
     return sorted(out.values(), key=lambda s: (s.risky, s.agent, s.kind, s.value))

@@ -72,11 +72,14 @@ class AccessBatch:
     """Aggregates of the records seen since the last flush, plus what was rejected and why."""
 
     where: str = "<records>"
+    # agent x day recorded live by `corral serve`: a log's lines for them are not counted again
+    skip_days: frozenset[tuple[str, int]] = frozenset()
     dest: dict[_Key, _Agg] = field(default_factory=dict)
     pods: set[tuple[_Key, str]] = field(default_factory=set)
     records: int = 0
     skipped: int = 0
     rejected: int = 0
+    live: int = 0  # records of agent-days already recorded live (skip_days)
     errors: list[str] = field(default_factory=list)
 
     def reject(self, line: int, message: str, count: int = 1) -> None:
@@ -165,6 +168,10 @@ class AccessBatch:
                 day = days[iso] = _day_or_none(iso)
             if not _key_ok(key, day, a):
                 self.reject(a[5], _key_problem(key, day, a), a[0])
+                self.records -= a[0]
+                continue
+            if (agent, day) in self.skip_days:
+                self.live += a[0]
                 self.records -= a[0]
                 continue
             idx = 3 + DECISIONS.index(decision)

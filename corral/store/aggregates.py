@@ -52,17 +52,20 @@ class IngestStats:
     rejected: int = 0
     errors: list[str] = field(default_factory=list)  # the first MAX_ERRORS, with line numbers
     already: int = 0  # lines folded in by an earlier run (same input identity), not again
+    live: int = 0  # lines of agent-days `corral serve` recorded live, not counted again
 
     def add(self, other: IngestStats) -> None:
         self.records += other.records
         self.skipped += other.skipped
         self.rejected += other.rejected
         self.already += other.already
+        self.live += other.live
         self.errors.extend(other.errors[: max(0, MAX_ERRORS - len(self.errors))])
 
     def as_dict(self) -> dict[str, Any]:
         return {"records": self.records, "skipped": self.skipped, "rejected": self.rejected,
-                "already_ingested": self.already, "errors": list(self.errors)}
+                "already_ingested": self.already, "recorded_live": self.live,
+                "errors": list(self.errors)}
 
 
 class AggregateStore:
@@ -118,25 +121,32 @@ class AggregateStore:
 
     def ingest_access_lines(self, lines: Iterable[bytes | str], *, where: str = "<stdin>",
                             progress: Progress | None = None, first_line: int = 1,
-                            mark: Mark | None = None) -> IngestStats:
+                            mark: Mark | None = None, live: bool = False) -> IngestStats:
         """Parse JSON lines (one access record each) and fold them in. Lines are read
         ``BATCH_LINES`` at a time; the aggregates are written when ``FLUSH_LINES`` lines or
         ``FLUSH_KEYS`` distinct keys have accumulated, and at the end. ``mark`` gives the
-        ``ingested`` row written in the same transaction as each flush."""
+        ``ingested`` row written in the same transaction as each flush. ``live`` (``corral
+        serve``) marks each agent-day it records; other callers leave those agent-days alone,
+        so the same lines through serve and learn are counted once."""
         total = IngestStats()
         it = iter(lines)
         consumed = first_line - 1
-        batch = AccessBatch(where=where)
+        skip: frozenset[tuple[str, int]] = frozenset() if live else self._live_days()
+        batch = AccessBatch(where=where, skip_days=skip)
         while chunk := list(islice(it, BATCH_LINES)):
             consumed += batch.add_lines(chunk, consumed + 1)
             del chunk
             if batch.records >= FLUSH_LINES or len(batch.dest) >= FLUSH_KEYS:
-                total.add(self._flush(batch, mark, consumed))
-                batch = AccessBatch(where=where)
+                total.add(self._flush(batch, mark, consumed, live))
+                batch = AccessBatch(where=where, skip_days=skip)
             if progress is not None:
                 progress(consumed)
-        total.add(self._flush(batch, mark, consumed))
+        total.add(self._flush(batch, mark, consumed, live))
         return total
+
+    def _live_days(self) -> frozenset[tuple[str, int]]:
+        with self._lock:
+            return frozenset(self.conn.execute("SELECT agent, day FROM live_day").fetchall())
 
     def ingested(self, source_id: str) -> tuple[int, int]:
         """(bytes, lines) of the input ``source_id`` already folded in; (0, 0) if none."""
@@ -145,15 +155,19 @@ class AggregateStore:
                                     (source_id,)).fetchone()
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
-    def _flush(self, batch: AccessBatch, mark: Mark | None = None,
-               consumed: int = 0) -> IngestStats:
+    def _flush(self, batch: AccessBatch, mark: Mark | None = None, consumed: int = 0,
+               live: bool = False) -> IngestStats:
         rows = batch.rows()
         with self._lock:
-            self._write(rows, mark(consumed) if mark is not None else None)
-        return IngestStats(batch.records, batch.skipped, batch.rejected, batch.errors)
+            self._write(rows, mark(consumed) if mark is not None else None, live)
+        return IngestStats(batch.records, batch.skipped, batch.rejected, batch.errors,
+                           live=batch.live)
 
-    def _write(self, rows: Rows, mark: tuple[str, int, int, str] | None) -> None:
+    def _write(self, rows: Rows, mark: tuple[str, int, int, str] | None,
+               live: bool = False) -> None:
         with _transaction(self.conn) as c:
+            if live:
+                c.executemany(schema.INSERT_LIVE_DAY, ((r[0], r[1]) for r in rows.agent_day))
             c.executemany(schema.UPSERT_DEST_DAY, rows.dest_day)
             c.executemany(schema.UPSERT_DEST_TOTAL, rows.dest_total)
             c.executemany(schema.UPSERT_AGENT_DAY, rows.agent_day)

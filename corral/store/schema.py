@@ -23,6 +23,7 @@ Behaviour detail (schema 2), kept small: one row per key and day, hours as 24-bi
   agent_hours agent x day: hours with any request and with a deny (masks; usual hours)
   falco_hours agent x Falco rule x day: UTC hours with a firing (coincidence with denials)
   falco_sig_day  agent x Falco rule x day x signature: count (shares over the window)
+  live_day    agent x day fed live by `corral serve`: `corral learn` leaves those days alone
   ingested    input identity (digest of its first line) -> bytes and lines already folded in,
               so re-reading a file or an overlapping rotated copy never double-counts
 """
@@ -101,6 +102,8 @@ DDL: Final = (
     agent TEXT NOT NULL, rule TEXT NOT NULL, day INTEGER NOT NULL, proc TEXT NOT NULL,
     parent TEXT NOT NULL, file TEXT NOT NULL, image TEXT NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (agent, rule, day, proc, parent, file, image)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS live_day (
+    agent TEXT NOT NULL, day INTEGER NOT NULL, PRIMARY KEY (agent, day)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS ingested (
     source_id TEXT NOT NULL PRIMARY KEY, bytes INTEGER NOT NULL, lines INTEGER NOT NULL,
     name TEXT NOT NULL) WITHOUT ROWID""",
@@ -160,3 +163,4 @@ UPSERT_AGENT_HOURS: Final = """INSERT INTO agent_hours VALUES (?,?,?,?)
 UPSERT_RULE_HOST: Final = """INSERT INTO rule_host VALUES (?,?,?,?,?)
     ON CONFLICT (agent, rule, host, port) DO UPDATE SET
     last_seen = max(last_seen, excluded.last_seen)"""
+INSERT_LIVE_DAY: Final = "INSERT OR IGNORE INTO live_day VALUES (?,?)"

@@ -56,7 +56,8 @@ def test_no_suggestion_loosens_for_a_flagged_destination_or_agent(
     report = _report(denied, anomalies, tuple(blocked))
     chosen = suggestions(report, POLICY)
     signals = agent_signals(report)
-    flagged = {(d.agent, d.host) for d in (*denied, *blocked) if d.flags}
+    kept = [d for r in report.readiness for d in r.would_block]
+    flagged = {(d.agent, d.host) for d in (*denied, *kept) if d.flags}
     for s in chosen:
         if s.kind != "add-allow":
             continue

@@ -274,3 +274,18 @@ def test_a_pipe_is_recognised_by_its_counted_lines(tmp_path: Path,
             got = ingest_source(store, "-").stats
         seen.append((got.records, got.already))
     assert seen == [(120, 0), (80, 120)]
+
+
+def test_lines_recorded_live_by_serve_are_not_learned_again(tmp_path: Path) -> None:
+    """`corral serve` marks the agent-days it records; `corral learn` of the gateway's log
+    file leaves those alone and folds in only the other agent-days."""
+    served = [access(), access(**{rec.TIME: "2026-11-20T11:00:00.000Z"})]
+    other = [access(**{rec.AGENT: "coder"}), access(**{rec.TIME: "2026-11-21T09:00:00.000Z"})]
+    log = tmp_path / "gateway.log"
+    log.write_bytes(_lines([*served, *other]))
+    db = tmp_path / "s.db"
+    with AggregateStore.open(db) as store:
+        store.ingest_access_lines([orjson.dumps(r) for r in served], where="gateway", live=True)
+        got = ingest_source(store, str(log)).stats
+    assert (got.records, got.live) == (2, 2)
+    assert sum(r[2] for r in dump(db)["agent_day"]) == 4  # requests: each line once
