@@ -35,7 +35,7 @@ from corral.learn.report import (
 )
 from corral.learn.risk import flags_for, registrable
 from corral.learn.suggest import entry_for
-from corral.model.domains import parse_ip_literal, parse_pattern
+from corral.model.domains import DomainPattern, parse_ip_literal, parse_pattern
 from corral.model.policy import Agent, Policy
 from corral.store import queries
 from corral.store.access import day_iso, day_number
@@ -236,7 +236,8 @@ def narrowings(conn: sqlite3.Connection, policy: Policy,
     for agent, rule, host, port in queries.few_host_wildcards(conn, cutoff_text,
                                                               opts.narrow_max):
         a = agents.get(agent)
-        if a is not None and any(p.wildcard and str(p) == rule for p in a.egress.allow):
+        if a is not None and any(isinstance(p, DomainPattern) and p.wildcard and str(p) == rule
+                                 for p in a.egress.allow):  # address entries are no wildcards
             used[(agent, rule)].append((host, port))
     out = []
     for (agent, rule), hosts in sorted(used.items()):
