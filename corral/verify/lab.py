@@ -64,12 +64,12 @@ class Names:
 
 
 def private_address(agent: Agent) -> str:
-    """A private address the agent's ``allow_cidrs`` do not open (so refusing it is expected)."""
+    """A private address the agent's ``resolve_into`` does not open (refusing it is expected)."""
     import ipaddress  # noqa: PLC0415 - local to the one helper that needs it
 
     for cand in _PRIVATE_CANDIDATES:
         ip = ipaddress.ip_address(cand)
-        if not any(ip in net for net in agent.egress.allow_cidrs):
+        if not any(ip in net for net in agent.egress.private_ranges):
             return cand
     raise LabUnavailable(f"agent {agent.name!r} allows every private test range")
 

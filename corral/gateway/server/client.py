@@ -8,6 +8,7 @@ ClientHello) -> TUNNEL; CLOSED at the end. The flow is logged exactly once when 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,10 +28,13 @@ from corral.gateway.protocol.http import (
     ResponseReader,
     Tunnel,
     chunk,
+    looks_like_request,
+    parse_target,
     upstream_request,
 )
-from corral.gateway.protocol.tls import MAX_HELLO, Hello
+from corral.gateway.protocol.tls import ACCESS_DENIED_ALERT, MAX_HELLO, Hello
 from corral.gateway.server.upstream import PoolKey, Upstream, const
+from corral.gateway.steps import decide as decide_step
 
 if TYPE_CHECKING:
     from corral.gateway.server.listeners import Gateway
@@ -45,13 +49,14 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # retried once on a stale 
 class ClientConnection(asyncio.Protocol):
     """One agent connection: a keep-alive series of plain HTTP requests, or one tunnel."""
 
-    __slots__ = ("client", "flow", "gw", "head_since", "paused", "peek", "port", "pumping",
-                 "queue", "reader", "req_done", "resp", "reused", "seen", "state", "task",
-                 "transport", "up")
+    __slots__ = ("agent", "client", "client_eof", "counted", "flow", "gw", "head_since", "inner",
+                 "paused", "peek", "port", "pumping", "queue", "reader", "req_done", "resp",
+                 "reused", "seen", "state", "task", "transport", "up")
 
     def __init__(self, gw: Gateway, port: int) -> None:
         self.gw = gw
         self.port = port
+        self.agent = gw.snapshot.agent_by_port.get(port, "")  # who it was accepted as
         lim = gw.snapshot.limits
         self.reader: RequestReader | None = RequestReader(lim.header_bytes, lim.headers)
         self.queue: list[Event] = []  # a list: tiny, and 10,000 idle deques cost 6 MB
@@ -65,7 +70,12 @@ class ClientConnection(asyncio.Protocol):
         self.reused = False
         self.paused = False
         self.pumping = False
+        self.client_eof = False  # the client half-closed after a complete request
+        self.counted = False  # admitted under the connection caps (``Gateway.admit``)
+        self.inner: bytes | None = None  # http://authority of a CONNECT that carries plain HTTP
         self.seen = gw.tick
+        # the header deadline runs from the first byte of a head (from accept for the first
+        # request): CRLFs or a trickled head never move it
         self.head_since: int | None = gw.tick
         self.client = ""
         self.transport: asyncio.Transport | None = None
@@ -77,6 +87,10 @@ class ClientConnection(asyncio.Protocol):
         if peer:
             host = f"[{peer[0]}]" if ":" in peer[0] else peer[0]
             self.client = f"{host}:{peer[1]}"
+        if not self.gw.admit(self.port):
+            self._over_cap()
+            return
+        self.counted = True
         self.gw.conns.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -92,7 +106,7 @@ class ClientConnection(asyncio.Protocol):
             if state == SETUP:
                 self.pause_client()  # at most one read buffered until the tunnel is open
         else:
-            if state == HEAD and not self.reader.in_head:
+            if state == HEAD and self.head_since is None:
                 self.head_since = self.gw.tick
             try:
                 events = self.reader.feed(data)
@@ -112,10 +126,17 @@ class ClientConnection(asyncio.Protocol):
             if self.up.transport.can_write_eof():
                 self.up.transport.write_eof()
             return True  # half-close: let the destination finish its answer
+        if self.state in (SETUP, RELAY) and (self.req_done or any(
+                isinstance(e, End) for e in self.queue)):
+            self.client_eof = True
+            return True  # half-close after a complete request: answer it, then close
         self._close()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.counted:
+            self.counted = False
+            self.gw.release(self.port)
         self.gw.conns.discard(self)
         if self.task is not None and not self.task.done():
             self.task.cancel()
@@ -183,6 +204,12 @@ class ClientConnection(asyncio.Protocol):
     def _start(self, head: RequestHead) -> None:
         self.state = SETUP
         self.head_since = None
+        if self.inner is not None:  # inside a CONNECT to an HTTP port: origin-form only
+            if head.method == "CONNECT" or not head.target.startswith(b"/"):
+                self._protocol_error(ProtocolError(
+                    400, reasons.BAD_REQUEST, "inside a tunnel a request names a /path"))
+                return
+            head.target = self.inner + head.target
         flow = Flow(self.gw.snapshot, self.port, self.client, head,
                     started=time.perf_counter(), wall=self.gw.wall())
         self.flow = flow
@@ -196,19 +223,26 @@ class ClientConnection(asyncio.Protocol):
             self._refuse(flow, verdict)
         elif verdict is None and flow.kind == "http" and self._from_pool(flow):
             self._relay_http(flow)  # every step ran synchronously; a pooled upstream is ready
+        elif verdict is None and flow.kind == "connect":
+            self._open_tunnel(flow)  # checks passed synchronously: 200 now, dial after the SNI
         else:
             # the client is paused only if it sends more before the setup ends (data_received):
             # most clients wait for the answer, and pausing costs two epoll_ctl calls
             self.task = asyncio.get_running_loop().create_task(self._setup(flow, verdict))
 
-    async def _setup(self, flow: Flow, pending: Awaitable[Refusal | None] | None) -> None:
+    @staticmethod
+    async def _attempt(flow: Flow, step: Awaitable[Refusal | None]) -> Refusal | None:
+        """Await a setup step; an internal error becomes a logged 502, never a dead task."""
         try:
-            refusal = await pending if pending is not None else None
-            if refusal is None and self.state != CLOSED:  # no dial for a client already gone
-                refusal = await self._dial(flow)
+            return await step
         except Exception:
             log.exception("gateway: internal error while setting up %s", flow.host)
-            refusal = Refusal(502, reasons.UPSTREAM_FAILED, None, "internal error", deny=False)
+            return Refusal(502, reasons.UPSTREAM_FAILED, None, "internal error", deny=False)
+
+    async def _setup(self, flow: Flow, pending: Awaitable[Refusal | None] | None) -> None:
+        refusal = await self._attempt(flow, pending) if pending is not None else None
+        if refusal is None and self.state != CLOSED and flow.kind != "connect":
+            refusal = await self._attempt(flow, self._dial(flow))  # tunnels: after the SNI check
         self.task = None
         if self.state == CLOSED:
             if self.up is not None:
@@ -228,7 +262,7 @@ class ClientConnection(asyncio.Protocol):
         """Reuse an idle upstream, only for a bodiless safe request: if the origin closed it
         meanwhile, such a request is retried on a new connection; anything else gets a new one."""
         head = flow.head
-        if head is None or head.has_body or head.method not in SAFE_METHODS:
+        if head is None or head.has_body or head.method not in SAFE_METHODS or head.upgrade:
             return False
         for addr in flow.addrs:
             up = self.gw.pool.take((flow.agent, flow.host, addr, flow.port))
@@ -270,7 +304,12 @@ class ClientConnection(asyncio.Protocol):
         head = flow.head
         keep = (flow.kind == "http" and head is not None and head.keep_alive
                 and self.req_done and refusal.status < 500 and not self.gw.draining)
-        if refusal.status != 200 and self.transport is not None:  # 200: tunnel already answered
+        if self.transport is None:
+            pass
+        elif self.state == PEEK:  # the tunnel was answered 200: refuse the TLS handshake
+            if self.peek.startswith(b"\x16"):
+                self.transport.write(ACCESS_DENIED_ALERT)
+        else:
             text = responses.refusal_text(agent=flow.agent, host=flow.host, port=flow.port,
                                           reason=refusal.reason, rule=flow.rule,
                                           detail=refusal.detail)
@@ -283,9 +322,20 @@ class ClientConnection(asyncio.Protocol):
         else:
             self._close()
 
+    def _over_cap(self) -> None:
+        """Refused at accept: the agent (or the process) holds its maximum of connections."""
+        self.state = SETUP
+        self.flow = Flow(self.gw.snapshot, self.port, self.client, None,
+                         started=time.perf_counter(), wall=self.gw.wall())
+        self._refuse(self.flow, Refusal(503, reasons.CONNECTION_LIMIT, "connections"))
+
     def _protocol_error(self, exc: ProtocolError) -> None:
-        flow = Flow(self.gw.snapshot, self.port, self.client, None,
+        flow = Flow(self.gw.snapshot, self.port, self.client, exc.head,
                     started=time.perf_counter(), wall=self.gw.wall())
+        if exc.head is not None:  # a head refused as a whole: log where it wanted to go
+            with contextlib.suppress(ProtocolError):
+                target = parse_target(exc.head)
+                flow.host, flow.port, flow.path = target.host, target.port, target.path
         self.state = SETUP
         if self.flow is not None:  # a broken body of a request being relayed
             self._close()
@@ -297,6 +347,7 @@ class ClientConnection(asyncio.Protocol):
     def _relay_http(self, flow: Flow) -> None:
         assert flow.head is not None and flow.target is not None and self.up is not None
         self.resp = self.up.response_reader(flow.head.method == "HEAD", flow.head.keep_alive)
+        self.resp.upgrade = flow.head.upgrade
         self.state = RELAY
         self.up.go_live()
         self._to_upstream(upstream_request(flow.head, flow.target))
@@ -320,7 +371,9 @@ class ClientConnection(asyncio.Protocol):
             return
         flow.bytes_down += len(out)
         self.transport.write(out)
-        if self.resp.done:
+        if self.resp.switched:
+            self._switched(flow)
+        elif self.resp.done:
             self._http_done(flow)
 
     def _upstream_broken(self, flow: Flow, exc: ProtocolError) -> None:
@@ -331,11 +384,28 @@ class ClientConnection(asyncio.Protocol):
         else:
             self._close()
 
+    def _switched(self, flow: Flow) -> None:
+        """The origin accepted the WebSocket upgrade (101, already written to the client):
+        from now on bytes go both ways, counted, and the flow is logged when it closes."""
+        flow.status = 101
+        self.resp = None
+        rest = b"".join(e.rest for e in self.queue if isinstance(e, Tunnel))
+        self.queue.clear()
+        data, self.peek = rest + self.peek, b""
+        self.reader = None
+        flow.head = None
+        self.state = TUNNEL
+        self.resume_client()
+        if data:
+            self._to_upstream(data)
+
     def _http_done(self, flow: Flow) -> None:
         assert self.resp is not None
         flow.status = self.resp.status
-        keep = self.resp.keep_alive and self.req_done and not self.gw.draining
         head = flow.head
+        # a refused upgrade: the client may not know what comes next, and the reader is spent
+        keep = (self.resp.keep_alive and self.req_done and not self.gw.draining
+                and (head is None or not head.upgrade))
         if (self.resp.reusable and self.req_done and not self.gw.draining and self.up is not None
                 and head is not None and not head.has_body):
             # after a request body the origin may not have read it all (it answered early):
@@ -396,7 +466,9 @@ class ClientConnection(asyncio.Protocol):
 
     # -- tunnels
     def _open_tunnel(self, flow: Flow) -> None:
-        assert self.transport is not None and self.up is not None
+        """Answer 200 and wait for the ClientHello: nothing is dialled before every check of
+        the tunnel (SNI included) has passed, so a refused tunnel never opens a connection."""
+        assert self.transport is not None
         flow.status = 200
         self.transport.write(responses.CONNECT_OK)
         rest = b""
@@ -409,26 +481,74 @@ class ClientConnection(asyncio.Protocol):
         flow.head = None  # the log needs none of it: keep idle tunnels small
         self.state = PEEK
         self.head_since = self.gw.tick
-        self.up.go_live()
         self.resume_client()
         self._check_hello()
 
     def _check_hello(self) -> None:
         flow = self.flow
         assert flow is not None
+        peek = self.peek
+        if flow.http_only or peek[:1].isupper():  # plain HTTP inside starts with a method
+            http = looks_like_request(peek)
+            if http is None:
+                return
+            if http and decide_step.allows_http(flow):
+                self._http_inside(flow)
+                return
+            if flow.http_only:
+                self._refuse(flow, Refusal(403, reasons.PORT_NOT_ALLOWED, flow.rule,
+                                           "only plain HTTP may use this port"))
+                return
         verdict = self.gw.pipeline.hello(flow, self.peek)
         if isinstance(verdict, Hello):
             if len(self.peek) > MAX_HELLO:
-                self._refuse(flow, Refusal(200, reasons.SNI_MISSING, "sni_check"))
+                self._refuse(flow, Refusal(403, reasons.SNI_MISSING, "sni_check"))
             return
         if isinstance(verdict, Refusal):
             self._refuse(flow, verdict)
             return
+        self.state = SETUP
+        self.head_since = None
+        self.pause_client()  # nothing more, not even an EOF, is read until the tunnel is open
+        self.task = asyncio.get_running_loop().create_task(self._dial_tunnel(flow))
+
+    async def _dial_tunnel(self, flow: Flow) -> None:
+        """The checked tunnel's dial; bytes the client sends meanwhile wait in ``peek``."""
+        refusal = await self._attempt(flow, self._dial(flow))
+        self.task = None
+        if self.state == CLOSED:
+            if self.up is not None:
+                self.up.close()
+            return
+        if refusal is not None or self.up is None:  # the 200 is sent: all we can do is close
+            flow.refuse(refusal or Refusal(502, reasons.UPSTREAM_FAILED, deny=False))
+            self._close()
+            return
         data, self.peek = self.peek, b""
         self.state = TUNNEL
-        self.head_since = None
+        self.up.go_live()
         if data:
             self._to_upstream(data)
+        self.resume_client()
+
+    def _http_inside(self, flow: Flow) -> None:
+        """The tunnel carries plain HTTP to an HTTP port: from now on the connection is a
+        keep-alive series of plain requests to the CONNECT authority, each decided and logged
+        as plain HTTP (no SNI check); the CONNECT itself is not logged."""
+        assert flow.target is not None
+        host = flow.target.host
+        host = f"[{host}]" if ":" in host else host
+        self.inner = f"http://{host}:{flow.target.port}".encode("latin-1")
+        flow.carrier = True
+        self._drop_upstream()
+        self._end_flow()
+        data, self.peek = self.peek, b""
+        lim = self.gw.snapshot.limits
+        self.reader = RequestReader(lim.header_bytes, lim.headers)
+        self.queue.clear()
+        self.state = HEAD
+        self.head_since = self.gw.tick
+        self.data_received(data)
 
     def _to_upstream(self, data: bytes) -> None:
         flow, up = self.flow, self.up
@@ -455,10 +575,13 @@ class ClientConnection(asyncio.Protocol):
             self._close()
             return
         self.state = HEAD
-        self.head_since = None
+        reader = self.reader
+        self.head_since = self.gw.tick if reader is not None and reader.in_head else None
         self.seen = self.gw.tick
         self.resume_client()
         self._pump()
+        if self.client_eof and self.state == HEAD:
+            self._close()  # every request sent before the half-close is answered
 
     def _close(self) -> None:
         if self.state == CLOSED:
@@ -495,7 +618,7 @@ class ClientConnection(asyncio.Protocol):
                 self._close()
         elif state == PEEK and self.head_since is not None and self.flow is not None:
             if tick - self.head_since > header_ticks:
-                self._refuse(self.flow, Refusal(200, reasons.SNI_MISSING, "sni_check",
+                self._refuse(self.flow, Refusal(403, reasons.SNI_MISSING, "sni_check",
                                                 "no TLS ClientHello in time"))
         elif state in (RELAY, TUNNEL) and tick - self.seen > idle_ticks:
             self._close()
