@@ -89,7 +89,7 @@ def not_an_allow_entry(host: str) -> str | None:
     """Why ``host`` must never be proposed as an allow entry (loopback, private or single-label
     names, IP literals), or None. The gateway refuses such destinations anyway."""
     if looks_like_ip(host) or "/" in host:
-        return "an IP literal (allow addresses with allow_cidrs, after review)"
+        return "an IP literal (name the address and port in an allow entry by hand, after review)"
     if "." not in host.strip("."):
         return "a single-label name (resolves through the local search path)"
     if any(host == s or host.endswith("." + s) for s in _LOCAL_SUFFIXES):
