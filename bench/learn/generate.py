@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from corral.model import records as rec
-from corral.store.access import day_iso, day_number
+from corral.store.access import day_iso, day_number, pack_hours, unpack_hours
 from corral.store.aggregates import AggregateStore
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -101,6 +101,20 @@ def _dest_rows(rnd: random.Random, a: int, dests: int, days: int,
                    n if denied else 0, 0, f"{iso}T00:01:00.000Z", f"{iso}T23:59:00.000Z")
 
 
+FULL_DAY = (1 << 24) - 1
+# a few hourly shapes (requests per UTC hour) reused for every agent x destination x day row
+_SHAPES = tuple(
+    pack_hours([random.Random(i * 24 + h).randrange(0, 6) for h in range(24)])
+    for i in range(16))
+
+
+def _hour_rows(rnd: random.Random, rows: list[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    for r in rows:
+        shape = _SHAPES[rnd.randrange(len(_SHAPES))]
+        hours = sum(1 << h for h, n in enumerate(unpack_hours(shape)) if n)
+        yield (r[0], r[1], r[2], r[3], hours, hours if r[8] else 0, shape)
+
+
 def fleet_store(path: Path, *, agents: int = 1000, dests: int = 200, days: int = 90,
                 seed: int = 2) -> int:
     """Fill a store with ``agents x dests x days`` aggregate rows (and their rollups)."""
@@ -116,11 +130,18 @@ def fleet_store(path: Path, *, agents: int = 1000, dests: int = 200, days: int =
         total += len(rows)
         conn.execute("BEGIN")
         conn.executemany("INSERT INTO dest_day VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        conn.executemany("INSERT INTO dest_total VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                         _fold(rows, (0, 1, 2)))
+        totals = _fold(rows, (0, 1, 2))
+        conn.executemany("INSERT INTO dest_total VALUES (?,?,?,?,?,?,?,?,?,?,?)", totals)
         conn.executemany("INSERT INTO agent_day VALUES (?,?,?,?,?,?,?,?,?,?)",
                          _fold(rows, (0, 3)))
         conn.executemany("INSERT INTO rule_use VALUES (?,?,?,?,?,?)", _rules(rows))
+        conn.executemany("INSERT INTO dest_hours VALUES (?,?,?,?,?,?,?)",
+                         _hour_rows(rnd, rows))
+        conn.executemany("INSERT INTO rule_host VALUES (?,?,?,?,?)",
+                         ((t[0], f"*.{t[1].split('.', 1)[1]}", t[1], t[2], t[10])
+                          for t in totals if t[6]))
+        conn.executemany("INSERT INTO agent_hours VALUES (?,?,?,?)",
+                         ((agent, day, FULL_DAY, 0) for agent, day in {(r[0], r[3]) for r in rows}))
         conn.executemany("INSERT OR IGNORE INTO dest_pod VALUES (?,?,?,?,?,?)",
                          ((r[0], r[1], r[2], f"10.0.{a % 250}.{p}", end - days + 1, end)
                           for r in rows if r[3] == end for p in range(3)))

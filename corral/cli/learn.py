@@ -68,8 +68,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         con = _common.stderr()
         for d in done:
+            again = (f", {d.stats.already} lines already ingested before"
+                     if d.stats.already else "") + (
+                f", {d.stats.live} lines of agent-days corral serve recorded live"
+                if d.stats.live else "")
             con.print(f"{d.source}: {d.kind}: {d.stats.records} records, {d.stats.skipped} "
-                      f"skipped, {d.stats.rejected} rejected", markup=False)
+                      f"skipped, {d.stats.rejected} rejected{again}", markup=False)
             for e in d.stats.errors:
                 con.print(f"  {e}", markup=False)
-    return _common.EXIT_USAGE if total.rejected and not total.records else _common.EXIT_OK
+    if not total.records and not total.already and not total.live:
+        _common.stderr().print("nothing was ingested: the input was empty or every line was "
+                               "rejected", markup=False)
+        return _common.EXIT_USAGE
+    return _common.EXIT_OK

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from corral.cli import _common
 from corral.learn import apply, html, render
 from corral.learn.build import build_report
-from corral.learn.report import Report, ReviewOptions
+from corral.learn.report import IncidentRef, Report, ReviewOptions
 from corral.learn.suggest import Suggestion, suggestions
 from corral.model.errors import PolicyError
 from corral.model.policy import Policy
@@ -70,7 +70,12 @@ def register(sub: Any) -> None:
     p.add_argument("--suggest", action="store_true", help="print the policy change as a diff")
     p.add_argument("--apply", action="store_true", help="write the suggested policy change")
     p.add_argument("--include-risky", action="store_true",
-                   help="also apply suggestions for destinations with a risk flag")
+                   help="also apply risky suggestions (a risk or behaviour flag on the "
+                        "destination, or other signals of the agent in the window); each one "
+                        "included is named on stderr")
+    p.add_argument("--incidents", metavar="DB", default=None,
+                   help="the control plane's incidents.db (`corral serve --state DIR`): its "
+                        "incidents join the agents' stories and block Falco exceptions")
     p.add_argument("--falco-rules", metavar="FILE", default=None,
                    help="Falco exceptions file (default: falco-exceptions.yaml beside the policy)")
     p.add_argument("--unused-days", type=int, default=30, metavar="N",
@@ -88,7 +93,8 @@ def _options(args: argparse.Namespace) -> ReviewOptions:
                          anomaly_min_bytes=args.min_anomaly_bytes)
 
 
-def _show(report: Report, fmt: str, chosen: list[Suggestion] | None) -> None:
+def _show(report: Report, fmt: str, chosen: list[Suggestion] | None,
+          diff: str | None = None) -> None:
     if fmt == "json":
         data = report.as_dict()
         if chosen is not None:
@@ -97,14 +103,14 @@ def _show(report: Report, fmt: str, chosen: list[Suggestion] | None) -> None:
     elif fmt == "markdown":
         sys.stdout.write(render.markdown(report, chosen) + "\n")
     elif fmt == "html":
-        sys.stdout.write(html.page(report, chosen))
+        sys.stdout.write(html.page(report, chosen, diff))
     else:
         render.print_text(_common.stdout(), report, chosen)
 
 
 def _sd(s: Suggestion) -> dict[str, Any]:
     return {"kind": s.kind, "agent": s.agent, "field": s.field, "value": s.value,
-            "reason": s.reason, "risky": s.risky}
+            "reason": s.reason, "risky": s.risky, "replacement": list(s.replacement)}
 
 
 def load_policy_fast(path: str) -> Policy:
@@ -119,6 +125,24 @@ def load_policy_fast(path: str) -> Policy:
         return _common.load(path, quiet_warnings=True)
 
 
+def _incidents(path: str | None) -> list[IncidentRef]:
+    """The control plane's incidents (attributed to an agent), read from its store."""
+    if path is None:
+        return []
+    if not Path(path).is_file():
+        raise _common.CliError(f"incidents store {path!r} does not exist")
+    from corral.control.store import IncidentStore  # noqa: PLC0415 - only --incidents needs it
+
+    store = IncidentStore(path)
+    try:
+        docs = store.incidents(limit=100_000)
+    finally:
+        store.close()
+    return [IncidentRef(str(d["id"]), str(d["agent"]), str(d["severity"]), str(d["rule"]),
+                        float(d["first_seen"]), float(d["last_seen"]))
+            for d in docs if d.get("agent")]
+
+
 def run(args: argparse.Namespace) -> int:
     policy = load_policy_fast(args.policy)
     try:
@@ -126,9 +150,17 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         raise _common.CliError(str(exc)) from None
     with store:
-        report = build_report(store.conn, policy, _options(args), args.policy)
+        report = build_report(store.conn, policy, _options(args), args.policy,
+                              _incidents(args.incidents))
     if not (args.suggest or args.apply):
-        _show(report, args.output, None)
+        if args.output != "html":
+            _show(report, args.output, None)
+            return _common.EXIT_OK
+        chosen = suggestions(report, policy)  # the page carries the change as a diff
+        text = Path(args.policy).read_text(encoding="utf-8")
+        edit = apply.apply_suggestions(text, chosen, include_risky=args.include_risky,
+                                       note=f"added by corral review {report.generated[:10]}")
+        _show(report, "html", chosen, apply.unified_diff(text, edit.text, args.policy))
         return _common.EXIT_OK
     return _suggest(args, report, suggestions(report, policy))
 
@@ -162,6 +194,10 @@ def _suggest(args: argparse.Namespace, report: Report, chosen: list[Suggestion])
         for s in edit.held_back:
             con.print(f"held back (risky, needs --include-risky): {s.agent} {s.kind} "
                       f"{s.value}: {s.reason}", markup=False)
+        for s in edit.applied:
+            if s.risky:
+                con.print(f"included because of --include-risky: {s.agent} {s.kind} "
+                          f"{s.value}: {s.reason}", markup=False)
     if args.apply:
         if edit.applied:
             apply.write_policy(args.policy, edit.text)

@@ -159,7 +159,7 @@ def main(argv: list[str]) -> int:
                 stats.rejected += len(bad)
                 stats.errors.extend(bad[:10])
             else:
-                stats = store.ingest_access_lines(lines, where="gateway")
+                stats = store.ingest_access_lines(lines, where="gateway", live=True)
             out.write(orjson.dumps(stats.as_dict()) + b"\n")
             out.flush()
     return 0

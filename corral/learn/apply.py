@@ -101,6 +101,8 @@ def _apply_one(doc: Any, s: Suggestion, note: str) -> bool:
         return True
     seq = _seq(egress, s.field)
     present = [i for i, v in enumerate(seq) if str(v) == s.value]
+    if s.kind == "narrow-allow":
+        return _narrow(seq, present, s.replacement)
     if s.kind == "remove-allow":
         for i in reversed(present):
             _delete(seq, i)
@@ -108,6 +110,22 @@ def _apply_one(doc: Any, s: Suggestion, note: str) -> bool:
     if present:
         return False
     _append(seq, DoubleQuotedScalarString(s.value) if s.value.startswith("*") else s.value, note)
+    return True
+
+
+def _narrow(seq: CommentedSeq, present: list[int], hosts: Sequence[str]) -> bool:
+    """Replace a wildcard item in place by its hosts (its comment stays on the first)."""
+    if not present or not hosts:
+        return False
+    i = present[0]
+    kept = {str(v) for v in seq}
+    new = [h for h in hosts if h not in kept]
+    if not new:
+        _delete(seq, i)
+        return True
+    seq[i] = new[0]
+    for offset, h in enumerate(new[1:], 1):
+        seq.insert(i + offset, h)
     return True
 
 

@@ -11,17 +11,21 @@ import ipaddress
 import sqlite3
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from corral.decide.egress import AgentRules, EgressRequest, decide
-from corral.learn import falco_tuning
+from corral.learn import falco_tuning, story
+from corral.learn.behaviour import behaviour_flags
+from corral.learn.group import group_denied, group_new, network_of, rank_new
 from corral.learn.report import (
     AgentActivity,
     Anomaly,
     Charts,
     DeniedDestination,
+    IncidentRef,
+    Narrowing,
     NewDestination,
     Readiness,
     Report,
@@ -29,8 +33,10 @@ from corral.learn.report import (
     UnusedEntry,
     Verdict,
 )
-from corral.learn.risk import Flag, flags_for, registrable
+from corral.learn.risk import flags_for, registrable
+from corral.learn.suggest import entry_for
 from corral.model.domains import (
+    DomainPattern,
     is_address_entry,
     parse_address_pattern,
     parse_ip_literal,
@@ -44,29 +50,90 @@ MAD_SCALE = 1.4826  # MAD -> standard deviation for normal data
 
 
 def build_report(conn: sqlite3.Connection, policy: Policy, opts: ReviewOptions,
-                 policy_name: str = "corral.yaml") -> Report:
-    """Every section of the review, for the window ``opts.since`` .. ``opts.now``."""
+                 policy_name: str = "corral.yaml",
+                 incidents: Sequence[IncidentRef] = ()) -> Report:
+    """Every section of the review, for the window ``opts.since`` .. ``opts.now``; control-plane
+    ``incidents`` in the window join the agents' stories and block Falco exceptions."""
     since_day = day_number(opts.since.astimezone(UTC).date().isoformat())
     rules = {a.name: AgentRules.from_agent(a) for a in policy.spec.agents}
-    known_tlds = frozenset(t for t, first in queries.tld_first_seen(conn).items()
-                           if first < opts.since_text)
-    new = new_destinations(conn, opts, since_day, rules, known_tlds)
+    new = new_destinations(conn, opts, since_day, rules)
     denials = queries.denied_in_window(conn, since_day)
     new_keys = {(d.agent, d.host, d.port) for d in new} | {
         (d.agent, h, d.port) for d in new for h in d.hosts}
+    denied_rows = list(denied(denials, rules, new_keys))
+    found_anomalies = anomalies(conn, opts, since_day)
+    new, denied_rows = with_behaviour(conn, opts, since_day, new=new, denied_rows=denied_rows)
+    recent = [i for i in incidents if i.last_seen >= opts.since.timestamp()]
+    noisy = falco_tuning.noisy_rules(conn, opts, since_day,
+                                     alarms(conn, opts, since_day, new, denied_rows,
+                                            incidents=recent))
+    acts = activity(conn, since_day, policy, denials, opts.group_min)
+    signals = [*story.destination_signals(new, denied_rows),
+               *story.anomaly_signals(found_anomalies),
+               *story.falco_signals(conn, since_day, noisy),
+               *story.spike_signals(conn, opts, since_day),
+               *story.incident_signals(recent)]
     return Report(
         generated=opts.now.astimezone(UTC).isoformat(timespec="seconds"),
         since=opts.since.astimezone(UTC).isoformat(timespec="seconds"),
         policy=policy_name,
         new_destinations=tuple(new),
-        denied=tuple(denied(denials, rules, known_tlds, new_keys)),
-        activity=tuple(activity(conn, since_day, policy, denials, opts.group_min)),
+        denied=tuple(denied_rows),
+        activity=tuple(acts),
         unused=tuple(unused_entries(conn, policy, opts)),
-        anomalies=tuple(anomalies(conn, opts, since_day)),
-        falco=tuple(falco_tuning.noisy_rules(conn, opts, since_day)),
+        anomalies=tuple(found_anomalies),
+        falco=tuple(noisy),
         readiness=tuple(readiness(conn, policy, opts, since_day)),
         charts=charts(conn, opts),
+        stories=tuple(story.stories(signals, acts)),
+        narrowings=tuple(narrowings(conn, policy, opts)),
     )
+
+
+def with_behaviour(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int, *,
+                   new: list[NewDestination], denied_rows: list[DeniedDestination]
+                   ) -> tuple[list[NewDestination], list[DeniedDestination]]:
+    """Add behaviour flags to the new and denied destinations, then group and rank them."""
+    first = {(d.agent, d.host, d.port): d.first_seen for d in new if not d.hosts}
+    pods = {(d.agent, d.host, d.port): d.pods for d in new if not d.hosts}
+    keys = [*first, *((d.agent, d.host, d.port) for d in denied_rows)]
+    flags = behaviour_flags(conn, opts, since_day, keys=keys, first_seen=first, pods=pods)
+    new = [replace(d, flags=d.flags + tuple(flags.get((d.agent, d.host, d.port), ())))
+           for d in new]
+    denied_rows = [replace(d, flags=d.flags + tuple(flags.get((d.agent, d.host, d.port), ())))
+                   for d in denied_rows]
+    return rank_new(new), group_denied(denied_rows, opts.group_min)
+
+
+def alarms(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int,
+           new: list[NewDestination], denied_rows: Iterable[DeniedDestination], *,
+           incidents: Sequence[IncidentRef] = ()) -> falco_tuning.Alarms:
+    """For agents with a noisy Falco rule: the hours of each window day with a denial, a
+    request to a risky destination or an open incident (a Falco firing then is no noise)."""
+    agents = {a for a, _rule, _prio, n in queries.falco_window(conn, since_day)
+              if n >= opts.falco_min}
+    out = {a: queries.deny_hours(conn, a, since_day) for a in sorted(agents)}
+    risky = {(d.agent, h, d.port) for d in new if d.risky and d.agent in out
+             for h in (d.hosts or (d.host,))}
+    risky |= {(d.agent, h, d.port) for d in denied_rows if d.flags and d.agent in out
+              for h in (d.hosts or (d.host,))}
+    for agent, _host, _port, day, mask, _ in queries.hours_of(conn, sorted(risky), since_day):
+        out[agent][day] = out[agent].get(day, 0) | mask
+    for inc in incidents:
+        if inc.agent in out:
+            for day, mask in incident_hours(inc):
+                out[inc.agent][day] = out[inc.agent].get(day, 0) | mask
+    return out
+
+
+def incident_hours(inc: IncidentRef, cap_hours: int = 48) -> list[tuple[int, int]]:
+    """(day, hour mask) pairs an incident spans (at most ``cap_hours`` from its start)."""
+    start = int(inc.first_seen) // 3600
+    end = min(int(inc.last_seen) // 3600, start + cap_hours)
+    out: dict[int, int] = {}
+    for hour in range(start, end + 1):
+        out[hour // 24] = out.get(hour // 24, 0) | 1 << (hour % 24)
+    return sorted(out.items())
 
 
 def verdict(rules: AgentRules | None, host: str, port: int) -> Verdict:
@@ -78,62 +145,27 @@ def verdict(rules: AgentRules | None, host: str, port: int) -> Verdict:
 
 
 def new_destinations(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int,
-                     rules: dict[str, AgentRules],
-                     known_tlds: frozenset[str]) -> list[NewDestination]:
+                     rules: dict[str, AgentRules]) -> list[NewDestination]:
     rows = queries.new_destinations(conn, opts.since_text)
     pods = queries.pods_since(conn, ((r.agent, r.host, r.port) for r in rows), since_day)
     found = [
         NewDestination(
             r.agent, r.host, r.port, r.first_seen, r.last_seen, r.requests, r.bytes_up,
             r.bytes_down, pods.get((r.agent, r.host, r.port), 0), r.n_allow, r.n_deny,
-            r.n_would_deny, tuple(flags_for(r.host, known_tlds)),
+            r.n_would_deny, tuple(flags_for(r.host)),
             verdict(rules.get(r.agent), r.host, r.port))
         for r in rows
     ]
     return [replace(d, pods=queries.distinct_pods(conn, d.agent, d.hosts, d.port, since_day))
-            if d.hosts else d for d in group_by_domain(found, opts.group_min)]
-
-
-def group_by_domain(found: list[NewDestination], group_min: int) -> list[NewDestination]:
-    """Many new hosts of one agent under one domain (typical of subdomain exfiltration) -> one
-    ``*.<domain>`` row, so a flood of generated names does not bury everything else. Groups form
-    at ``group_min`` hosts when one looks encoded, else at four times that."""
-    groups: dict[tuple[str, str, int], list[NewDestination]] = defaultdict(list)
-    for d in found:
-        groups[(d.agent, registrable(d.host), d.port)].append(d)
-    out: list[NewDestination] = []
-    for (agent, domain, port), members in groups.items():
-        encoded = any(f.kind == "encoded" for m in members for f in m.flags)
-        big = len(members) >= group_min and (encoded or len(members) >= 4 * group_min)
-        if not big or domain in {m.host for m in members}:
-            out.extend(members)
-            continue
-        out.append(_merge_group(agent, domain, port, members))
-    return sorted(out, key=lambda d: (d.agent, not d.risky, -d.bytes_up, d.host))
-
-
-def _merge_group(agent: str, domain: str, port: int,
-                 members: list[NewDestination]) -> NewDestination:
-    flags: dict[str, Flag] = {}
-    for m in members:
-        for f in m.flags:
-            flags.setdefault(f.kind, f)
-    return NewDestination(
-        agent, f"*.{domain}", port, min(m.first_seen for m in members),
-        max(m.last_seen for m in members), sum(m.requests for m in members),
-        sum(m.bytes_up for m in members), sum(m.bytes_down for m in members),
-        max(m.pods for m in members), sum(m.allowed for m in members),
-        sum(m.denied for m in members), sum(m.would_deny for m in members),
-        tuple(flags.values()), members[0].verdict, tuple(sorted(m.host for m in members)))
+            if d.hosts else d for d in group_new(found, opts.group_min)]
 
 
 def denied(denials: list[queries.DestRow], rules: dict[str, AgentRules],
-           known_tlds: frozenset[str],
            new_keys: set[tuple[str, str, int]]) -> Iterable[DeniedDestination]:
     for r in denials:
         yield DeniedDestination(
             r.agent, r.host, r.port, r.n_deny, r.n_would_deny, r.last_seen,
-            (r.agent, r.host, r.port) in new_keys, tuple(flags_for(r.host, known_tlds)),
+            (r.agent, r.host, r.port) in new_keys, tuple(flags_for(r.host)),
             verdict(rules.get(r.agent), r.host, r.port))
 
 
@@ -146,13 +178,15 @@ def activity(conn: sqlite3.Connection, since_day: int, policy: Policy,
     modes = _modes(policy)
     by_domain: dict[tuple[str, str, int], list[tuple[str, int]]] = defaultdict(list)
     for r in denials:
-        by_domain[(r.agent, registrable(r.host), r.port)].append(
+        by_domain[(r.agent, network_of(r.host) or registrable(r.host), r.port)].append(
             (r.host, r.n_deny + r.n_would_deny))
     top: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for (agent, domain, port), hosts in by_domain.items():
-        if len(hosts) >= group_min and domain not in {h for h, _ in hosts}:
-            top[agent].append((f"*.{domain}:{port} ({len(hosts)} hosts)",
-                               sum(n for _, n in hosts)))
+        total = sum(n for _, n in hosts)
+        if "/" in domain and len(hosts) >= 2:
+            top[agent].append((f"{domain}:{port} ({len(hosts)} addresses)", total))
+        elif len(hosts) >= group_min and domain not in {h for h, _ in hosts}:
+            top[agent].append((f"*.{domain}:{port} ({len(hosts)} hosts)", total))
         else:
             top[agent].extend((f"{h}:{port}", n) for h, n in hosts)
     out = []
@@ -192,6 +226,32 @@ def unused_entries(conn: sqlite3.Connection, policy: Policy,
             if seen is None or seen < cutoff_text:
                 out.append(UnusedEntry(agent.name, entry, fld, max(last or "", seen or "")
                                        or None))
+    return out
+
+
+def narrowings(conn: sqlite3.Connection, policy: Policy,
+               opts: ReviewOptions) -> list[Narrowing]:
+    """Wildcard allow entries of agents observed at least ``unused_days`` that matched at most
+    ``narrow_max`` hosts in that time: least privilege says list those hosts instead (hosts
+    with a risk flag are left out, so narrowing also closes them)."""
+    cutoff = opts.now - timedelta(days=opts.unused_days)
+    cutoff_text = cutoff.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    cutoff_day = day_number(cutoff.astimezone(UTC).date().isoformat())
+    first_day = queries.agent_first_day(conn)
+    agents = {a.name: a for a in policy.spec.agents
+              if first_day.get(a.name, cutoff_day + 1) <= cutoff_day}
+    used: dict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)
+    for agent, rule, host, port in queries.few_host_wildcards(conn, cutoff_text,
+                                                              opts.narrow_max):
+        a = agents.get(agent)
+        if a is not None and any(isinstance(p, DomainPattern) and p.wildcard and str(p) == rule
+                                 for p in a.egress.allow):  # address entries are no wildcards
+            used[(agent, rule)].append((host, port))
+    out = []
+    for (agent, rule), hosts in sorted(used.items()):
+        keep = tuple(entry_for(h, port) for h, port in hosts if not flags_for(h))
+        dropped = tuple(h for h, _ in hosts if flags_for(h))
+        out.append(Narrowing(agent, rule, keep, dropped))
     return out
 
 
@@ -241,6 +301,10 @@ def readiness(conn: sqlite3.Connection, policy: Policy, opts: ReviewOptions,
               since_day: int) -> list[Readiness]:
     """Learn-mode agents with no new destination for ``stable_days``: ready to enforce."""
     learners = [a.name for a in policy.spec.agents if a.egress.mode == "learn"]
+    rules = {a.name: AgentRules.from_agent(a) for a in policy.spec.agents
+             if a.egress.mode == "learn"}
+    cutoff = (opts.now - timedelta(days=opts.unused_days)).astimezone(UTC).strftime(
+        "%Y-%m-%dT%H:%M:%S")
     last_new = queries.last_new_destination(conn, learners)
     first_day = queries.agent_first_day(conn)
     window = queries.agent_window(conn, since_day)
@@ -259,8 +323,25 @@ def readiness(conn: sqlite3.Connection, policy: Policy, opts: ReviewOptions,
             ready, why = False, f"new destination {quiet} days ago (< {opts.stable_days})"
         else:
             ready, why = True, f"no new destination for {quiet} days"
-        out.append(Readiness(name, ready, why, last, observed, would))
+        out.append(Readiness(name, ready, why, last, observed, would,
+                             would_block(conn, name, rules.get(name), cutoff)))
     return out
+
+
+def would_block(conn: sqlite3.Connection, agent: str, rules: AgentRules | None,
+                cutoff: str) -> tuple[DeniedDestination, ...]:
+    """What enforcing would block: every destination the agent used since ``cutoff`` (its
+    observation period: ``unused_days``, as for unused entries) that the current policy does
+    not allow; a job every two weeks, last seen before the window, included."""
+    out = []
+    for r in queries.would_denied(conn, agent):
+        if r.last_seen < cutoff:
+            continue
+        v = verdict(rules, r.host, r.port)
+        if v.outcome != "allow":
+            out.append(DeniedDestination(r.agent, r.host, r.port, r.n_deny, r.n_would_deny,
+                                         r.last_seen, False, tuple(flags_for(r.host)), v))
+    return tuple(out)
 
 
 def _parse(text: str) -> datetime:

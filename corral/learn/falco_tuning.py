@@ -4,6 +4,11 @@ Sits between the store (``falco_day``/``falco_sig`` aggregates) and the review. 
 at least ``falco_min`` times in the window, where one signature (process, file, image) explains at
 least ``falco_share`` of the firings, gets a suggested exception naming exactly that signature.
 The suggestion is written as a Falco rules file with ``override: {exceptions: append}``.
+
+Never silence an attack: no exception for corral's own rules (they are the agent's declared
+boundary: change the policy's ``processes`` instead), nor for a rule that fired in the same UTC
+hour as one of the agent's denials or a request to a risky destination (``alarms``). Counts and
+shares are those of the window.
 """
 
 from __future__ import annotations
@@ -16,19 +21,54 @@ from typing import Any
 
 from corral.learn.report import FalcoException, FalcoNoise, ReviewOptions
 from corral.store import queries
+from corral.store.access import day_iso
 
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_]+")
 
 
-def noisy_rules(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int) -> list[FalcoNoise]:
+Alarms = dict[str, dict[int, int]]  # agent -> day -> UTC hours with a denial or risky request
+
+
+def is_corral_rule(rule: str) -> bool:
+    """A rule compiled by corral from the policy (``corral <kind> [agent]`` or
+    ``corral: <agent>: ...``)."""
+    return rule.startswith(("corral ", "corral:"))
+
+
+def _coincidence(fired: dict[int, int], alarms: dict[int, int]) -> str | None:
+    for day in sorted(fired):
+        common = fired[day] & alarms.get(day, 0)
+        if common:
+            hour = (common & -common).bit_length() - 1
+            return f"{day_iso(day)} {hour:02d}:00 UTC"
+    return None
+
+
+def held_reason(conn: sqlite3.Connection, agent: str, rule: str, since_day: int,
+                alarms: Alarms) -> str:
+    """Why no exception may be suggested for the rule ("" when one may)."""
+    if is_corral_rule(rule):
+        return ("corral's own rule: if the process is legitimate, add it to the agent's "
+                "`processes` in the policy")
+    when = _coincidence(queries.falco_hours(conn, agent, rule, since_day), alarms.get(agent, {}))
+    if when is not None:
+        return (f"fired in the same hour as a denial or risky request of {agent} ({when}): "
+                "investigate before silencing")
+    return ""
+
+
+def noisy_rules(conn: sqlite3.Connection, opts: ReviewOptions, since_day: int,
+                alarms: Alarms | None = None) -> list[FalcoNoise]:
     shown: dict[str, int] = {}
     out = []
     for agent, rule, priority, count in queries.falco_window(conn, since_day):
         if count < opts.falco_min or shown.get(agent, 0) >= opts.falco_top:
             continue
         shown[agent] = shown.get(agent, 0) + 1
-        sigs = queries.falco_signatures(conn, agent, rule, opts.since_text)
-        out.append(FalcoNoise(agent, rule, priority, count, exception_for(rule, sigs, opts)))
+        held = held_reason(conn, agent, rule, since_day, alarms or {})
+        sigs = queries.falco_signatures_window(conn, agent, rule, since_day)
+        exc = None if held else exception_for(rule, sigs, opts)
+        out.append(FalcoNoise(agent, rule, priority, count, exc, held))
     return sorted(out, key=lambda n: (n.agent, -n.count, n.rule))
 
 

@@ -43,7 +43,8 @@ def _flags(kinds: Sequence[str]) -> str:
 def _new(report: Report) -> Table:
     rows, risky = [], set()
     for i, d in enumerate(report.new_destinations):
-        host = f"{d.host} ({len(d.hosts)} hosts)" if d.hosts else d.host
+        what = "addresses" if "/" in d.host else "hosts"
+        host = f"{d.host} ({len(d.hosts)} {what})" if d.hosts else d.host
         rows.append((d.agent, f"{host}:{d.port}", d.first_seen[:16], str(d.requests),
                      human_bytes(d.bytes_up), human_bytes(d.bytes_down), str(d.pods),
                      d.verdict.outcome,
@@ -54,6 +55,15 @@ def _new(report: Report) -> Table:
     return Table("New destinations", ("agent", "destination", "first seen", "requests", "out",
                                       "in", "pods", "policy now", "risk", "why"),
                  tuple(rows), "no destination was seen for the first time", frozenset(risky))
+
+
+def _stories(report: Report) -> Table:
+    rows = tuple((st.agent, str(st.score), human_bytes(st.bytes_up),
+                  "; ".join(sig.text for sig in st.signals)) for st in report.stories)
+    return Table("Agents with signals, riskiest first (one story each)",
+                 ("agent", "risk", "out", "signals in the window, heaviest first"), rows,
+                 "no agent shows a risk signal in the window",
+                 frozenset(i for i, st in enumerate(report.stories) if st.score >= 3))
 
 
 def _activity(report: Report) -> Table:
@@ -86,7 +96,8 @@ def _falco(report: Report) -> Table:
         exc = n.exception
         sugg = ("exception " + ", ".join(f"{f}={v}" for f, v in zip(exc.fields, exc.values,
                                                                     strict=True))
-                + f" ({exc.share:.0%} of firings)") if exc else "no single benign pattern"
+                + f" ({exc.share:.0%} of firings)") if exc else (
+            f"no exception: {n.held}" if n.held else "no single benign pattern")
         rows.append((n.agent, n.rule, n.priority, str(n.count), sugg))
     return Table("Noisiest Falco rules", ("agent", "rule", "priority", "firings", "suggestion"),
                  tuple(rows), "no noisy Falco rule")
@@ -94,15 +105,21 @@ def _falco(report: Report) -> Table:
 
 def _ready(report: Report) -> Table:
     rows = tuple((r.agent, "ready" if r.ready else "not yet", r.reason, r.last_new or "-",
-                  str(r.would_deny)) for r in report.readiness)
+                  str(r.would_deny),
+                  ", ".join(f"{d.host}:{d.port} (last {d.last_seen[:10]})"
+                            for d in r.would_block) or "-")
+                 for r in report.readiness)
     return Table("Learn-mode agents: ready to enforce?", ("agent", "verdict", "why",
                                                           "last new destination",
-                                                          "would_deny in window"),
+                                                          "would_deny in window",
+                                                          "enforcing now would block"),
                  rows, "no agent is in learn mode")
 
 
 def _suggested(suggestions: Sequence[Suggestion]) -> Table:
-    rows = tuple((s.kind, s.agent, s.field, s.value, "yes" if s.risky else "no", s.reason)
+    rows = tuple((s.kind, s.agent, s.field,
+                  s.value + (f" -> {', '.join(s.replacement)}" if s.replacement else ""),
+                  "yes" if s.risky else "no", s.reason)
                  for s in suggestions)
     return Table("Suggested policy changes", ("change", "agent", "field", "value", "risky",
                                               "why"), rows, "no change suggested",
@@ -110,20 +127,28 @@ def _suggested(suggestions: Sequence[Suggestion]) -> Table:
 
 
 def tables(report: Report, suggestions: Sequence[Suggestion] | None = None) -> list[Table]:
-    out = [_new(report), _activity(report), _unused(report), _anomalies(report), _falco(report),
-           _ready(report)]
+    out = [_stories(report), _new(report), _activity(report), _unused(report),
+           _anomalies(report), _falco(report), _ready(report)]
     if suggestions is not None:
         out.append(_suggested(suggestions))
     return out
 
 
+def _n(count: int, one: str, many: str = "") -> str:
+    """``1 agent``, ``2 agents`` (``many`` defaults to ``one`` + s)."""
+    return f"{count} {one}" if count == 1 else f"{count} {many or one + 's'}"
+
+
 def headline(report: Report) -> str:
     c = report.counts()
     return (f"corral review {report.since} .. {report.generated}: "
-            f"{c['new_destinations']} new destinations ({c['risky_new_destinations']} risky), "
-            f"{c['anomalies']} volume anomalies, {c['unused_entries']} unused allow entries, "
-            f"{c['noisy_falco_rules']} noisy Falco rules, {c['ready_to_enforce']} agents ready "
-            "to enforce")
+            f"{_n(c['new_destinations'], 'new destination')} "
+            f"({c['risky_new_destinations']} risky), "
+            f"{_n(c['anomalies'], 'volume anomaly', 'volume anomalies')}, "
+            f"{_n(c['unused_entries'], 'unused allow entry', 'unused allow entries')}, "
+            f"{_n(c['noisy_falco_rules'], 'noisy Falco rule')}, "
+            f"{_n(c['ready_to_enforce'], 'agent')} ready to enforce, "
+            f"{_n(c['agents_with_signals'], 'agent')} with risk signals")
 
 
 def print_text(console: Console, report: Report,

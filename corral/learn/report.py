@@ -34,6 +34,12 @@ class ReviewOptions:
     falco_top: int = 3  # noisiest rules shown per agent
     falco_share: float = 0.8  # one pattern must explain this share to suggest an exception
     chart_days: int = 30
+    upload_min_bytes: int = 10 << 20  # window upload from which up >= down is flagged
+    beacon_days: int = 3  # full days of hourly requests before a steady rate is a beacon
+    beacon_dispersion: float = 0.4  # hourly-count variance/mean at most this (random: ~1)
+    growth_min_bytes: int = 256 << 10  # daily upload the window must end at to flag growth
+    growth_factor: float = 3.0  # last days' upload at least this many times the first days'
+    narrow_max: int = 3  # a wildcard used for at most this many hosts is suggested narrowed
 
     @property
     def since(self) -> datetime:
@@ -90,6 +96,7 @@ class DeniedDestination:
     new: bool
     flags: tuple[Flag, ...]
     verdict: Verdict
+    hosts: tuple[str, ...] = ()  # members of a group (a network on one day, or a domain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +151,7 @@ class FalcoNoise:
     priority: str
     count: int
     exception: FalcoException | None
+    held: str = ""  # why no exception may be suggested (corral's own rule, coincidence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +162,50 @@ class Readiness:
     last_new: str | None
     observed_days: int
     would_deny: int
+    # every destination of the observation period the policy would block once enforcing
+    # (periodic ones last seen before the window included)
+    would_block: tuple[DeniedDestination, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Narrowing:
+    """A wildcard allow entry the agent used for only a few hosts in its observation period."""
+
+    agent: str
+    entry: str
+    hosts: tuple[str, ...]  # the entries that replace it (host, or host:port)
+    dropped: tuple[str, ...]  # hosts it reached that carry a risk flag: not kept
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRef:
+    """A control-plane incident (``corral serve``'s incidents.db) the review correlates."""
+
+    id: str
+    agent: str
+    severity: str
+    rule: str
+    first_seen: float  # epoch seconds
+    last_seen: float
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One thing an agent did in the window that a reviewer should see with the rest."""
+
+    kind: str  # destination | denied | anomaly | denial-spike | falco
+    weight: int  # 0: context only
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStory:
+    """Every signal of one agent in the window, joined and ranked."""
+
+    agent: str
+    score: int
+    bytes_up: int
+    signals: tuple[Signal, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +230,8 @@ class Report:
     falco: tuple[FalcoNoise, ...]
     readiness: tuple[Readiness, ...]
     charts: Charts
+    stories: tuple[AgentStory, ...] = ()  # riskiest agent first
+    narrowings: tuple[Narrowing, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data (what ``-o json`` prints): every field plus ``risky`` and ``ratio``."""
@@ -196,4 +250,5 @@ class Report:
             "anomalies": len(self.anomalies),
             "noisy_falco_rules": len(self.falco),
             "ready_to_enforce": sum(r.ready for r in self.readiness),
+            "agents_with_signals": len(self.stories),
         }

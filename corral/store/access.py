@@ -9,6 +9,7 @@ distinct key at ``rows()`` time, and every rejected record is named by line.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -23,7 +24,8 @@ _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 MAX_ERRORS: Final = 20
 UNKNOWN_POD: Final = "?"
 
-# value list of one in-memory key: requests, bytes_up, bytes_down, first, last, first line
+# value list of one in-memory key: requests, bytes_up, bytes_down, first, last, first line,
+# requests per UTC hour (24 counts)
 _Agg = list[Any]
 _Key = tuple[Any, Any, Any, str, Any, Any]  # agent, host, port, date, decision, rule
 
@@ -60,6 +62,9 @@ class Rows:
     rule_use: list[tuple[Any, ...]] = field(default_factory=list)
     dest_pod: list[tuple[Any, ...]] = field(default_factory=list)
     tld: list[tuple[str, str]] = field(default_factory=list)
+    dest_hours: list[tuple[Any, ...]] = field(default_factory=list)
+    agent_hours: list[tuple[Any, ...]] = field(default_factory=list)
+    rule_host: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -67,11 +72,14 @@ class AccessBatch:
     """Aggregates of the records seen since the last flush, plus what was rejected and why."""
 
     where: str = "<records>"
+    # agent x day recorded live by `corral serve`: a log's lines for them are not counted again
+    skip_days: frozenset[tuple[str, int]] = frozenset()
     dest: dict[_Key, _Agg] = field(default_factory=dict)
     pods: set[tuple[_Key, str]] = field(default_factory=set)
     records: int = 0
     skipped: int = 0
     rejected: int = 0
+    live: int = 0  # records of agent-days already recorded live (skip_days)
     errors: list[str] = field(default_factory=list)
 
     def reject(self, line: int, message: str, count: int = 1) -> None:
@@ -116,11 +124,14 @@ class AccessBatch:
                 key = (r[f_agent], r[f_host], r[f_port], t[:10], r[f_decision], r.get(f_rule))
                 a = dest.get(key)
                 if a is None:
-                    dest[key] = [1, up, down, t, t, n]
+                    per_hour = [0] * 24
+                    per_hour[int(t[11:13])] = 1
+                    dest[key] = [1, up, down, t, t, n, per_hour]
                 else:
                     a[0] += 1
                     a[1] += up
                     a[2] += down
+                    a[6][int(t[11:13])] += 1
                     if t < a[3]:
                         a[3] = t
                     elif t > a[4]:
@@ -147,6 +158,8 @@ class AccessBatch:
         agent_days: dict[tuple[Any, ...], list[Any]] = {}
         rules: dict[tuple[Any, ...], list[Any]] = {}
         dest_days: dict[tuple[Any, ...], list[Any]] = {}
+        hours: dict[tuple[Any, ...], list[Any]] = {}
+        wild: dict[tuple[Any, ...], str] = {}
         accepted: set[tuple[Any, Any, Any]] = set()
         for key, a in self.dest.items():
             agent, host, port, iso, decision, rule = key
@@ -157,19 +170,35 @@ class AccessBatch:
                 self.reject(a[5], _key_problem(key, day, a), a[0])
                 self.records -= a[0]
                 continue
+            if (agent, day) in self.skip_days:
+                self.live += a[0]
+                self.records -= a[0]
+                continue
             idx = 3 + DECISIONS.index(decision)
             accepted.add((agent, host, port))
             _merge(dest_days, (agent, host, port, day), a, idx)
+            _merge_hours(hours, (agent, host, port, day), a[6], decision == "deny")
             _merge(totals, (agent, host, port), a, idx)
             _merge(agent_days, (agent, day), a, idx)
             if rule is not None:
                 _merge_rule(rules, (agent, rule, decision), a)
+                if decision == "allow" and rule.startswith("*."):
+                    k = (agent, rule, host, port)
+                    wild[k] = max(wild.get(k, a[4]), a[4])
         out.dest_day = [(*k, *v) for k, v in dest_days.items()]
         out.dest_total = [(*k, *v) for k, v in totals.items()]
         out.agent_day = [(*k, *v) for k, v in agent_days.items()]
         out.rule_use = [(*k, *v) for k, v in rules.items()]
         out.dest_pod = self._pod_rows(days, accepted)
         out.tld = _tld_rows(out.dest_total)
+        out.dest_hours = [(*k, mask(v[0]), v[1], pack_hours(v[0])) for k, v in hours.items()]
+        per_agent: dict[tuple[Any, ...], list[int]] = {}
+        for agent, _host, _port, day, m, deny_mask, _blob in out.dest_hours:
+            row = per_agent.setdefault((agent, day), [0, 0])
+            row[0] |= m
+            row[1] |= deny_mask
+        out.agent_hours = [(*k, *v) for k, v in per_agent.items()]
+        out.rule_host = [(*k, v) for k, v in wild.items()]
         return out
 
     def _pod_rows(self, days: Mapping[str, int | None],
@@ -257,6 +286,36 @@ def _merge(into: dict[tuple[Any, ...], list[Any]], key: tuple[Any, ...], a: _Agg
     row[idx] += a[0]
     row[6] = min(row[6], a[3])
     row[7] = max(row[7], a[4])
+
+
+def mask(per_hour: list[int]) -> int:
+    """The 24-bit mask of the hours with any request."""
+    return sum(1 << h for h, n in enumerate(per_hour) if n)
+
+
+def pack_hours(per_hour: list[int]) -> bytes:
+    """24 hourly counts as little-endian uint16 (saturating)."""
+    return array("H", (min(n, 0xFFFF) for n in per_hour)).tobytes()
+
+
+def unpack_hours(blob: bytes) -> list[int]:
+    return list(array("H", blob)) if blob else [0] * 24
+
+
+def hsum(a: bytes | None, b: bytes | None) -> bytes:
+    """SQL function: the sum of two packed hourly counts (saturating)."""
+    return pack_hours([x + y for x, y in zip(unpack_hours(a or b""), unpack_hours(b or b""),
+                                             strict=True)])
+
+
+def _merge_hours(into: dict[tuple[Any, ...], list[Any]], key: tuple[Any, ...],
+                 per_hour: list[int], denied: bool) -> None:
+    row = into.get(key)
+    if row is None:
+        row = into[key] = [[0] * 24, 0]
+    row[0] = [x + y for x, y in zip(row[0], per_hour, strict=True)]
+    if denied:
+        row[1] |= mask(per_hour)
 
 
 def _merge_rule(into: dict[tuple[Any, ...], list[Any]], key: tuple[Any, ...], a: _Agg) -> None:

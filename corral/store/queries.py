@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 Counts = tuple[int, int, int, int, int, int]  # requests, up, down, allow, deny, would_deny
 
@@ -74,10 +75,6 @@ def distinct_pods(conn: sqlite3.Connection, agent: str, hosts: Iterable[str], po
             "SELECT pod FROM dest_pod WHERE agent=? AND host=? AND port=? AND last_day >= ?",
             (agent, host, port, since_day)))
     return len(pods)
-
-
-def tld_first_seen(conn: sqlite3.Connection) -> dict[str, str]:
-    return dict(conn.execute("SELECT tld, first_seen FROM tld_seen"))
 
 
 def agent_window(conn: sqlite3.Connection, since_day: int) -> dict[str, Counts]:
@@ -204,16 +201,99 @@ def falco_window(conn: sqlite3.Connection, since_day: int) -> list[tuple[str, st
         "GROUP BY agent, rule ORDER BY n DESC, agent, rule", (since_day,)).fetchall()
 
 
-def falco_signatures(conn: sqlite3.Connection, agent: str, rule: str,
-                     since: str) -> list[tuple[str, str, str, str, int]]:
-    """(proc, parent, file, image, count) of one agent x rule seen since ``since``."""
-    return conn.execute(
-        "SELECT proc, parent, file, image, count FROM falco_sig WHERE agent=? AND rule=? "
-        "AND last_seen >= ? ORDER BY count DESC", (agent, rule, since)).fetchall()
-
-
 def processes(conn: sqlite3.Connection, since: str) -> list[tuple[str, str, int, str, str]]:
     """(agent, process, count, first seen, last seen) for processes active since ``since``."""
     return conn.execute(
         "SELECT agent, proc, count, first_seen, last_seen FROM proc_total WHERE last_seen >= ? "
         "ORDER BY agent, proc", (since,)).fetchall()
+
+
+def falco_signatures_window(conn: sqlite3.Connection, agent: str, rule: str,
+                            since_day: int) -> list[tuple[str, str, str, str, int]]:
+    """(proc, parent, file, image, count) of one agent x rule, counted from ``since_day``."""
+    return conn.execute(
+        "SELECT proc, parent, file, image, sum(count) AS n FROM falco_sig_day WHERE agent=? "
+        "AND rule=? AND day >= ? GROUP BY proc, parent, file, image ORDER BY n DESC",
+        (agent, rule, since_day)).fetchall()
+
+
+def falco_hours(conn: sqlite3.Connection, agent: str, rule: str,
+                since_day: int) -> dict[int, int]:
+    """day -> mask of the UTC hours in which the rule fired for the agent."""
+    return dict(conn.execute("SELECT day, hours FROM falco_hours WHERE agent=? AND rule=? "
+                             "AND day >= ?", (agent, rule, since_day)).fetchall())
+
+
+def deny_hours(conn: sqlite3.Connection, agent: str, since_day: int) -> dict[int, int]:
+    """day -> mask of the UTC hours in which the agent had a request denied."""
+    return dict(conn.execute("SELECT day, deny_hours FROM agent_hours WHERE agent=? AND "
+                             "day >= ? AND deny_hours != 0", (agent, since_day)).fetchall())
+
+
+def hours_of(conn: sqlite3.Connection, keys: Iterable[tuple[str, str, int]],
+             since_day: int) -> list[tuple[str, str, int, int, int, bytes]]:
+    """(agent, host, port, day, hours mask, packed requests per hour) of the given keys from
+    ``since_day``."""
+    return _keyed_days(conn, "dest_hours", ("hours", "per_hour"), keys, since_day)
+
+
+def days_of(conn: sqlite3.Connection, keys: Iterable[tuple[str, str, int]],
+            since_day: int) -> list[tuple[str, str, int, int, int, int, int]]:
+    """(agent, host, port, day, requests, bytes up, bytes down) of the given keys from
+    ``since_day``."""
+    return _keyed_days(conn, "dest_day", ("requests", "bytes_up", "bytes_down"), keys, since_day)
+
+
+def _keyed_days(conn: sqlite3.Connection, table: str, columns: tuple[str, ...],
+                keys: Iterable[tuple[str, str, int]], since_day: int) -> list[Any]:
+    """(agent, host, port, day, *columns) of a per-day table for the given keys from
+    ``since_day``, joined on the primary key."""
+    _fill_want(conn, keys)
+    cols = ", ".join(f"t.{c}" for c in ("agent", "host", "port", "day", *columns))
+    return conn.execute(
+        f"SELECT {cols} FROM want CROSS JOIN {table} t ON t.agent = want.agent "
+        "AND t.host = want.host AND t.port = want.port WHERE t.day >= ?", (since_day,)).fetchall()
+
+
+def agent_pods(conn: sqlite3.Connection, agent: str, since_day: int) -> int:
+    """How many distinct pods of the agent made any request on or after ``since_day``."""
+    row = conn.execute("SELECT count(DISTINCT pod) FROM dest_pod WHERE agent=? AND "
+                       "last_day >= ?", (agent, since_day)).fetchone()
+    return int(row[0])
+
+
+def agent_hours(conn: sqlite3.Connection, agent: str, from_day: int,
+                to_day: int) -> tuple[int, int]:
+    """(mask of the UTC hours with any request, number of active days) of the agent in
+    ``[from_day, to_day)``."""
+    mask, days = 0, 0
+    for (hours,) in conn.execute("SELECT hours FROM agent_hours WHERE agent=? AND day >= ? "
+                                 "AND day < ?", (agent, from_day, to_day)):
+        mask |= hours
+        days += 1
+    return mask, days
+
+
+def agent_denials(conn: sqlite3.Connection, since_day: int) -> list[tuple[str, int, int]]:
+    """(agent, day, deny) of every day with requests denied from ``since_day`` (would_deny of
+    learn mode is not counted: it is what learning is for)."""
+    return conn.execute("SELECT agent, day, n_deny FROM agent_day WHERE day >= ? "
+                        "AND n_deny > 0", (since_day,)).fetchall()
+
+
+def would_denied(conn: sqlite3.Connection, agent: str) -> list[DestRow]:
+    """Every destination of the agent with a would_deny in its whole history."""
+    rows = conn.execute(f"SELECT {_DEST_COLS} FROM dest_total WHERE agent=? AND "
+                        "n_would_deny > 0 ORDER BY host, port", (agent,))
+    return [DestRow(*r) for r in rows]
+
+
+def few_host_wildcards(conn: sqlite3.Connection, since: str,
+                       most: int) -> list[tuple[str, str, str, int]]:
+    """(agent, wildcard rule, host, port) of the wildcard allow entries that matched at most
+    ``most`` hosts since ``since``."""
+    return conn.execute(
+        "SELECT r.agent, r.rule, r.host, r.port FROM (SELECT agent, rule FROM rule_host "
+        "WHERE last_seen >= ? GROUP BY agent, rule HAVING count(*) <= ?) c CROSS JOIN "
+        "rule_host r ON r.agent = c.agent AND r.rule = c.rule WHERE r.last_seen >= ? "
+        "ORDER BY r.agent, r.rule, r.host, r.port", (since, most, since)).fetchall()

@@ -16,13 +16,23 @@ Rollups maintained at ingest, so fleet-wide questions never scan ``dest_day``:
   agent_day   agent x day: totals and decisions (charts, denials per agent)
   rule_use    agent x policy rule x decision: count, first/last seen (unused allow entries)
   tld_seen    top-level domain: first seen anywhere in the fleet (newly seen TLDs)
+Behaviour detail (schema 2), kept small: one row per key and day, hours as 24-bit masks:
+  dest_hours  agent x host:port x day: requests per UTC hour (24 little-endian uint16, summed by
+              the writer's ``hsum`` function), hours with any request and with a deny (masks)
+  rule_host   agent x wildcard allow entry x host:port: last seen (wildcards used for few hosts)
+  agent_hours agent x day: hours with any request and with a deny (masks; usual hours)
+  falco_hours agent x Falco rule x day: UTC hours with a firing (coincidence with denials)
+  falco_sig_day  agent x Falco rule x day x signature: count (shares over the window)
+  live_day    agent x day fed live by `corral serve`: `corral learn` leaves those days alone
+  ingested    input identity (digest of its first line) -> bytes and lines already folded in,
+              so re-reading a file or an overlapping rotated copy never double-counts
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 _COUNTS = """
     requests INTEGER NOT NULL,
@@ -75,6 +85,28 @@ DDL: Final = (
     file TEXT NOT NULL, image TEXT NOT NULL, count INTEGER NOT NULL,
     first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
     PRIMARY KEY (agent, rule, proc, parent, file, image)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS dest_hours (
+    agent TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL, day INTEGER NOT NULL,
+    hours INTEGER NOT NULL, deny_hours INTEGER NOT NULL, per_hour BLOB NOT NULL,
+    PRIMARY KEY (agent, host, port, day)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS rule_host (
+    agent TEXT NOT NULL, rule TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL,
+    last_seen TEXT NOT NULL, PRIMARY KEY (agent, rule, host, port)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS agent_hours (
+    agent TEXT NOT NULL, day INTEGER NOT NULL, hours INTEGER NOT NULL,
+    deny_hours INTEGER NOT NULL, PRIMARY KEY (agent, day)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS falco_hours (
+    agent TEXT NOT NULL, rule TEXT NOT NULL, day INTEGER NOT NULL, hours INTEGER NOT NULL,
+    PRIMARY KEY (agent, rule, day)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS falco_sig_day (
+    agent TEXT NOT NULL, rule TEXT NOT NULL, day INTEGER NOT NULL, proc TEXT NOT NULL,
+    parent TEXT NOT NULL, file TEXT NOT NULL, image TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (agent, rule, day, proc, parent, file, image)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS live_day (
+    agent TEXT NOT NULL, day INTEGER NOT NULL, PRIMARY KEY (agent, day)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS ingested (
+    source_id TEXT NOT NULL PRIMARY KEY, bytes INTEGER NOT NULL, lines INTEGER NOT NULL,
+    name TEXT NOT NULL) WITHOUT ROWID""",
 )
 
 _ADD_COUNTS = """requests = requests + excluded.requests,
@@ -113,3 +145,22 @@ UPSERT_FALCO_SIG: Final = """INSERT INTO falco_sig VALUES (?,?,?,?,?,?,?,?,?)
     count = count + excluded.count,
     first_seen = min(first_seen, excluded.first_seen),
     last_seen = max(last_seen, excluded.last_seen)"""
+UPSERT_DEST_HOURS: Final = """INSERT INTO dest_hours VALUES (?,?,?,?,?,?,?)
+    ON CONFLICT (agent, host, port, day) DO UPDATE SET hours = hours | excluded.hours,
+    deny_hours = deny_hours | excluded.deny_hours,
+    per_hour = hsum(per_hour, excluded.per_hour)"""
+UPSERT_FALCO_HOURS: Final = """INSERT INTO falco_hours VALUES (?,?,?,?)
+    ON CONFLICT (agent, rule, day) DO UPDATE SET hours = hours | excluded.hours"""
+UPSERT_FALCO_SIG_DAY: Final = """INSERT INTO falco_sig_day VALUES (?,?,?,?,?,?,?,?)
+    ON CONFLICT (agent, rule, day, proc, parent, file, image) DO UPDATE SET
+    count = count + excluded.count"""
+UPSERT_INGESTED: Final = """INSERT INTO ingested VALUES (?,?,?,?)
+    ON CONFLICT (source_id) DO UPDATE SET bytes = excluded.bytes, lines = excluded.lines,
+    name = excluded.name"""
+UPSERT_AGENT_HOURS: Final = """INSERT INTO agent_hours VALUES (?,?,?,?)
+    ON CONFLICT (agent, day) DO UPDATE SET hours = hours | excluded.hours,
+    deny_hours = deny_hours | excluded.deny_hours"""
+UPSERT_RULE_HOST: Final = """INSERT INTO rule_host VALUES (?,?,?,?,?)
+    ON CONFLICT (agent, rule, host, port) DO UPDATE SET
+    last_seen = max(last_seen, excluded.last_seen)"""
+INSERT_LIVE_DAY: Final = "INSERT OR IGNORE INTO live_day VALUES (?,?)"

@@ -7,10 +7,11 @@ Agents and what happens to them (NOW = 2026-11-26T12:00Z, review window 7 days):
 - analyst (enforce): uploads ~5 MiB/day to data.example-corp.com (heavy but normal: no anomaly);
   from day -4 tries api.anthropic.com (denied, new, benign: safe allow suggestion).
 - coder (learn): new destinations in weeks 1-2 (crates.io, proxy.golang.org would_deny), then
-  nothing new for 3 weeks: ready to enforce; Falco: ``cc1`` trips its process rule 190 times
+  nothing new for 3 weeks: ready to enforce; Falco: ``cc1`` trips a compiler rule 190 times
   (exception suggested), shells of many kinds 30 times (no single pattern: no exception).
+  research's ``sh`` trips corral's own process rule 25 times (corral's rule: never an exception).
 - scraper (learn): slow exfiltration from day -6: ~40 requests/day of a few KiB each to
-  ``<base32 chunk>.t.cdn-sync.xyz`` (new TLD, encoded labels): risky, not ready to enforce.
+  ``<base32 chunk>.t.cdn-sync.xyz`` (encoded labels): risky, not ready to enforce.
 """
 
 from __future__ import annotations
@@ -203,8 +204,11 @@ def falco_events(seed: int = 11) -> list[dict[str, Any]]:
     out = []
     for i in range(200):  # 95% one benign pattern: a compiler during pip builds
         proc, parent = ("cc1", "gcc") if i % 20 else ("sh", "pip")
-        out.append(_falco("corral: coder: unexpected process", _time(-rnd.randrange(0, 6), rnd),
-                          proc, parent, None))
+        out.append(_falco("Compiler run in container", _time(-rnd.randrange(0, 6), rnd),
+                          proc, parent, f"app:{FALCO_LABELS['coder']}"))
+    for _ in range(25):  # one pattern, but corral's own rule: the policy decides, not Falco
+        out.append(_falco("corral: research: unexpected process", _time(-3, rnd), "sh",
+                          "python3", None, "registry.example.com/agents/research"))
     shells = ("bash", "sh", "zsh", "dash", "ash", "fish")
     for i in range(30):  # attributed by pod labels, no single pattern
         out.append(_falco("Terminal shell in container", _time(-rnd.randrange(0, 6), rnd),

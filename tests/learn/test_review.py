@@ -80,7 +80,7 @@ def test_new_destinations_are_exactly_the_planted_ones(report: dict[str, Any]) -
     assert kinds[("research", "pastebin.com", 443)] == {"paste"}
     assert kinds[("research", "203.0.113.50", 443)] == {"raw-ip"}
     assert kinds[("analyst", "api.anthropic.com", 443)] == set()
-    assert kinds[("scraper", "*.cdn-sync.xyz", 443)] == {"encoded", "new-tld"}
+    assert kinds[("scraper", "*.cdn-sync.xyz", 443)] == {"encoded"}
     exfil = found[("scraper", "*.cdn-sync.xyz", 443)]
     assert len(exfil["hosts"]) == exfil["requests"] == 280 - _future_chunks()
     assert exfil["pods"] >= 2 and exfil["risky"] is True
@@ -115,9 +115,12 @@ def test_unused_entries_volume_anomalies_readiness(report: dict[str, Any]) -> No
 
 def test_noisy_falco_rules_and_exception(report: dict[str, Any]) -> None:
     noisy = {(n["agent"], n["rule"]): n for n in report["falco"]}
-    assert set(noisy) == {("coder", "corral: coder: unexpected process"),
+    assert set(noisy) == {("coder", "Compiler run in container"),
+                          ("research", "corral: research: unexpected process"),
                           ("coder", "Terminal shell in container")}
-    exc = noisy[("coder", "corral: coder: unexpected process")]["exception"]
+    own = noisy[("research", "corral: research: unexpected process")]
+    assert own["exception"] is None and "corral's own rule" in own["held"]
+    exc = noisy[("coder", "Compiler run in container")]["exception"]
     assert exc["fields"] == ["proc.name", "container.image.repository"]
     assert exc["values"] == ["cc1", "registry.example.com/agents/coder"]
     assert noisy[("coder", "Terminal shell in container")]["exception"] is None
@@ -131,7 +134,8 @@ def test_text_markdown_html_outputs(fleet: Path, capsys: pytest.CaptureFixture[s
     _, md, _ = _review(fleet, capsys, "-o", "markdown")
     assert md.startswith("# corral review") and "| agent | destination |" in md
     _, page, _ = _review(fleet, capsys, "-o", "html")
-    assert page.startswith("<!doctype html>") and page.count("<svg") == 3
+    assert page.startswith("<!doctype html>") and page.count("<svg") == 4 + 2  # 4 agents
+    assert "Suggested policy change" in page
     assert "<script" not in page and "http://" not in page.replace(
         'xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page
     assert "polyline" in page and "pastebin.com" in page
@@ -223,7 +227,7 @@ def test_falco_exceptions_file_matches_falcos_rule_schema(report: dict[str, Any]
     existing = "- rule: other\n  exceptions: [{name: keep, fields: [proc.name], values: [[a]]}]\n"
     rules = yaml.safe_load(apply.falco_rules_text(excs, existing))
     jsonschema.validate(rules, json.loads(FALCO_SCHEMA.read_text()))
-    assert [r["rule"] for r in rules] == ["other", "corral: coder: unexpected process"]
+    assert [r["rule"] for r in rules] == ["other", "Compiler run in container"]
 
 
 def test_include_risky_applies_risky_additions(fleet: Path, tmp_path: Path,

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from corral.cli import main
+from corral.learn.ingest import ingest_source
 from corral.model import records as rec
 from corral.store.access import day_number
 from corral.store.aggregates import AggregateStore
@@ -24,7 +25,8 @@ from corral.store.falco import UNATTRIBUTED, agent_of, pod_labels
 from tests.learn import scenario
 
 TABLES = ("dest_day", "dest_total", "agent_day", "rule_use", "dest_pod", "tld_seen",
-          "proc_total", "falco_day", "falco_sig")
+          "proc_total", "falco_day", "falco_sig", "dest_hours", "agent_hours", "falco_hours",
+          "falco_sig_day", "rule_host")
 
 
 def access(**over: Any) -> dict[str, Any]:
@@ -172,9 +174,10 @@ def test_learn_cli_reads_files_gzip_and_stdin(tmp_path: Path, monkeypatch: pytes
     assert main(["learn", str(tmp_path / "a.log.gz"), "-", "--store", str(db), "-o",
                  "json"]) == 0
     out = orjson.loads(capsys.readouterr().out)
-    assert [(s["kind"], s["records"]) for s in out["sources"]] == [("access", 300),
-                                                                    ("access", 300)]
-    assert sum(r[2] for r in dump(db)["agent_day"]) == 600
+    # stdin carries the same lines as the gzip file: recognised, not counted twice
+    assert [(s["kind"], s["records"], s["already_ingested"]) for s in out["sources"]] == [
+        ("access", 300, 0), ("access", 0, 300)]
+    assert sum(r[2] for r in dump(db)["agent_day"]) == 300
     (tmp_path / "junk.log").write_text("not json\nstill not\n")
     assert main(["learn", str(tmp_path / "junk.log"), "--store", str(db)]) == 2
     assert main(["learn", str(tmp_path / "missing.log"), "--store", str(db)]) == 2
@@ -201,3 +204,88 @@ def test_any_split_of_the_input_gives_the_same_store(tmp_path_factory: pytest.Te
 
 
 _SAMPLE = scenario.access_records(seed=5)[:400]
+
+
+def _lines(recs: list[dict[str, Any]]) -> bytes:
+    return b"".join(orjson.dumps(r) + b"\n" for r in recs)
+
+
+def test_ingest_is_idempotent_across_rereads_growth_and_rotation(tmp_path: Path) -> None:
+    """The same file twice, the file after it grew, and its gzip'd rotation all fold each line
+    in exactly once: the store equals one ingest of the whole log."""
+    recs = scenario.access_records(seed=7)[:600]
+    with AggregateStore.open(tmp_path / "once.db") as store:
+        store.ingest_access(recs)
+    log = tmp_path / "access.log"
+    log.write_bytes(_lines(recs[:250]))
+    db = tmp_path / "s.db"
+    with AggregateStore.open(db) as store:
+        assert ingest_source(store, str(log)).stats.records == 250
+        again = ingest_source(store, str(log)).stats
+        assert (again.records, again.already) == (0, 250)
+        log.write_bytes(_lines(recs[:400]))  # the gateway appended 150 lines
+        grown = ingest_source(store, str(log)).stats
+        assert (grown.records, grown.already) == (150, 250)
+        rotated = tmp_path / "access.log.1.gz"  # rotation: renamed, compressed, 200 more lines
+        rotated.write_bytes(gzip.compress(_lines(recs[:600])))
+        assert ingest_source(store, str(rotated)).stats.records == 200
+        assert ingest_source(store, str(log)).stats.records == 0
+    assert dump(db) == dump(tmp_path / "once.db")
+
+
+def test_learn_of_empty_input_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`corral learn < /dev/null`: nothing could be ingested, as the help says (exit 2)."""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    assert main(["learn", "--store", str(tmp_path / "s.db")]) == 2
+
+
+def test_a_store_of_the_previous_schema_is_upgraded_on_read(tmp_path: Path) -> None:
+    """A store written before the behaviour tables existed is still reviewable."""
+    db = tmp_path / "old.db"
+    with AggregateStore.open(db) as store:
+        store.ingest_access([access()])
+    conn = sqlite3.connect(db)
+    for table in ("dest_hours", "agent_hours", "falco_hours", "falco_sig_day", "ingested",
+                  "rule_host"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+    with AggregateStore.open(db, readonly=True) as store:
+        assert store.conn.execute("SELECT count(*) FROM dest_hours").fetchone() == (0,)
+        assert store.conn.execute("SELECT count(*) FROM dest_day").fetchone() == (1,)
+
+
+class _Pipe(io.BytesIO):
+    """stdin from a pipe: no seeking, no telling."""
+
+    def seekable(self) -> bool:
+        return False
+
+
+def test_a_pipe_is_recognised_by_its_counted_lines(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    recs = scenario.access_records(seed=9)[:200]
+    db = tmp_path / "s.db"
+    seen = []
+    for body in (_lines(recs[:120]), _lines(recs)):  # the second pipe carries 80 more lines
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(_Pipe(body)))
+        with AggregateStore.open(db) as store:
+            got = ingest_source(store, "-").stats
+        seen.append((got.records, got.already))
+    assert seen == [(120, 0), (80, 120)]
+
+
+def test_lines_recorded_live_by_serve_are_not_learned_again(tmp_path: Path) -> None:
+    """`corral serve` marks the agent-days it records; `corral learn` of the gateway's log
+    file leaves those alone and folds in only the other agent-days."""
+    served = [access(), access(**{rec.TIME: "2026-11-20T11:00:00.000Z"})]
+    other = [access(**{rec.AGENT: "coder"}), access(**{rec.TIME: "2026-11-21T09:00:00.000Z"})]
+    log = tmp_path / "gateway.log"
+    log.write_bytes(_lines([*served, *other]))
+    db = tmp_path / "s.db"
+    with AggregateStore.open(db) as store:
+        store.ingest_access_lines([orjson.dumps(r) for r in served], where="gateway", live=True)
+        got = ingest_source(store, str(log)).stats
+    assert (got.records, got.live) == (2, 2)
+    assert sum(r[2] for r in dump(db)["agent_day"]) == 4  # requests: each line once
