@@ -50,19 +50,19 @@ def _yaml(layout: tuple[int, int, int]) -> YAML:
     return y
 
 
-def _dump(y: YAML, doc: Any) -> str:
+def dump(y: YAML, doc: Any) -> str:
     buf = io.StringIO()
     y.dump(doc, buf)
     return buf.getvalue()
 
 
-def _round_trip(text: str) -> tuple[YAML, Any]:
+def round_trip(text: str) -> tuple[YAML, Any]:
     """The loader whose dump reproduces ``text`` (fewest changed lines if none is exact)."""
     best: tuple[int, YAML, Any] | None = None
     for layout in _LAYOUTS:
         y = _yaml(layout)
         doc = y.load(text)
-        changed = sum(1 for line in difflib.ndiff(text.splitlines(), _dump(y, doc).splitlines())
+        changed = sum(1 for line in difflib.ndiff(text.splitlines(), dump(y, doc).splitlines())
                       if line[:1] in "+-")
         if changed == 0:
             return y, doc
@@ -72,7 +72,7 @@ def _round_trip(text: str) -> tuple[YAML, Any]:
     return best[1], best[2]
 
 
-def _agent_node(doc: Any, name: str) -> CommentedMap:
+def agent_node(doc: Any, name: str) -> CommentedMap:
     for node in doc["spec"]["agents"]:
         if node.get("name") == name:
             return node  # type: ignore[no-any-return]
@@ -93,7 +93,7 @@ def _egress(agent: CommentedMap) -> CommentedMap:
 
 def _apply_one(doc: Any, s: Suggestion, note: str) -> bool:
     """Change the document for one suggestion; False when there was nothing to change."""
-    egress = _egress(_agent_node(doc, s.agent))
+    egress = _egress(agent_node(doc, s.agent))
     if s.kind == "enforce":
         if egress.get("mode") == "enforce":
             return False
@@ -105,11 +105,11 @@ def _apply_one(doc: Any, s: Suggestion, note: str) -> bool:
         return _narrow(seq, present, s.replacement)
     if s.kind == "remove-allow":
         for i in reversed(present):
-            _delete(seq, i)
+            delete(seq, i)
         return bool(present)
     if present:
         return False
-    _append(seq, DoubleQuotedScalarString(s.value) if s.value.startswith("*") else s.value, note)
+    append(seq, DoubleQuotedScalarString(s.value) if s.value.startswith("*") else s.value, note)
     return True
 
 
@@ -121,7 +121,7 @@ def _narrow(seq: CommentedSeq, present: list[int], hosts: Sequence[str]) -> bool
     kept = {str(v) for v in seq}
     new = [h for h in hosts if h not in kept]
     if not new:
-        _delete(seq, i)
+        delete(seq, i)
         return True
     seq[i] = new[0]
     for offset, h in enumerate(new[1:], 1):
@@ -157,7 +157,7 @@ def _attach_tail(seq: CommentedSeq, idx: int, tail: str) -> None:
         seq.ca.items[idx] = [CommentToken("\n" + tail, CommentMark(0), None), None, None, None]
 
 
-def _append(seq: CommentedSeq, value: str, note: str) -> None:
+def append(seq: CommentedSeq, value: str, note: str) -> None:
     if seq.fa.flow_style():  # [a, b]: no room for a comment per item
         seq.append(value)
         return
@@ -167,7 +167,7 @@ def _append(seq: CommentedSeq, value: str, note: str) -> None:
     _attach_tail(seq, len(seq) - 1, tail)
 
 
-def _delete(seq: CommentedSeq, idx: int) -> None:
+def delete(seq: CommentedSeq, idx: int) -> None:
     tail = _split_tail(seq, idx) if idx == len(seq) - 1 else ""
     del seq[idx]
     _attach_tail(seq, len(seq) - 1, tail)
@@ -176,14 +176,14 @@ def _delete(seq: CommentedSeq, idx: int) -> None:
 def apply_suggestions(text: str, chosen: Sequence[Suggestion], *, include_risky: bool = False,
                       note: str = "added by corral review") -> Edit:
     """Edit the policy text; risky suggestions are held back unless ``include_risky``."""
-    y, doc = _round_trip(text)
+    y, doc = round_trip(text)
     applied, held = [], []
     for s in chosen:
         if s.risky and not include_risky:
             held.append(s)
         elif _apply_one(doc, s, note):
             applied.append(s)
-    return Edit(_dump(y, doc) if applied else text, tuple(applied), tuple(held))
+    return Edit(dump(y, doc) if applied else text, tuple(applied), tuple(held))
 
 
 def unified_diff(old: str, new: str, path: str) -> str:

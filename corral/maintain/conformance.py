@@ -265,21 +265,21 @@ def _seq_remove(seq: CommentedSeq | None, value: str) -> bool:
         return False
     idx = [i for i, v in enumerate(seq) if str(v) == value]
     for i in reversed(idx):
-        review_apply._delete(seq, i)
+        review_apply.delete(seq, i)
     return bool(idx)
 
 
 def _edit_one(doc: Any, c: Change, note: str) -> bool:
     spec = doc["spec"]
     if c.kind in ("add-process", "remove-process"):
-        agent = review_apply._agent_node(doc, c.agent)
+        agent = review_apply.agent_node(doc, c.agent)
         if c.kind == "remove-process":
             return _seq_remove(agent.get("processes"), c.value)
         if agent.get("processes") is None:
             agent["processes"] = CommentedSeq()
         if c.value in [str(v) for v in agent["processes"]]:
             return False
-        review_apply._append(agent["processes"], c.value, note)
+        review_apply.append(agent["processes"], c.value, note)
         return True
     if c.kind == "remove-exemption":
         control = ((spec.get("admission") or {}).get("controls") or {}).get(c.field)
@@ -291,7 +291,7 @@ def _edit_one(doc: Any, c: Change, note: str) -> bool:
     idx = [i for i, e in enumerate(exceptions) if e.get("name") == c.field
            and e.get("rule") == c.value]
     for i in reversed(idx):
-        review_apply._delete(exceptions, i)
+        review_apply.delete(exceptions, i)
     return bool(idx)
 
 
@@ -308,6 +308,6 @@ def edit_policy(text: str, changes: Sequence[Change], *, include_risky: bool = F
     rest = [c for c in chosen if c.kind not in _EGRESS]
     if not rest:
         return edit.text, done
-    y, doc = review_apply._round_trip(edit.text)
+    y, doc = review_apply.round_trip(edit.text)
     done += [c for c in rest if _edit_one(doc, c, note)]
-    return review_apply._dump(y, doc), done
+    return review_apply.dump(y, doc), done
