@@ -59,13 +59,14 @@ def parse_image(reference: str) -> ImageRef:
     rest, _, digest = ref.partition("@")
     if digest and not _DIGEST.match(digest):
         raise ImageError(f"{reference!r} has a malformed digest {digest!r}")
-    head, _, last = rest.rpartition("/")
+    head, slash, last = rest.rpartition("/")
     tag: str | None = None
     if ":" in last:
         last, _, tag = last.partition(":")
         if not _TAG.match(tag):
             raise ImageError(f"{reference!r} has a malformed tag {tag!r}")
-    parts = ([*head.split("/")] if head else []) + [last]
+    # "/x" has an empty first component: refused below, never read as "x"
+    parts = (head.split("/") if slash else []) + [last]
     registry = DEFAULT_REGISTRY
     if len(parts) > 1 and _is_registry(parts[0]):
         registry = parts.pop(0).lower()

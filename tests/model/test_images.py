@@ -24,7 +24,7 @@ def test_normalise(ref: str, norm: str) -> None:
 
 @pytest.mark.parametrize("bad", ["", " nginx", "UPPER/x", "r.io/a:", "r.io/a@sha256:xyz",
                                  "r.io//a", "r.io/a b", "registry.example.\u212aom/agents/x:1",
-                                 "r.io/a:t\u00e4g"])
+                                 "r.io/a:t\u00e4g", "/0", "/nginx:1", "/r.io/x"])
 def test_rejects_malformed(bad: str) -> None:
     with pytest.raises(ImageError):
         parse_image(bad)
