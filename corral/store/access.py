@@ -23,7 +23,7 @@ _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 MAX_ERRORS: Final = 20
 UNKNOWN_POD: Final = "?"
 
-# value list of one in-memory key: requests, bytes_up, bytes_down, first, last, first line
+# value list of one in-memory key: requests, bytes_up, bytes_down, first, last, first line, lines
 _Agg = list[Any]
 _Key = tuple[Any, Any, Any, str, Any, Any]  # agent, host, port, date, decision, rule
 
@@ -97,6 +97,7 @@ class AccessBatch:
         f_kind, kind_access, f_time = rec.KIND, rec.KIND_ACCESS, rec.TIME
         f_up, f_down, f_agent, f_host = rec.BYTES_UP, rec.BYTES_DOWN, rec.AGENT, rec.HOST
         f_port, f_decision, f_rule, f_client = rec.PORT, rec.DECISION, rec.RULE, rec.CLIENT
+        counted = rec.counted  # a tunnel's request once (open line), its bytes as deltas
         n, count, skipped = first_line - 1, 0, 0
         for n, x in enumerate(items, first_line):
             try:
@@ -107,8 +108,7 @@ class AccessBatch:
                 t = r[f_time]
                 if t[-1] != "Z":
                     t = to_utc_text(t)
-                up = r[f_up]
-                down = r[f_down]
+                requests, up, down = counted(r)
                 if up.__class__ is not int or down.__class__ is not int or up < 0 or down < 0:
                     reject(n, f"fields {f_up!r}/{f_down!r}: expected byte counts (integers "
                               f">= 0), got {up!r}/{down!r}")
@@ -116,9 +116,10 @@ class AccessBatch:
                 key = (r[f_agent], r[f_host], r[f_port], t[:10], r[f_decision], r.get(f_rule))
                 a = dest.get(key)
                 if a is None:
-                    dest[key] = [1, up, down, t, t, n]
+                    dest[key] = [requests, up, down, t, t, n, 1]
                 else:
-                    a[0] += 1
+                    a[0] += requests
+                    a[6] += 1
                     a[1] += up
                     a[2] += down
                     if t < a[3]:
@@ -154,8 +155,8 @@ class AccessBatch:
             if day == -1:
                 day = days[iso] = _day_or_none(iso)
             if not _key_ok(key, day, a):
-                self.reject(a[5], _key_problem(key, day, a), a[0])
-                self.records -= a[0]
+                self.reject(a[5], _key_problem(key, day, a), a[6])
+                self.records -= a[6]
                 continue
             idx = 3 + DECISIONS.index(decision)
             accepted.add((agent, host, port))
