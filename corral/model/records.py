@@ -43,7 +43,8 @@ EVENT_OPEN: Final = "open"  # a tunnel (CONNECT, WebSocket) carries bytes: its d
 EVENT_PROGRESS: Final = "progress"  # a tunnel still open: bytes since its previous line
 EVENT_CLOSE: Final = "close"  # a tunnel ended: its last bytes, final reason and duration
 EVENTS: Final = (EVENT_REQUEST, EVENT_OPEN, EVENT_PROGRESS, EVENT_CLOSE)
-_REQUESTS: Final = {EVENT_REQUEST: 1, EVENT_OPEN: 1, EVENT_PROGRESS: 0, EVENT_CLOSE: 0}
+_REQUESTS: Final[dict[object, int]] = {
+    EVENT_REQUEST: 1, EVENT_OPEN: 1, EVENT_PROGRESS: 0, EVENT_CLOSE: 0}
 
 
 def policy_version(document: bytes) -> str:
@@ -63,19 +64,28 @@ def requests_of(record: Mapping[str, Any]) -> int:
     """How many requests one access line counts: 1 for a request or open line, 0 for a
     tunnel's progress and close lines (their request was counted when it opened). A line
     without ``event`` (gateways before it existed) is a whole flow. ValueError when unknown."""
-    event = record.get(EVENT, EVENT_REQUEST)
-    n = _REQUESTS.get(event) if event.__class__ is str else None
-    if n is None:
-        raise ValueError(f"field {EVENT!r}: expected one of {', '.join(EVENTS)}, got {event!r}")
-    return n
+    try:
+        return _REQUESTS[record.get(EVENT, EVENT_REQUEST)]
+    except (KeyError, TypeError):
+        raise _unknown_event(record) from None
 
 
 def counted(record: Mapping[str, Any]) -> tuple[int, Any, Any]:
     """What one access line adds to counts: (requests, bytes_up, bytes_down). Bytes are taken
-    from every line (tunnel lines carry deltas), requests only from request and open lines, so
-    a reader that sums ``counted`` over a log counts nothing twice. Values are as found (the
-    reader checks they are byte counts); KeyError when a byte field is missing."""
-    return requests_of(record), record[BYTES_UP], record[BYTES_DOWN]
+    from every line (tunnel lines carry deltas), requests only from request and open lines
+    (``requests_of``), so a reader that sums ``counted`` over a log counts nothing twice.
+    Values are as found (the reader checks they are byte counts); KeyError when a byte field
+    is missing. The store calls it per line: the lookup is inlined, not a second call."""
+    try:
+        requests = _REQUESTS[record.get(EVENT, EVENT_REQUEST)]
+    except (KeyError, TypeError):
+        raise _unknown_event(record) from None
+    return requests, record[BYTES_UP], record[BYTES_DOWN]
+
+
+def _unknown_event(record: Mapping[str, Any]) -> ValueError:
+    return ValueError(f"field {EVENT!r}: expected one of {', '.join(EVENTS)}, "
+                      f"got {record.get(EVENT)!r}")
 
 Outcome = Literal["allow", "deny", "would_deny"]
 KIND_ACCESS: Final = "access"
