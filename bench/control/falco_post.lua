@@ -10,6 +10,7 @@ local procs = {"bash", "cat", "apt", "curl", "xmrig", "nc", "perl", "sh"}
 local agents = {"research-agent", "coding-agent"}
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. (os.getenv("CORRAL_INGEST_TOKEN") or "")
 request = function()
   n = n + 1
   local r = (n % 8) + 1

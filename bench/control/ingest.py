@@ -65,8 +65,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# serve runs with both credentials, as in a cluster: wrk posts with the ingest token
+# (falco_post.lua reads CORRAL_INGEST_TOKEN), the bench reads the API with the admin token.
+INGEST_TOKEN = "bench-ingest-" + os.urandom(12).hex()
+ADMIN_TOKEN = "bench-admin-" + os.urandom(12).hex()
+
+
 def get(url: str, timeout: float = 5) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as r:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
         return bytes(r.read())
 
 
@@ -148,12 +155,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sinks = (EVENTS_SINK if args.events_sink else "") + INCIDENT_SINK
     (work / "corral.yaml").write_text(POLICY.format(sinks=sinks.format(sink=sink_port),
                                                     window=args.window))
+    (work / "ingest.token").write_text(INGEST_TOKEN)
+    (work / "admin.token").write_text(ADMIN_TOKEN)
     receiver = Receiver(sink_port, work)
     receiver.start()
     serve = subprocess.Popen(
         [sys.executable, "-m", "corral", "serve", "-f", str(work / "corral.yaml"),
          "--listen", f"127.0.0.1:{port}", "--state", str(work / "state"),
-         "--log-level", "error", *([] if args.aggregates else ["--no-aggregates"])],
+         "--log-level", "error", *([] if args.aggregates else ["--no-aggregates"]),
+         "--ingest-token-file", str(work / "ingest.token"),
+         "--admin-token-file", str(work / "admin.token")],
         stdout=subprocess.DEVNULL, stderr=(work / "serve.log").open("wb"))
     base = f"http://127.0.0.1:{port}"
     try:
@@ -173,7 +184,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         wrk = subprocess.run(
             ["wrk", "-t", str(args.threads), "-c", str(args.connections),
              "-d", f"{args.duration}s", "--latency", "-s", str(HERE / "falco_post.lua"), base],
-            capture_output=True, text=True, timeout=args.duration + 60, check=True)
+            capture_output=True, text=True, timeout=args.duration + 60, check=True,
+            env={**os.environ, "CORRAL_INGEST_TOKEN": INGEST_TOKEN})
         load_s, cpu_s = time.monotonic() - t0, cpu_seconds(serve.pid) - cpu0
         children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         wrk_cpu = (children1.ru_utime + children1.ru_stime

@@ -168,8 +168,8 @@ def envoy_rbac() -> str:
 
 def corral_policy(workdir: Path, *, version: str = "v1") -> Path:
     """The same allowlist for corral. The origin lives on 127.0.0.1, which the SSRF guard
-    refuses unless allowed: allow exactly 127.0.0.1/32 (127.0.0.2 stays the forbidden
-    stand-in, as for the peers)."""
+    refuses unless allowed: let the names resolve into exactly 127.0.0.1/32 (127.0.0.2 stays
+    the forbidden stand-in, as for the peers)."""
     allow = ["allowed.test", "*.allowed.test"]  # 443 for CONNECT, 80 for plain HTTP
     doc = {
         "apiVersion": "corral.dev/v1alpha1", "kind": "Policy",
@@ -179,7 +179,7 @@ def corral_policy(workdir: Path, *, version: str = "v1") -> Path:
             "gateway": {"base_port": PORTS["corral"], "admin_port": CORRAL_ADMIN},
             "agents": [{"name": "bench", "selector": {"app": "bench"},
                         "egress": {"mode": "enforce", "allow": allow,
-                                   "allow_cidrs": ["127.0.0.1/32"], "max_tunnels": 20000}}],
+                                   "resolve_into": ["127.0.0.1/32"], "max_tunnels": 20000}}],
         },
     }
     path = workdir / f"corral-{version}.json.yaml"

@@ -100,8 +100,27 @@ def add_target_args(p: argparse.ArgumentParser, *, agent_help: str) -> None:
                    help="--context: an image admission must refuse (default: %(default)s)")
     p.add_argument("--control", metavar="URL",
                    help="--context: corral serve's URL, to see the Falco events arrive")
+    p.add_argument("--control-token-file", metavar="FILE",
+                   help="--context: corral serve's admin token (its incident API needs it)")
     p.add_argument("--kubectl", metavar="PATH", default="kubectl", help="kubectl binary")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S",
                    help="--context: upper bound for each wait (default: %(default)ss)")
     p.add_argument("--keep", metavar="DIR", type=Path,
                    help="--local: keep the lab's work folder (logs, policy, state) in DIR")
+
+
+MIN_TOKEN = 16  # characters; a token file holding "x" is a mistake, not a credential
+
+
+def read_token(path: str, flag: str) -> str:
+    """The token in ``path``; an unreadable, empty or short file is an error, never "no auth"."""
+    try:
+        token = Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"{flag} {path}: cannot read the token: {exc}") from None
+    if not token:
+        raise CliError(f"{flag} {path}: the file is empty; it must hold the token")
+    if len(token) < MIN_TOKEN or any(c.isspace() for c in token):
+        raise CliError(f"{flag} {path}: expected one token of at least {MIN_TOKEN} "
+                       "characters without spaces")
+    return token

@@ -15,7 +15,7 @@ from corral.cli.images import add_sources, collect
 from corral.cli.review import duration, instant
 from corral.learn.apply import unified_diff, write_policy
 from corral.maintain import conformance as conf
-from corral.maintain import findings as fnd
+from corral.model import findings as fnd
 from corral.model.errors import PolicyError
 
 

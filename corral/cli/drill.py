@@ -55,7 +55,10 @@ def _cluster(args: argparse.Namespace, policy: Policy) -> tuple[list[drill.Score
                            timeout_s=args.timeout, kubectl=args.kubectl)
     skipped = {t: why for t, why in cluster_drill.LOCAL_ONLY.items()
                if args.only is None or t in args.only}
-    return cluster_drill.drill_cluster(policy, opts, only=args.only), skipped
+    token = _common.read_token(args.control_token_file, "--control-token-file") \
+        if args.control_token_file else None
+    return cluster_drill.drill_cluster(policy, opts, only=args.only,
+                                       env=cluster.default_env(token)), skipped
 
 
 def run(args: argparse.Namespace) -> int:

@@ -36,10 +36,19 @@ def register(sub: Any) -> None:
     p.add_argument("--overlay", default=None, metavar="FILE",
                    help='quarantine overlay, JSON {"quarantined": [...]}; watched and written '
                         "by the admin API")
+    p.add_argument("--limit-share", type=int, default=1, metavar="N",
+                   help="replicas dividing each agent's rate and quota: each enforces 1/N, so "
+                        "all together never exceed the policy (rendered: spec.gateway.replicas)")
+    p.add_argument("--state", default=None, metavar="FILE",
+                   help="writable file keeping quarantine changes made through the admin API "
+                        "across restarts, when --overlay is read-only (a ConfigMap mount)")
     p.add_argument("--admin-token-file", default=None, metavar="FILE",
                    help="file holding a token that PUT/DELETE /v1/quarantine must send as "
                         "'Authorization: Bearer <token>' (default: no token; keep the admin "
                         "port reachable only by the control plane then)")
+    p.add_argument("--control-plane", action="append", default=[], metavar="HOST",
+                   help="the control plane's name or address: never dialled, on any port, "
+                        "whatever the policy allows (repeatable)")
     p.add_argument("--drain-seconds", type=float, default=10.0, metavar="S",
                    help="on SIGTERM, how long open tunnels may finish (default 10)")
     p.set_defaults(run=run)
@@ -54,6 +63,8 @@ def options(args: argparse.Namespace) -> app.Options:
         except ValueError as exc:
             raise _common.CliError(
                 f"--resolver {args.resolver!r}: expected IP[:PORT] ({exc})") from None
+    if args.limit_share < 1:
+        raise _common.CliError("--limit-share must be 1 or more (the number of replicas)")
     if args.workers < 0:
         raise _common.CliError("--workers must be 0 (one per core) or more")
     if args.admin_port is not None and not 0 <= args.admin_port < 65536:
@@ -71,14 +82,15 @@ def options(args: argparse.Namespace) -> app.Options:
     return app.Options(policy_path=args.policy, listen=args.listen, admin_port=args.admin_port,
                        workers=workers, log=args.log, resolver=resolver, overlay=args.overlay,
                        drain_seconds=args.drain_seconds, reuse_port=workers > 1,
-                       admin_token=token)
+                       admin_token=token, control_plane=tuple(args.control_plane),
+                       state=args.state, limit_share=args.limit_share)
 
 
 def run(args: argparse.Namespace) -> int:
     _common.load(args.policy)  # readable errors (file:line path: expectation) before starting
     opts = options(args)
     try:
-        app.read_overlay(opts.overlay)
+        app.load_initial(opts)
     except (OSError, ValueError) as exc:
         raise _common.CliError(f"--overlay {opts.overlay}: {exc}") from None
     try:

@@ -10,9 +10,9 @@ from typing import Any
 
 from corral import __version__
 from corral.cli import _common
-from corral.maintain import findings as fnd
 from corral.maintain import inventory as inv_mod
 from corral.maintain.inventory import Inventory
+from corral.model import findings as fnd
 from corral.model.policy import Policy
 from corral.verify.objects import InputError, load_paths
 

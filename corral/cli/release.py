@@ -17,15 +17,20 @@ from urllib.parse import quote
 
 from corral.cli import _common
 
+DEFAULT_SERVER = "http://127.0.0.1:8765"
+LOCAL_TOKEN = ".corral/control/admin.token"  # what corral up creates
+
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "release", help="lift the quarantine of an agent (gateway and pod labels)",
         description="Ask `corral serve` to release a quarantined agent; prints every step.")
     p.add_argument("agent", help="agent name as in corral.yaml")
-    p.add_argument("--server", default="http://127.0.0.1:8765", metavar="URL",
+    p.add_argument("--server", default=DEFAULT_SERVER, metavar="URL",
                    help="control plane base URL (default http://127.0.0.1:8765)")
-    p.add_argument("--token-file", metavar="FILE", help="admin bearer token, if serve needs one")
+    p.add_argument("--token-file", metavar="FILE",
+                   help=f"admin bearer token (default: {LOCAL_TOKEN} when it exists and "
+                        "--server is the local stack's)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
     _common.add_output_arg(p, choices=("text", "json"))
     p.set_defaults(run=run)
@@ -34,8 +39,15 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     url = f"{args.server.rstrip('/')}/v1/agents/{quote(args.agent)}/release"
     req = urllib.request.Request(url, data=b"", method="POST")
-    if args.token_file:
-        req.add_header("Authorization", f"Bearer {Path(args.token_file).read_text().strip()}")
+    token_file = args.token_file
+    if token_file is None and args.server == DEFAULT_SERVER and Path(LOCAL_TOKEN).exists():
+        token_file = LOCAL_TOKEN  # corral up's admin token, never sent anywhere else
+    if token_file:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as exc:
+            raise _common.CliError(f"--token-file {token_file}: {exc}") from None
+        req.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(req, timeout=args.timeout) as resp:
             answer = json.loads(resp.read())

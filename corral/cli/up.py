@@ -59,8 +59,10 @@ def gateway_service(args: argparse.Namespace) -> Service:
     if log_path != "-":
         os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
     resolver = parse_nameserver(args.resolver) if args.resolver else None
+    # The overlay is the quarantine state both sides share: the control plane writes it, the
+    # gateway reads it at start and on change, so a restarted gateway keeps its quarantines.
     opts = app.Options(policy_path=args.policy, admin_port=args.admin_port, log=log_path,
-                       resolver=resolver, drain_seconds=5.0)
+                       resolver=resolver, drain_seconds=5.0, overlay=overlay_path())
     holder: list[app.Runtime] = []
 
     async def start() -> list[str]:
@@ -86,11 +88,16 @@ def gateway_service(args: argparse.Namespace) -> Service:
     return Service("gateway", start, stop, ready)
 
 
+def overlay_path() -> str:
+    return os.path.join(STATE_DIR, "gateway-overlay.json")
+
+
 def services(args: argparse.Namespace) -> list[Service]:
     """The local stack, in start order."""
     log = args.log or os.path.join(STATE_DIR, "gateway-access.log")
     return [gateway_service(args), Service(*serve.local_service(
-        args.policy, log_path=log, admin_port=args.admin_port, state_dir=STATE_DIR))]
+        args.policy, log_path=log, admin_port=args.admin_port, state_dir=STATE_DIR,
+        overlay=overlay_path()))]
 
 
 async def _http_ok(host: str, port: int, path: str) -> bool:

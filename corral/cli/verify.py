@@ -50,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
                                    unapproved_image=args.unapproved_image,
                                    control_url=args.control, timeout_s=args.timeout,
                                    kubectl=args.kubectl)
-            checks = cluster.verify_cluster(policy, opts, cluster.default_env())
+            checks = cluster.verify_cluster(policy, opts, cluster.default_env(
+                _common.read_token(args.control_token_file, "--control-token-file")
+                if args.control_token_file else None))
             where = f"context {args.context}"
     except NoTarget as exc:
         raise _common.CliError(str(exc)) from None

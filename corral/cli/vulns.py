@@ -17,10 +17,10 @@ from corral.cli import _common
 from corral.cli.images import add_sources, collect
 from corral.cli.review import duration, instant
 from corral.compile.write import WriteError, write_all
-from corral.maintain import findings as fnd
 from corral.maintain import vulns as vuln_mod
 from corral.maintain.reports import ReportError, read_reports
 from corral.maintain.scanner import DEFAULT_IMAGES, ScannerSettings, render_scanner
+from corral.model import findings as fnd
 
 
 def register(sub: Any) -> None:

@@ -2,8 +2,14 @@
 quarantine (label agent pods, patch the gateway's overlay ConfigMap) and nothing more. Pure.
 
 Where it runs is read from ``spec.runtime.control_url`` (the address Falco posts to), so the
-Falco values and the Service can never disagree: ``http://<service>.<namespace>.svc:<port>/...``.
+Falco values and the Service can never disagree: ``https://<service>.<namespace>.svc:<port>/...``.
 A control URL outside the cluster renders nothing here.
+
+Authentication end to end (``spec.control``): serve runs HTTPS with the certificate of the
+``tls_secret``, accepts ingest from client certificates its CA signed (Falco's http_output
+``mtls``, see ``falco.values_document``) or with the ingest token, and admin calls only with the
+admin token (both from ``tokens_secret``). The Secrets are referenced, never rendered. The
+NetworkPolicy admits Falco's pods, the log shipper and the named admin namespaces, nothing else.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from corral.model.policy import Policy
 
 NAME = "corral-control"
 STATE_DIR = "/var/lib/corral"
+TLS_DIR = "/etc/corral-control/tls"  # tls.crt, tls.key, ca.crt from spec.control.tls_secret
+TOKENS_DIR = "/etc/corral-control/tokens"  # ingest.token, admin.token from tokens_secret
 LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "corral"}
 _IN_CLUSTER = re.compile(
     r"^https?://(?P<svc>[a-z0-9-]+)\.(?P<ns>[a-z0-9-]+)\.svc(?:\.cluster\.local)?(?::(?P<port>\d+))?/")
@@ -57,7 +65,7 @@ def compile_control(policy: Policy) -> Files:
         "40-deployment.yaml": manifest(deployment(policy, ns, port)),
         "50-service.yaml": manifest(k8s.obj("v1", "Service", _meta(policy, ns, svc), spec={
             "selector": dict(LABELS),
-            "ports": [{"name": "http", "port": port, "targetPort": port, "protocol": "TCP"}]})),
+            "ports": [{"name": "https", "port": port, "targetPort": port, "protocol": "TCP"}]})),
         "60-networkpolicy.yaml": manifest(
             _np(policy, ns, "default-deny-all", {"podSelector": {},
                                                   "policyTypes": ["Ingress", "Egress"]}),
@@ -105,10 +113,16 @@ def deployment(policy: Policy, ns: str, port: int) -> dict[str, Any]:
         "args": ["serve", "-f", f"{CONFIG_DIR}/{POLICY_FILE}", "--listen", f"0.0.0.0:{port}",
                  "--state", STATE_DIR, "--overlay-configmap", f"{gw.namespace}/{OVERLAY_NAME}",
                  "--gateway-admin",
-                 f"http://{ADMIN_SERVICE}.{gw.namespace}.svc:{gw.admin_port}"],
-        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 5},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 10},
+                 f"http://{ADMIN_SERVICE}.{gw.namespace}.svc:{gw.admin_port}",
+                 "--tls-cert", f"{TLS_DIR}/tls.crt", "--tls-key", f"{TLS_DIR}/tls.key",
+                 "--client-ca", f"{TLS_DIR}/ca.crt",
+                 "--ingest-token-file", f"{TOKENS_DIR}/ingest.token",
+                 "--admin-token-file", f"{TOKENS_DIR}/admin.token"],
+        "ports": [{"name": "https", "containerPort": port, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": port, "scheme": "HTTPS"},
+                           "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": port, "scheme": "HTTPS"},
+                          "periodSeconds": 10},
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"},
                       "limits": {"cpu": "2", "memory": "1Gi"}},
         "securityContext": {
@@ -117,8 +131,11 @@ def deployment(policy: Policy, ns: str, port: int) -> dict[str, Any]:
             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumeMounts": [{"name": "policy", "mountPath": CONFIG_DIR, "readOnly": True},
-                         {"name": "state", "mountPath": STATE_DIR}],
+                         {"name": "state", "mountPath": STATE_DIR},
+                         {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
+                         {"name": "tokens", "mountPath": TOKENS_DIR, "readOnly": True}],
     }
+    access = policy.spec.control
     return k8s.obj("apps/v1", "Deployment", _meta(policy, ns, labels=dict(LABELS)), spec={
         # One writer of the SQLite store and the sink queues: never two pods at once.
         "replicas": 1,
@@ -130,7 +147,9 @@ def deployment(policy: Policy, ns: str, port: int) -> dict[str, Any]:
                                 "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [container],
             "volumes": [{"name": "policy", "configMap": {"name": f"{NAME}-policy"}},
-                        {"name": "state", "persistentVolumeClaim": {"claimName": NAME}}],
+                        {"name": "state", "persistentVolumeClaim": {"claimName": NAME}},
+                        _secret_volume("tls", access.tls_secret),
+                        _secret_volume("tokens", access.tokens_secret)],
         }},
     })
 
@@ -141,15 +160,29 @@ def _np(policy: Policy, ns: str, name: str, spec: dict[str, Any],
                    _meta(policy, ns, name, annotations=annotations), spec=spec)
 
 
+def _secret_volume(name: str, secret: str) -> dict[str, Any]:
+    return {"name": name, "secret": {"secretName": secret, "defaultMode": 0o440}}
+
+
 def ingress_policy(policy: Policy, ns: str, port: int) -> dict[str, Any]:
-    """Falco (any namespace) and log shippers may post events; agents may not forge them."""
-    not_agents = {"matchExpressions": [{"key": k8s.NS_NAME_LABEL, "operator": "NotIn",
-                                        "values": [policy.spec.namespace]}]}
+    """Ingest only from Falco's pods and the log shipper; admin only from the namespaces
+    ``spec.control.admin_namespaces`` names. The agents' namespace is never one of them."""
+    access = policy.spec.control
+    peers = [peer for peer in (access.falco, access.log_shipper) if peer is not None]
+    sources: list[dict[str, Any]] = [
+        {"namespaceSelector": k8s.namespace_selector(p.namespace),
+         "podSelector": {"matchLabels": dict(p.selector)}} for p in peers
+        if p.namespace != policy.spec.namespace]
+    admins = [n for n in access.admin_namespaces if n != policy.spec.namespace]
+    if admins:
+        sources.append({"namespaceSelector": {"matchExpressions": [
+            {"key": k8s.NS_NAME_LABEL, "operator": "In", "values": sorted(admins)}]}})
     return _np(policy, ns, f"{NAME}-ingress", {
         "podSelector": {"matchLabels": dict(LABELS)},
         "policyTypes": ["Ingress"],
-        "ingress": [{"from": [{"namespaceSelector": not_agents}],
-                     "ports": [{"protocol": "TCP", "port": port}]}]})
+        # an empty "from" would admit everyone: no peers means no ingress rule at all
+        "ingress": [{"from": sources, "ports": [{"protocol": "TCP", "port": port}]}]
+        if sources else []})
 
 
 def sink_ports(policy: Policy) -> list[tuple[str, int]]:

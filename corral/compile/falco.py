@@ -31,6 +31,7 @@ from corral.model.runtime import RuleKind, Runtime, RuntimeException
 
 RULES_FILE = "corral_rules.yaml"
 VALUES_FILE = "values.yaml"
+CLIENT_DIR = "/etc/corral-client"  # Falco's client certificate for corral serve (mTLS)
 Doc = dict[str, Any]
 
 
@@ -283,16 +284,36 @@ def values_document(policy: Policy, rules: str) -> Doc:
             "json_include_tags_property": True,
             # every matching rule fires (corral's rules overlap upstream ones by design)
             "rule_matching": "all",
-            "http_output": {
-                "enabled": True,
-                "url": policy.spec.runtime.control_url,
-                "user_agent": "falcosecurity/falco",
-                "insecure": False,
-                "keep_alive": True,  # one connection for the alert stream, not one per alert
-            },
+            "http_output": http_output(policy),
         },
         "customRules": {RULES_FILE: rules},
+        **client_mounts(policy),
     }
+
+
+def http_output(policy: Policy) -> Doc:
+    """Falco's ``http_output`` (falco.yaml option names): to ``corral serve``, with mutual TLS
+    when the URL is https — the client certificate, its key and the CA that signed serve's
+    certificate come from the Secret ``spec.control.falco_client_secret`` in Falco's namespace."""
+    url = policy.spec.runtime.control_url
+    out: Doc = {"enabled": True, "url": url, "user_agent": "falcosecurity/falco",
+                "insecure": False}
+    if url.startswith("https://"):
+        out |= {"ca_cert": f"{CLIENT_DIR}/ca.crt", "mtls": True,
+                "client_cert": f"{CLIENT_DIR}/tls.crt", "client_key": f"{CLIENT_DIR}/tls.key"}
+    out["keep_alive"] = True  # one connection for the alert stream, not one per alert
+    return out
+
+
+def client_mounts(policy: Policy) -> Doc:
+    """The chart's ``mounts``: the client-certificate Secret where http_output reads it."""
+    if not policy.spec.runtime.control_url.startswith("https://"):
+        return {}
+    return {"mounts": {
+        "volumes": [{"name": "corral-client", "secret": {
+            "secretName": policy.spec.control.falco_client_secret, "defaultMode": 0o400}}],
+        "volumeMounts": [{"name": "corral-client", "mountPath": CLIENT_DIR, "readOnly": True}],
+    }}
 
 
 def values_text(policy: Policy, rules: str) -> str:

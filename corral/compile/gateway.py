@@ -24,6 +24,8 @@ NAME = "corral-gateway"
 OVERLAY_NAME = f"{NAME}-overlay"
 OVERLAY_DIR = "/etc/corral-overlay"
 OVERLAY_FILE = "overlay.json"
+STATE_DIR = "/var/lib/corral"  # emptyDir: admin API quarantine changes survive a restart
+STATE_FILE = "quarantine.json"
 UID = 65532  # distroless "nonroot"
 
 
@@ -93,6 +95,17 @@ def _probe(path: str, port: int, period: int) -> dict[str, Any]:
             "timeoutSeconds": 2, "failureThreshold": 3}
 
 
+def _control_plane_args(policy: Policy) -> list[str]:
+    """The control plane's Service name: the gateway never dials it, whatever the policy."""
+    from corral.compile import control  # noqa: PLC0415 - control builds on this module
+
+    loc = control.location(policy)
+    if loc is None:
+        return []
+    name = f"{loc[0]}.{loc[1]}.svc"
+    return ["--control-plane", f"{name}.cluster.local", "--control-plane", name]
+
+
 def _container(policy: Policy) -> dict[str, Any]:
     gw = policy.spec.gateway
     return {
@@ -101,7 +114,9 @@ def _container(policy: Policy) -> dict[str, Any]:
         "imagePullPolicy": "IfNotPresent",
         "args": ["gateway", "-f", f"{CONFIG_DIR}/{POLICY_FILE}", "--listen", "0.0.0.0",
                  "--admin-port", str(gw.admin_port), "--workers", "0", "--log", "-",
-                 "--overlay", f"{OVERLAY_DIR}/{OVERLAY_FILE}"],
+                 "--overlay", f"{OVERLAY_DIR}/{OVERLAY_FILE}",
+                 "--state", f"{STATE_DIR}/{STATE_FILE}", "--limit-share", str(gw.replicas),
+                 *_control_plane_args(policy)],
         "ports": _container_ports(policy),
         "readinessProbe": _probe("/readyz", gw.admin_port, 5),
         "livenessProbe": _probe("/healthz", gw.admin_port, 10),
@@ -118,6 +133,7 @@ def _container(policy: Policy) -> dict[str, Any]:
         },
         "volumeMounts": [{"name": "policy", "mountPath": CONFIG_DIR, "readOnly": True},
                          {"name": "overlay", "mountPath": OVERLAY_DIR, "readOnly": True},
+                         {"name": "state", "mountPath": STATE_DIR},
                          {"name": "tmp", "mountPath": "/tmp"}],
     }
 
@@ -136,6 +152,7 @@ def deployment(policy: Policy) -> dict[str, Any]:
         "volumes": [
             {"name": "policy", "configMap": {"name": f"{NAME}-policy"}},
             {"name": "overlay", "configMap": {"name": OVERLAY_NAME, "optional": True}},
+            {"name": "state", "emptyDir": {"sizeLimit": "1Mi"}},
             {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
         ],
         "topologySpreadConstraints": [{
@@ -220,13 +237,15 @@ def _public_blocks(policy: Policy) -> list[dict[str, Any]]:
         {"ipBlock": {"cidr": "0.0.0.0/0", "except": v4_except}},
         {"ipBlock": {"cidr": "::/0", "except": v6_except}},
     ]
-    allowed = sorted({str(c) for a in policy.spec.agents for c in a.egress.allow_cidrs})
+    allowed = sorted({str(c) for a in policy.spec.agents for c in a.egress.private_ranges}
+                     | {str(e.net) for a in policy.spec.agents for e in a.egress.addresses})
     blocks.extend({"ipBlock": {"cidr": c}} for c in allowed)
     return blocks
 
 
 def egress_policy(policy: Policy) -> dict[str, Any]:
-    """The gateway may resolve names and reach public addresses (and CIDRs agents may reach)."""
+    """The gateway may resolve names and reach public addresses, plus the private ranges and
+    addresses the agents' ``resolve_into`` and address allow entries open."""
     return _np(policy, f"{NAME}-egress", {
         "podSelector": {"matchLabels": dict(k8s.GATEWAY_POD_LABELS)},
         "policyTypes": ["Egress"],

@@ -105,7 +105,7 @@ def agent_egress(policy: Policy, agent: Agent, port: int) -> dict[str, Any]:
 
 def _fqdn_selectors(agent: Agent) -> list[dict[str, str]]:
     out = []
-    for p in agent.egress.allow:
+    for p in agent.egress.names:
         # Cilium's "**." prefix matches any depth below the name, like corral's "*.".
         out.append({"matchPattern": f"**.{p.name}"} if p.wildcard else {"matchName": p.name})
     return out
@@ -136,13 +136,18 @@ def cilium_policy(policy: Policy, agent: Agent, port: int) -> dict[str, Any]:
     ]
     if agent.egress.mode == "enforce" and agent.egress.allow:
         by_port: dict[tuple[int, ...], list[dict[str, str]]] = {}
-        for pat, sel in zip(agent.egress.allow, _fqdn_selectors(agent), strict=True):
+        for pat, sel in zip(agent.egress.names, _fqdn_selectors(agent), strict=True):
             key: tuple[int, ...] = (pat.port,) if pat.port is not None else (443, 80)
             by_port.setdefault(key, []).append(sel)
         for key, sels in sorted(by_port.items()):
             egress.append({
                 "toFQDNs": sels,
                 "toPorts": [{"ports": [{"port": str(p), "protocol": "TCP"} for p in key]}],
+            })
+        for entry in agent.egress.addresses:  # an IP-literal grant: that range, that port
+            egress.append({
+                "toCIDRSet": [{"cidr": str(entry.net)}],
+                "toPorts": [{"ports": [{"port": str(entry.port), "protocol": "TCP"}]}],
             })
     return k8s.obj("cilium.io/v2", "CiliumNetworkPolicy",
                    k8s.meta(f"corral-{agent.name}", policy.spec.namespace,

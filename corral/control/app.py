@@ -2,8 +2,10 @@
 
 ``ControlPlane`` owns the processor chain (``STEPS`` order: enrich, dedup, group, respond, route),
 the stores, one disk queue + deliverer per sink, and the responder. Ingest calls are synchronous
-and cheap (parse, run the steps, append to the outbox); a ticker drains the outbox every
-``flush_interval`` in one transaction per store, so memory stays bounded and writes are batched.
+and cheap (parse, run the steps, append to the outbox); the accepted records go to the ingest
+journal once per event-loop pass before the requests are answered (journal.py), and a ticker
+drains the outbox every ``flush_interval`` in one transaction per store, then empties the
+journal, so memory stays bounded and writes are batched.
 When the outbox is over ``max_pending`` the server answers 503 instead of growing a list.
 """
 
@@ -20,6 +22,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from corral.control import journal
 from corral.control.behaviour import BehaviourFeed, one_line
 from corral.control.events import BadEvent, Event
 from corral.control.incidents import IdMaker, Incident
@@ -46,7 +49,7 @@ from corral.model.policy import Policy
 from corral.model.records import requests_of
 
 log = logging.getLogger("corral.control")
-MAX_BEHAVIOUR_BACKLOG = 256 << 20  # bytes queued for the behaviour worker before 503s
+MAX_BEHAVIOUR_BACKLOG = 16 << 20  # bytes buffered or queued for the behaviour worker: 503s
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ class Settings:
     state_dir: Path
     flush_interval: float = 0.1
     sweep_interval: float = 1.0
-    max_pending: int = 200_000  # outbox items before ingest answers 503
+    max_pending: int = 50_000  # outbox items before ingest answers 503
+    max_store_bytes: int = 512 << 20  # incidents.db: oldest closed incidents pruned beyond it
     known_rules: frozenset[str] = frozenset()  # non-empty: other Falco rules are refused
     aggregates: bool = True  # feed the behaviour store (corral.store) under state_dir
     sink_process: bool = False  # deliver from a child process (serve) instead of this loop
@@ -111,6 +115,10 @@ class ControlPlane:
         self.tailers: list[Tailer] = []
         self._event_counters: dict[str, Any] = {}  # bound metric children, per source
         self._worker_behind = False  # the behaviour worker's pipe backlog is over the bound
+        self._commit_waiter: asyncio.Future[bool] | None = None  # the group commit being formed
+        self._store_full = False  # incidents.db over max_store_bytes with nothing to prune
+        self.journal = journal.Journal(settings.state_dir / "ingest.journal")
+        self._journal: list[bytes] = []  # accepted records not yet appended (next commit)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -136,6 +144,9 @@ class ControlPlane:
         self.responder = Responder(self.settings.response, self.store, self._session, kube,
                                    clock=self.clock, sleep=self._sleep)
         self.responder.quarantined = self._quarantined
+        self.replay()
+        if background and (self._quarantined or self.settings.response.overlay_file):
+            self.spawn("quarantine-reapply", self.responder.reapply())
         if background:
             self.spawn("ticker", self._ticker())
             for name, d in self.deliverers.items():
@@ -163,6 +174,7 @@ class ControlPlane:
         if self.behaviour is not None:
             await self.behaviour.aclose()
         self.store.close()
+        self.journal.close()
 
     def tail(self, path: Path, interval: float = 0.25) -> Tailer:
         """Follow a gateway log file, resuming where the last run stopped."""
@@ -188,9 +200,12 @@ class ControlPlane:
     # -- ingest -----------------------------------------------------------------------------
 
     def overloaded(self) -> bool:
+        """Answer 503 (Retry-After) instead of growing: the outbox, the behaviour worker's
+        backlog, or the store is at its bound."""
         b = self.behaviour
         pending = self.out.pending + (b.pending if b is not None else 0)
-        return pending >= self.settings.max_pending or self._worker_behind
+        behind = self._worker_behind or (b is not None and b.pending_bytes > MAX_BEHAVIOUR_BACKLOG)
+        return pending >= self.settings.max_pending or behind or self._store_full
 
     def ingest_falco(self, body: bytes) -> IngestResult:
         result = IngestResult()
@@ -204,8 +219,10 @@ class ControlPlane:
                 self.metrics.rejected.labels(exc.reason).inc()
                 result.reject(i, exc)
                 continue
-            if self.behaviour is not None:  # a one-line body is the record itself
-                self.behaviour.add_falco(one_line(obj, body if body[:1] == b"{" else None))
+            line = one_line(obj, body if body[:1] == b"{" else None)  # a one-line body is
+            if self.behaviour is not None:                               # the record itself
+                self.behaviour.add_falco(line)
+            self._journal.append(journal.FALCO + line + b"\n")
             self.process(ev)
             result.accepted += 1
         return result
@@ -231,12 +248,14 @@ class ControlPlane:
     def _access(self, obj: dict[str, Any]) -> None:
         check_access(obj)
         ev = parse_access(obj, self.policy.spec.response.incidents.gateway_severity)
+        line = orjson.dumps(obj)
         if self.behaviour is not None:
-            self.behaviour.add_access(orjson.dumps(obj))
+            self.behaviour.add_access(line)
         if ev is None:
             if requests_of(obj):  # not a tunnel's progress or close line: counted when it opened
                 self.metrics.events.labels("gateway_allow").inc()
             return
+        self._journal.append(journal.ACCESS + line + b"\n")
         self.process(ev)
 
     def process(self, ev: Event) -> None:
@@ -265,26 +284,37 @@ class ControlPlane:
     def tick(self) -> None:
         """Sweep quiet incidents (every sweep_interval) and flush."""
         now = self.clock()
-        if now - self._last_sweep >= self.settings.sweep_interval:
+        swept = now - self._last_sweep >= self.settings.sweep_interval
+        if swept:
             self._last_sweep = now
             for inc in self.group.sweep(now):
                 self.out.dirty[inc.id] = inc
                 self.route.notice(inc, NOTICE_CLOSED, now, self.out)
         self.flush()
-        if self.behaviour is not None and self.behaviour.dead():
-            self.spawn("behaviour-restart", self.behaviour.restart_if_dead())
-        if self.sink_process is not None and self.sink_process.dead():
-            self.spawn("sinks-restart", self.sink_process.start())
+        if swept:  # after the flush: what the sweep closed is closed in the store too
+            self._store_full = not self.store.prune(self.settings.max_store_bytes)
+        self._restart_dead_workers()
         for t in self.tailers:  # after the flush: the lines up to here are on disk
             self.store.set_state(f"tail:{t.path.resolve()}", list(t.position))
 
+    def _restart_dead_workers(self) -> None:
+        """A worker that died is started again (once per death) and counted."""
+        if self.behaviour is not None and self.behaviour.dead():
+            self.metrics.worker_restarts.labels("behaviour").inc()
+            self.spawn("behaviour-restart", self.behaviour.restart_if_dead())
+        if self.sink_process is not None and self.sink_process.dead():
+            self.metrics.worker_restarts.labels("sinks").inc()
+            self.spawn("sinks-restart", self.sink_process.start())
+
     def flush(self) -> None:
-        """Write the outbox: incidents and counts, sink queues, behaviour aggregates, triggers."""
+        """Write the outbox: sink queues, incidents and counts, then empty the journal (all of
+        it is in the store now); behaviour aggregates; triggered responses."""
         box = self.out.take()
-        now = self.clock()
-        if box.dirty or box.counts:
-            self.store.write(box.dirty.values(), box.counts, now)
         self._put_all(box.deliveries)
+        if box.dirty or box.counts:
+            self.store.write(box.dirty.values(), box.counts, self.clock())
+        self._journal.clear()  # covered by this write, whether or not commit() ran yet
+        self.journal.reset()
         if self.behaviour is not None:
             self.behaviour.flush()
             self._worker_behind = self.behaviour.backlog() > MAX_BEHAVIOUR_BACKLOG
@@ -294,6 +324,47 @@ class ControlPlane:
             self._quarantined.add(inc.agent or "")  # before the task runs: no second trigger
             self.spawn(f"quarantine-{inc.agent}", self._quarantine(inc))
         self._observe()
+
+    def commit(self) -> None:
+        """Make what was accepted since the last commit durable: one append to the journal
+        (survives a kill of this process once this returns; see journal.py)."""
+        if self._journal:
+            records, self._journal = self._journal, []
+            self.journal.append(records)
+
+    def replay(self) -> int:
+        """At start: run the records a killed process acknowledged but never drained through
+        the chain again, and drain them. Returns how many."""
+        n = 0
+        for kind, line in self.journal.records():
+            (self.ingest_falco if kind == journal.FALCO else self.ingest_gateway)(line)
+            n += 1
+        if n:
+            log.warning("replayed %d acknowledged records from the ingest journal", n)
+        self.flush()
+        return n
+
+    def committed(self) -> asyncio.Future[bool]:
+        """A future that is True once everything ingested up to now is committed (False when
+        the commit failed). Group commit: every request of one event-loop pass shares it."""
+        fut = self._commit_waiter
+        if fut is None:
+            loop = asyncio.get_running_loop()
+            fut = self._commit_waiter = loop.create_future()
+            loop.call_soon(self._group_commit)
+        return fut
+
+    def _group_commit(self) -> None:
+        fut, self._commit_waiter = self._commit_waiter, None
+        try:
+            self.commit()
+        except OSError:  # the journal could not be written: nothing is acknowledged, retry
+            log.exception("journal append failed; answering 503")
+            ok = False
+        else:
+            ok = True
+        if fut is not None and not fut.done():
+            fut.set_result(ok)
 
     def _put_all(self, deliveries: dict[str, list[dict[str, Any]]]) -> None:
         for name, items in deliveries.items():
@@ -317,6 +388,10 @@ class ControlPlane:
     def _observe(self) -> None:
         m = self.metrics
         m.open_incidents.set(len(self.group.open))
+        seen = self._seen.setdefault(("", "evicted"), 0)
+        if self.group.evicted > seen:
+            m.evicted.inc(self.group.evicted - seen)
+            self._seen[("", "evicted")] = self.group.evicted
         for name, q in self.queues.items():
             if self.sink_process is not None:
                 q.refresh()

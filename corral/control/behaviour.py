@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ class BehaviourFeed:
         self._falco: list[bytes] = []
         self._access: list[bytes] = []
         self.pending = 0  # records buffered, not yet written
+        self.pending_bytes = 0  # their size
         self.sent = self.acked = 0
         self.stats: dict[str, int] = {"records": 0, "rejected": 0}
         self._proc: asyncio.subprocess.Process | None = None
@@ -59,19 +60,23 @@ class BehaviourFeed:
     def add_falco(self, line: bytes) -> None:
         self._falco.append(line)
         self.pending += 1
+        self.pending_bytes += len(line)
 
     def add_access(self, line: bytes) -> None:
         self._access.append(line)
         self.pending += 1
+        self.pending_bytes += len(line)
 
     def backlog(self) -> int:
-        """Bytes written but not yet read by the child (the pipe's user-space buffer)."""
+        """Bytes buffered here or written but not yet read by the child (the pipe's
+        user-space buffer)."""
         stdin = self._proc.stdin if self._proc is not None else None
-        return stdin.transport.get_write_buffer_size() if stdin is not None else 0
+        queued = stdin.transport.get_write_buffer_size() if stdin is not None else 0
+        return self.pending_bytes + queued
 
     def flush(self) -> None:
         frames = [(b"F", self._falco), (b"A", self._access)]
-        self._falco, self._access, self.pending = [], [], 0
+        self._falco, self._access, self.pending, self.pending_bytes = [], [], 0, 0
         proc = self._proc
         if proc is None or proc.returncode is not None or proc.stdin is None:
             lost = sum(len(lines) for _, lines in frames)
@@ -146,15 +151,27 @@ def main(argv: list[str]) -> int:
         while header := inp.readline():
             kind, _, size = header.partition(b" ")
             data = inp.read(int(size))
-            lines = data.splitlines()
-            if kind == b"F":
-                stats = store.ingest_falco((orjson.loads(x) for x in lines),
-                                           selectors=selectors, where="falco")
+            lines = [x for x in data.split(b"\n") if x.strip()]  # not splitlines(): a bare CR
+            if kind == b"F":                                    # is JSON whitespace
+                bad: list[str] = []
+                stats = store.ingest_falco(_decoded(lines, bad), selectors=selectors,
+                                           where="falco")
+                stats.rejected += len(bad)
+                stats.errors.extend(bad[:10])
             else:
                 stats = store.ingest_access_lines(lines, where="gateway")
             out.write(orjson.dumps(stats.as_dict()) + b"\n")
             out.flush()
     return 0
+
+
+def _decoded(lines: list[bytes], bad: list[str]) -> Iterator[Any]:
+    """Each line as JSON; an undecodable one is noted in ``bad`` instead of ending the worker."""
+    for n, line in enumerate(lines, 1):
+        try:
+            yield orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            bad.append(f"falco:{n}: not valid JSON ({exc})")
 
 
 if __name__ == "__main__":

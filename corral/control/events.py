@@ -12,6 +12,9 @@ from typing import Any, Final
 SOURCE_FALCO: Final = "falco"
 SOURCE_GATEWAY: Final = "gateway"
 SOURCE_INTERNAL: Final = "internal"
+MAX_OUTPUT = 2048  # characters of an output line kept in samples and event-sink items
+MAX_FIELDS = 64  # output fields kept, each string value cut at MAX_FIELD characters
+MAX_FIELD = 1024
 
 
 class BadEvent(ValueError):
@@ -53,3 +56,24 @@ class Event:
             "pod": self.pod, "namespace": self.namespace, "hostname": self.hostname,
             "tags": list(self.tags), "incident": self.incident, "fields": self.fields,
         }
+
+    def sample(self) -> dict[str, Any]:
+        """``summary()`` cut to bounded size: what is kept (incident samples) or queued (event
+        sinks), so one oversized alert cannot grow memory or the disk queues."""
+        item = self.summary()
+        if len(self.output) > MAX_OUTPUT:
+            item["output"] = self.output[:MAX_OUTPUT] + "…"
+        fields = self.fields
+        if len(fields) > MAX_FIELDS or any(type(v) is not str or len(v) > MAX_FIELD
+                                           for v in fields.values()):
+            item["fields"] = {str(k)[:MAX_FIELD]: _clip(v) for k, v in
+                              list(fields.items())[:MAX_FIELDS]}
+        return item
+
+
+def _clip(value: Any) -> Any:
+    if isinstance(value, str):
+        return value[:MAX_FIELD]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return str(value)[:MAX_FIELD]  # nested values are kept as (cut) text

@@ -15,6 +15,7 @@ from corral.control.events import Event
 from corral.model.control import severity_rank
 
 MAX_SAMPLES = 5
+MAX_TAGS = 64  # tags and rules kept per incident (bounded whatever the events carry)
 
 
 @dataclass(slots=True)
@@ -38,16 +39,19 @@ class Incident:
     quarantined: bool = False
     summary: str = ""
     samples: list[dict[str, Any]] = field(default_factory=list)
+    samples_stored: int = 0  # how many of the samples the store has (it writes them apart)
 
     def add(self, ev: Event, now: float) -> bool:
         """Fold one event in; True when the severity rose."""
         self.count += 1
         self.last_seen = max(self.last_seen, now)
         self.sources.add(ev.source)
-        self.tags.update(ev.tags)
-        self.rules.add(ev.rule)
+        if len(self.tags) < MAX_TAGS:
+            self.tags.update(ev.tags)
+        if len(self.rules) < MAX_TAGS:
+            self.rules.add(ev.rule)
         if not ev.duplicate and len(self.samples) < MAX_SAMPLES:
-            self.samples.append(ev.summary())
+            self.samples.append(ev.sample())
         if self.pod is None and ev.pod is not None:
             self.pod, self.namespace = ev.pod, ev.namespace
         if severity_rank(ev.severity) > severity_rank(self.severity):
@@ -57,6 +61,11 @@ class Incident:
 
     def record(self) -> dict[str, Any]:
         """The JSON view (API, store, sinks); field names as in corral.model.control."""
+        return {**self.head(), "samples": self.samples}
+
+    def head(self) -> dict[str, Any]:
+        """``record()`` without the samples: what the store rewrites on every change (the
+        samples, written once each, are most of an incident's bytes)."""
         return {
             "id": self.id, "agent": self.agent, "subject": self.subject, "pod": self.pod,
             "namespace": self.namespace, "rule": self.rule, "rules": sorted(self.rules),
@@ -64,7 +73,6 @@ class Incident:
             "count": self.count, "first_seen": self.first_seen, "last_seen": self.last_seen,
             "status": self.status, "summary": self.summary, "correlated": self.correlated,
             "merged_into": self.merged_into, "quarantined": self.quarantined,
-            "samples": self.samples,
         }
 
 

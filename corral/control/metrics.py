@@ -41,6 +41,12 @@ class Metrics:
         self.aggregate_errors = Counter("corral_control_aggregate_errors_total",
                                         "Behaviour-store batches lost (worker down)",
                                         registry=r)
+        self.evicted = Counter("corral_control_incidents_evicted_total",
+                               "Incidents closed early because max_open incidents were open",
+                               registry=r)
+        self.worker_restarts = Counter("corral_control_worker_restarts_total",
+                                       "Worker processes (behaviour, sinks) that died and were "
+                                       "started again", ["worker"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

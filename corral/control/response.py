@@ -26,6 +26,7 @@ import aiohttp
 import orjson
 
 from corral.control.store import IncidentStore
+from corral.model.control import is_namespace_name, is_object_name
 
 log = logging.getLogger("corral.control.response")
 QUARANTINE_LABEL = "corral.dev/quarantine"
@@ -85,27 +86,44 @@ class KubeClient:
 
     async def label_pod(self, namespace: str, pod: str, value: str | None) -> int:
         """Set (or, with None, remove) the quarantine label: JSON merge patch on the pod."""
-        path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}"
-        status, _ = await self._call("PATCH", path,
+        status, _ = await self._call("PATCH", api_path(namespace, "pods", pod),
                                      {"metadata": {"labels": {QUARANTINE_LABEL: value}}})
         return status
 
     async def pods(self, namespace: str, selector: Mapping[str, str]) -> list[str]:
         sel = quote(",".join(f"{k}={v}" for k, v in sorted(selector.items())))
-        status, body = await self._call("GET", f"/api/v1/namespaces/{quote(namespace)}/pods"
-                                               f"?labelSelector={sel}")
+        status, body = await self._call("GET", api_path(namespace, "pods")
+                                        + f"?labelSelector={sel}")
         if status != 200 or not isinstance(body, dict):
             raise OSError(f"listing pods answered HTTP {status}")
-        return [p["metadata"]["name"] for p in body.get("items", [])]
+        names = [p.get("metadata", {}).get("name") for p in body.get("items", [])]
+        return [n for n in names if is_object_name(n)]
 
     async def set_overlay(self, quarantined: list[str]) -> int:
         """Write the gateway overlay into its ConfigMap (merge patch of one data key)."""
         assert self.cfg.overlay_configmap is not None
         ns, name = self.cfg.overlay_configmap
         doc = orjson.dumps({"quarantined": quarantined}).decode()
-        status, _ = await self._call("PATCH", f"/api/v1/namespaces/{quote(ns)}/configmaps/"
-                                              f"{quote(name)}", {"data": {OVERLAY_KEY: doc}})
+        status, _ = await self._call("PATCH", api_path(ns, "configmaps", name),
+                                     {"data": {OVERLAY_KEY: doc}})
         return status
+
+
+def api_path(namespace: str, resource: str, name: str | None = None) -> str:
+    """``/api/v1/namespaces/<ns>/<resource>[/<name>]`` built only from validated names.
+
+    The namespace and name may come from an event (a Falco alert's ``k8s.pod.name``): each must
+    be a Kubernetes name, so no ``..``, ``/`` or percent-escape ever reaches the path. Raises
+    ``ValueError`` otherwise; the caller logs the refused action.
+    """
+    if not is_namespace_name(namespace):
+        raise ValueError(f"namespace {namespace!r} is not a Kubernetes namespace name")
+    path = f"/api/v1/namespaces/{namespace}/{resource}"
+    if name is None:
+        return path
+    if not is_object_name(name):
+        raise ValueError(f"{resource} name {name!r} is not a Kubernetes object name")
+    return f"{path}/{name}"
 
 
 @dataclass(frozen=True)
@@ -151,6 +169,21 @@ class Responder:
                                    [f"{ns}/{p}" for ns, p in labelled])
         return results
 
+    async def reapply(self) -> list[dict[str, Any]]:
+        """At start: make the gateway agree with the stored quarantine state (a gateway that
+        restarted meanwhile, or an overlay file that was lost, would otherwise let a
+        quarantined agent out while this side still reports it cut off)."""
+        results = []
+        if self._s.overlay_file is not None:
+            path = str(self._s.overlay_file)
+            results.append(await self._act("overlay_reapply", "*", path, self._overlay()))
+        for agent in sorted(self.quarantined):
+            for base in self._s.gateway_admin:
+                for url in await replica_urls(base, f"/v1/quarantine/{quote(agent)}"):
+                    results.append(await self._act("gateway_reapply", agent, url,
+                                                   self._http("PUT", url)))
+        return results
+
     async def release(self, agent: str) -> list[dict[str, Any]]:
         """Undo a quarantine: gateway back to the policy, labels removed from labelled pods."""
         record = self._store.quarantined().get(agent, {"pods": []})
@@ -183,8 +216,12 @@ class Responder:
                         pods: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
         if self._kube is None:
             return []
-        if pods:
-            return list(pods)
+        if pods:  # from an event: only the agents' namespace is corral's to label
+            own = [(ns, p) for ns, p in pods if not self._s.namespace or ns == self._s.namespace]
+            for ns, p in sorted(set(pods) - set(own)):
+                self._log(agent, "label_pod", f"pod/{ns}/{p}", False,
+                          {"error": f"namespace {ns!r} is not the agents' namespace"})
+            return own
         selector = (self._s.selectors or {}).get(agent)
         if not selector:
             return []
@@ -236,6 +273,9 @@ class Responder:
         for attempt in range(1, self._s.attempts + 1):
             try:
                 status = await step()
+            except ValueError as exc:  # a name that must never reach an API path: no retry
+                detail = {"error": str(exc), "attempts": attempt}
+                break
             except (OSError, aiohttp.ClientError, TimeoutError) as exc:
                 detail = {"error": f"{type(exc).__name__}: {exc}", "attempts": attempt}
             else:

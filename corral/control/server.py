@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -24,9 +25,11 @@ import httptools
 import orjson
 
 from corral.control.app import ControlPlane, IngestResult
+from corral.control.conns import Gate, Limits
 
 log = logging.getLogger("corral.control.server")
 JSON = b"application/json"
+INGEST_PATHS = frozenset(("/v1/falco", "/v1/gateway"))
 
 
 @dataclass
@@ -63,8 +66,23 @@ def problem(status: int, message: str) -> Response:
 
 
 _ACCEPTED_ONE_BYTES = ACCEPTED_ONE._encode(keep_alive=True)
+OVERLOADED = Response(503, b'{"error":"overloaded, retry"}', headers=[(b"Retry-After", b"1")])
+COMMIT_FAILED = Response(503, b'{"error":"could not store the events, retry"}',
+                         headers=[(b"Retry-After", b"1")])
 
-Handler = Callable[["Request"], "Response | Awaitable[Response]"]
+
+@dataclass(frozen=True, slots=True)
+class AfterCommit:
+    """An ingest answer that goes out only once the group commit holding its events is done
+    (a 2xx means stored); no task per request, the connection waits on the shared future."""
+
+    committed: asyncio.Future[bool]
+    response: Response
+
+    def result(self) -> Response:
+        return self.response if self.committed.result() else COMMIT_FAILED
+
+Answer = Response | AfterCommit | Awaitable[Response]
 
 
 @dataclass
@@ -74,6 +92,8 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[bytes, bytes]
     body: bytes
+    client_cert: bool = False  # the connection presented a client certificate the CA verified
+    head_checked: bool = False  # check_head passed it: the credential was already checked
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -82,8 +102,24 @@ class Request:
 
 @dataclass(frozen=True)
 class ServerSettings:
+    """Limits and credentials. With no credential at all the server is open (loopback only:
+    ``corral serve`` refuses anything else unless told ``--insecure-no-auth``)."""
+
     max_body: int = 1 << 20
-    admin_token: str | None = None  # required (Bearer) for quarantine/release when set
+    admin_token: str | None = None  # Bearer, for admin calls and the read API, when set
+    ingest_token: str | None = None  # Bearer, for POST /v1/falco and /v1/gateway, when set
+    tls: ssl.SSLContext | None = None  # HTTPS; with a client CA, a verified cert is ingest auth
+    client_certs: bool = False  # the TLS context verifies client certificates (mTLS ingest)
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def ingest_open(self) -> bool:
+        return self.ingest_token is None and not self.client_certs
+
+
+def _bearer(req: Request, token: str) -> bool:
+    given = req.headers.get(b"authorization", b"")
+    return hmac.compare_digest(given, b"Bearer " + token.encode())
 
 
 class Router:
@@ -93,39 +129,83 @@ class Router:
         self.plane = plane
         self.settings = settings
 
-    def handle(self, req: Request) -> Response | Awaitable[Response]:
+    def handle(self, req: Request) -> Answer:
         try:
             return self._dispatch(req)
         except Exception:  # a bug in one request must not take the server down
             log.exception("request %s %s failed", req.method, req.path)
             return problem(500, "internal error (logged)")
 
-    def _dispatch(self, req: Request) -> Response | Awaitable[Response]:
+    def _dispatch(self, req: Request) -> Answer:
         path, method = req.path, req.method
-        if path in ("/v1/falco", "/v1/gateway"):
-            if method != "POST":
-                return problem(405, f"{path} accepts POST")
-            return self._ingest(req, falco=path == "/v1/falco")
+        if path in INGEST_PATHS:
+            return self._ingest_call(req)
+        if path.startswith("/v1/") and not req.head_checked and not self._admin_allowed(req):
+            return self._unauthorized("the admin credential (Authorization: Bearer <admin "
+                                      "token>)")
         if method == "POST" and path.startswith("/v1/agents/"):
             return self._admin(req)
         if method != "GET":
             return problem(405, f"{method} is not accepted on {path}")
         return self._read(req)
 
-    def _ingest(self, req: Request, *, falco: bool) -> Response:
+    def check_head(self, req: Request) -> tuple[Response | None, bool]:
+        """At the end of the request head, before any body is read: (the refusal, or None;
+        whether the request carries a credential that was checked)."""
+        s = self.settings
+        if req.path in INGEST_PATHS:
+            if req.method != "POST":
+                return problem(405, f"{req.path} accepts POST"), False
+            if not self._ingest_allowed(req):
+                return self._unauthorized("an ingest credential"), False
+            return None, not s.ingest_open
+        if req.path.startswith("/v1/"):
+            if not self._admin_allowed(req):
+                return self._unauthorized("the admin credential"), False
+            return None, s.admin_token is not None
+        return None, False
+
+    def _ingest_call(self, req: Request) -> Response | AfterCommit:
+        if req.method != "POST":
+            return problem(405, f"{req.path} accepts POST")
+        if not req.head_checked and not self._ingest_allowed(req):
+            return self._unauthorized("an ingest credential (client certificate or "
+                                      "Authorization: Bearer <ingest token>)")
+        return self._ingest(req, falco=req.path == "/v1/falco")
+
+    def _ingest_allowed(self, req: Request) -> bool:
+        s = self.settings
+        return s.ingest_open or req.client_cert or (
+            s.ingest_token is not None and _bearer(req, s.ingest_token))
+
+    def _admin_allowed(self, req: Request) -> bool:
+        """Admin calls and incident reads: only the admin token (never an ingest credential)."""
+        token = self.settings.admin_token
+        return token is None or _bearer(req, token)
+
+    def _unauthorized(self, needed: str) -> Response:
+        self.plane.metrics.rejected.labels("unauthorized").inc()
+        return Response(401, orjson.dumps({"error": f"this call needs {needed}"}),
+                        headers=[(b"WWW-Authenticate", b'Bearer realm="corral"')])
+
+    def _ingest(self, req: Request, *, falco: bool) -> Response | AfterCommit:
         t0 = time.perf_counter()
         plane = self.plane
         if plane.overloaded():
             plane.metrics.rejected.labels("overloaded").inc()
-            return Response(503, b'{"error":"overloaded, retry"}', headers=[(b"Retry-After", b"1")])
+            return OVERLOADED
         result: IngestResult = plane.ingest_falco(req.body) if falco \
             else plane.ingest_gateway(req.body)
         plane.metrics.ingest.observe(time.perf_counter() - t0)
         if result.rejected:
-            return json_response(400, {"accepted": result.accepted, "rejected": result.rejected})
-        if result.accepted == 1:
-            return ACCEPTED_ONE
-        return json_response(200, {"accepted": result.accepted})
+            resp = json_response(400, {"accepted": result.accepted, "rejected": result.rejected})
+        elif result.accepted == 1:
+            resp = ACCEPTED_ONE
+        else:
+            resp = json_response(200, {"accepted": result.accepted})
+        if not result.accepted:
+            return resp
+        return AfterCommit(plane.committed(), resp)  # answered once the events are stored
 
     def _read(self, req: Request) -> Response:
         plane, path = self.plane, req.path
@@ -162,11 +242,6 @@ class Router:
         parts = req.path.strip("/").split("/")  # v1 agents <name> quarantine|release
         if len(parts) != 4 or parts[3] not in ("quarantine", "release"):
             return problem(404, "expected /v1/agents/<agent>/quarantine or /release")
-        token = self.settings.admin_token
-        given = req.headers.get(b"authorization", b"")
-        if token and not hmac.compare_digest(given, b"Bearer " + token.encode()):
-            self.plane.metrics.rejected.labels("unauthorized").inc()
-            return problem(401, "admin token required (Authorization: Bearer ...)")
         agent = unquote(parts[2])
         if agent not in self.plane.selectors:
             return problem(404, f"agent {agent!r} is not in the policy")
@@ -184,15 +259,24 @@ class Router:
 class HttpProtocol(asyncio.Protocol):
     """One connection: httptools callbacks collect a request, the router answers it."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, gate: Gate) -> None:
         self.router = router
+        self.gate = gate
         self.max_body = router.settings.max_body
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self._pending: deque[tuple[asyncio.Future[Response] | Response, bool]] = deque()
+        self._client_cert = False
+        self._clock = asyncio.get_running_loop().time
+        self.busy_since: float | None = None
+        self.last_seen = self._clock()
+        self._reserved = 0  # body bytes accounted in the gate
+        self._refused = False  # answered early: whatever else arrives is dropped
+        self._pending: deque[tuple[asyncio.Future[Response] | AfterCommit | Response,
+                                   bool]] = deque()
         self._reset()
 
     def _reset(self) -> None:
+        self._req: Request | None = None  # built at the end of the head, body added at the end
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
@@ -201,11 +285,39 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement the interface without subclassing asyncio.Transport
         self.transport = cast(asyncio.Transport, transport)
+        # TLS: called after the handshake; a certificate is only here once the CA verified it
+        self._client_cert = bool(transport.get_extra_info("peercert"))
+        if not self.gate.admit(self, trusted=self._client_cert):
+            self.router.plane.metrics.rejected.labels("too_many_connections").inc()
+            self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.gate.leave(self)
+        self._unreserve()
+
+    def idle(self) -> bool:
+        return not self._pending
+
+    def expire(self, status: int | None) -> None:
+        """The gate's verdict: too slow (408) or idle too long (closed quietly)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if status is not None:
+            self.router.plane.metrics.rejected.labels("timeout").inc()
+            self.transport.write(problem(status, "request not received in time")
+                                 .encode(keep_alive=False))
+        self.transport.close()
+
+    def _unreserve(self) -> None:
+        if self._reserved:
+            self.gate.release(self._reserved)
+            self._reserved = 0
 
     def data_received(self, data: bytes) -> None:
+        self.last_seen = self._clock()
+        if self._refused:
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -216,6 +328,7 @@ class HttpProtocol(asyncio.Protocol):
     # httptools callbacks
     def on_message_begin(self) -> None:
         self._reset()
+        self.busy_since = self._clock()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -227,40 +340,80 @@ class HttpProtocol(asyncio.Protocol):
         length = self._headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             self._too_large()
+            return
+        req = self._req = self._request(b"")
+        refusal, authenticated = self.router.check_head(req)
+        if refusal is not None:  # answered before any body is buffered
+            self._refuse(refusal)
+            return
+        req.head_checked = True
+        if authenticated:
+            self.gate.trust(self)
 
     def on_body(self, body: bytes) -> None:
+        if self._refused or self.transport is None or self.transport.is_closing():
+            return
         self._size += len(body)
         if self._size > self.max_body:
             self._too_large()
             return
+        if not self.gate.reserve(len(body)):
+            self.router.plane.metrics.rejected.labels("overloaded").inc()
+            self._refuse(OVERLOADED)
+            return
+        self._reserved += len(body)
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        if self.transport is None or self.transport.is_closing():
+        self.busy_since = None
+        if self._refused or self.transport is None or self.transport.is_closing():
             return
+        req = self._req or self._request(b"")
+        req.body = b"".join(self._body)
+        self._body = []
+        self._unreserve()
+        self._queue(self.router.handle(req), self.parser.should_keep_alive())
+
+    def _request(self, body: bytes) -> Request:
         url = self._url.decode("latin-1")
         path, _, query = url.partition("?")
         if "://" in path:  # absolute-form target
             path = urlsplit(url).path
-        req = Request(self.parser.get_method().decode("latin-1"), path,
-                      parse_qs(query) if query else {}, self._headers, b"".join(self._body))
-        self._queue(self.router.handle(req), self.parser.should_keep_alive())
+        return Request(self.parser.get_method().decode("latin-1"), path,
+                       parse_qs(query) if query else {}, self._headers, body, self._client_cert)
 
-    def _queue(self, result: Response | Awaitable[Response], keep_alive: bool) -> None:
+    def _refuse(self, resp: Response) -> None:
+        """Answer now (after what is already queued) and close: the body is never read."""
+        self._unreserve()
+        self._refused = True
+        self._body = []
+        self._queue(resp, keep_alive=False)
+
+    def _queue(self, result: Answer, keep_alive: bool) -> None:
         if isinstance(result, Response) and not self._pending:
             self._write(result, keep_alive)
             return
-        if not isinstance(result, Response):
+        if isinstance(result, AfterCommit):
+            result.committed.add_done_callback(self._on_done)
+            self._pending.append((result, keep_alive))
+        elif not isinstance(result, Response):
             fut = asyncio.ensure_future(result)
-            fut.add_done_callback(lambda _: self._flush_pending())
+            fut.add_done_callback(self._on_done)
             self._pending.append((fut, keep_alive))
         else:
             self._pending.append((result, keep_alive))
 
+    def _on_done(self, _: object) -> None:
+        self._flush_pending()
+
     def _flush_pending(self) -> None:
         while self._pending:
             head, keep_alive = self._pending[0]
-            if isinstance(head, asyncio.Future):
+            if isinstance(head, AfterCommit):
+                if not head.committed.done():
+                    return
+                resp = head.result()
+            elif isinstance(head, asyncio.Future):
                 if not head.done():
                     return
                 exc = head.exception()
@@ -273,8 +426,9 @@ class HttpProtocol(asyncio.Protocol):
             self._write(resp, keep_alive)
 
     def _write(self, resp: Response, keep_alive: bool) -> None:
-        if self.transport is None:
+        if self.transport is None or self.transport.is_closing():
             return
+        self.last_seen = self._clock()
         self.transport.write(resp.encode(keep_alive))
         if not keep_alive:
             self.transport.close()
@@ -294,6 +448,20 @@ class HttpProtocol(asyncio.Protocol):
 
 
 async def serve(router: Router, host: str, port: int) -> asyncio.Server:
-    """Listen; the caller owns the returned server (close + wait_closed)."""
+    """Listen; the caller owns the returned server (close + wait_closed). Connections are
+    bounded by the settings' ``Limits`` (a sweeper task of the plane enforces the timeouts)."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: HttpProtocol(router), host, port, reuse_address=True)
+    limits = router.settings.limits
+    gate = Gate(limits)
+    router.plane.spawn("connection-sweeper", _sweep(gate, min(1.0, limits.header_timeout / 4)))
+    return await loop.create_server(
+        lambda: HttpProtocol(router, gate), host, port, reuse_address=True,
+        ssl=router.settings.tls, backlog=1024,
+        ssl_handshake_timeout=limits.header_timeout if router.settings.tls else None)
+
+
+async def _sweep(gate: Gate, every: float) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(every)
+        gate.sweep(loop.time())

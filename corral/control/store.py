@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS incidents (
   id TEXT PRIMARY KEY, agent TEXT, severity TEXT NOT NULL, status TEXT NOT NULL,
   first_seen REAL NOT NULL, last_seen REAL NOT NULL, doc BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS incidents_last ON incidents(last_seen);
-CREATE INDEX IF NOT EXISTS incidents_agent ON incidents(agent, last_seen);
+DROP INDEX IF EXISTS incidents_agent;
+CREATE INDEX IF NOT EXISTS incidents_of_agent ON incidents(agent);
 CREATE TABLE IF NOT EXISTS event_counts (
   day TEXT NOT NULL, agent TEXT NOT NULL, source TEXT NOT NULL, rule TEXT NOT NULL,
   count INTEGER NOT NULL, PRIMARY KEY (day, agent, source, rule));
@@ -31,7 +32,13 @@ CREATE TABLE IF NOT EXISTS actions (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, action TEXT NOT NULL,
   agent TEXT NOT NULL, target TEXT NOT NULL, ok INTEGER NOT NULL, detail BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS incident_samples (id TEXT PRIMARY KEY, samples BLOB NOT NULL);
 """
+_UPSERT = ("INSERT INTO incidents VALUES (?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+           "agent = excluded.agent, severity = excluded.severity, status = excluded.status, "
+           "first_seen = excluded.first_seen, last_seen = excluded.last_seen, doc = excluded.doc")
+_DOCS = ("SELECT i.doc, s.samples FROM incidents i "
+         "LEFT JOIN incident_samples s ON s.id = i.id")
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
@@ -53,34 +60,45 @@ class IncidentStore:
 
     def write(self, incidents: Iterable[Incident], counts: dict[tuple[str, str, str], int],
               now: float) -> None:
-        """Upsert changed incidents and add event counts, in one transaction."""
+        """Upsert changed incidents (their samples only when new ones came) and add event
+        counts, in one transaction."""
         day = time.strftime("%Y-%m-%d", time.gmtime(now))
+        incidents = list(incidents)
         rows = [(i.id, i.agent, i.severity, i.status, i.first_seen, i.last_seen,
-                 orjson.dumps(i.record())) for i in incidents]
+                 orjson.dumps(i.head())) for i in incidents]
+        samples = [(i.id, orjson.dumps(i.samples)) for i in incidents
+                   if len(i.samples) != i.samples_stored]
         with self._tx() as c:
-            c.executemany("INSERT OR REPLACE INTO incidents VALUES (?,?,?,?,?,?,?)", rows)
+            c.executemany(_UPSERT, rows)  # an update in place: no delete, the rowid stays
+            c.executemany("INSERT OR REPLACE INTO incident_samples VALUES (?,?)", samples)
             c.executemany(
                 "INSERT INTO event_counts VALUES (?,?,?,?,?) ON CONFLICT(day, agent, source, rule)"
                 " DO UPDATE SET count = count + excluded.count",
                 [(day, a, s, r, n) for (a, s, r), n in counts.items()])
 
+        for inc in incidents:
+            inc.samples_stored = len(inc.samples)
+
     def open_incidents(self) -> list[Incident]:
-        rows = self._conn.execute("SELECT doc FROM incidents WHERE status = 'open'").fetchall()
-        return [_incident(orjson.loads(r[0])) for r in rows]
+        rows = self._conn.execute(_DOCS + " WHERE i.status = 'open'").fetchall()
+        found = [_incident(_doc(d, s)) for d, s in rows]
+        for inc in found:
+            inc.samples_stored = len(inc.samples)
+        return found
 
     def incidents(self, *, agent: str | None = None, status: str | None = None,
                   limit: int = 100) -> list[dict[str, Any]]:
-        sql, args = "SELECT doc FROM incidents WHERE 1=1", list[Any]()
+        sql, args = _DOCS + " WHERE 1=1", list[Any]()
         if agent is not None:
-            sql, args = sql + " AND agent = ?", [*args, agent]
+            sql, args = sql + " AND i.agent = ?", [*args, agent]
         if status is not None:
-            sql, args = sql + " AND status = ?", [*args, status]
-        rows = self._conn.execute(sql + " ORDER BY last_seen DESC LIMIT ?", [*args, limit])
-        return [orjson.loads(r[0]) for r in rows]
+            sql, args = sql + " AND i.status = ?", [*args, status]
+        rows = self._conn.execute(sql + " ORDER BY i.last_seen DESC LIMIT ?", [*args, limit])
+        return [_doc(d, s) for d, s in rows]
 
     def incident(self, inc_id: str) -> dict[str, Any] | None:
-        row = self._conn.execute("SELECT doc FROM incidents WHERE id = ?", (inc_id,)).fetchone()
-        return orjson.loads(row[0]) if row else None
+        row = self._conn.execute(_DOCS + " WHERE i.id = ?", (inc_id,)).fetchone()
+        return _doc(*row) if row else None
 
     def event_counts(self, agent: str | None = None) -> dict[str, dict[str, int]]:
         """agent -> source -> total events, over all days."""
@@ -123,6 +141,28 @@ class IncidentStore:
         return [{"seq": q, "time": t, "action": a, "agent": g, "target": x, "ok": bool(ok),
                  "detail": orjson.loads(d)} for q, t, a, g, x, ok, d in rows]
 
+    def live_bytes(self) -> int:
+        """Bytes the database uses (pages in use; the WAL is checkpointed into them)."""
+        pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = self._conn.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
+
+    def prune(self, max_bytes: int, batch: int = 2000) -> bool:
+        """Delete the oldest closed incidents (then the oldest actions) until the store is
+        under ``max_bytes``; False when only open incidents and state are left over it."""
+        while self.live_bytes() > max_bytes:
+            with self._tx() as c:
+                old = "(SELECT id FROM incidents WHERE status != 'open' ORDER BY last_seen LIMIT ?)"
+                c.execute(f"DELETE FROM incident_samples WHERE id IN {old}", (batch,))
+                gone = c.execute(f"DELETE FROM incidents WHERE id IN {old}", (batch,)).rowcount
+                if not gone:
+                    gone = c.execute("DELETE FROM actions WHERE seq IN (SELECT seq FROM actions "
+                                     "ORDER BY seq LIMIT ?)", (batch,)).rowcount
+            if not gone:
+                return False
+        return True
+
     def get_state(self, key: str) -> Any:
         row = self._conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return orjson.loads(row[0]) if row else None
@@ -147,6 +187,16 @@ class _Tx:
 
     def __exit__(self, kind: object, value: object, tb: object) -> None:
         self._c.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _doc(head: bytes, samples: bytes | None) -> dict[str, Any]:
+    """An incident's JSON view from its row (rows written before samples moved out carry
+    them in the doc)."""
+    doc: dict[str, Any] = orjson.loads(head)
+    if samples is not None:
+        doc["samples"] = orjson.loads(samples)
+    doc.setdefault("samples", [])
+    return doc
 
 
 def _incident(doc: dict[str, Any]) -> Incident:

@@ -2,7 +2,8 @@
 
 Refuses loopback, private, link-local (cloud metadata), CGNAT, unspecified, multicast, reserved,
 benchmarking, documentation, and every IPv6 form that embeds a refused IPv4 address (mapped,
-compatible, NAT64, 6to4, Teredo) unless the address lies in a CIDR the agent explicitly allows.
+compatible, NAT64, 6to4, Teredo) unless the address lies in a range the agent lets its
+allowed names resolve into.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def vet(addr: IPAddress, allowed: Sequence[IPNetwork]) -> str | None:
     """None when the gateway may dial ``addr``; else the refusal category.
 
     An explicitly allowed CIDR admits the address, and the IPv4 it embeds is checked too, so
-    ``allow_cidrs: [10.0.0.0/8]`` also admits ``::ffff:10.1.2.3``.
+    ``resolve_into: [10.0.0.0/8]`` also admits ``::ffff:10.1.2.3``.
     """
     category = classify(addr)
     if category is None:

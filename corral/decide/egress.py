@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from corral.decide import reasons
-from corral.decide.addresses import IPAddress, IPNetwork, vet
+from corral.decide.addresses import IPAddress, IPNetwork, classify
 from corral.model.domains import (
+    AddressPattern,
     DomainError,
     PatternSet,
     looks_like_ip,
@@ -57,7 +58,8 @@ class AgentRules:
     mode: Literal["enforce", "learn"]
     allow: PatternSet
     deny: PatternSet
-    allow_cidrs: tuple[IPNetwork, ...] = ()
+    resolve_into: tuple[IPNetwork, ...] = ()  # allowed names may resolve into these ranges
+    addresses: tuple[AddressPattern, ...] = ()  # IP-literal destinations, each with its port
     quarantined: bool = False
     sni_check: bool = True
     extra: dict[str, object] = field(default_factory=dict)
@@ -68,9 +70,10 @@ class AgentRules:
         return cls(
             name=agent.name,
             mode=e.mode,
-            allow=PatternSet(e.allow),
+            allow=PatternSet(e.names),
             deny=PatternSet(e.deny),
-            allow_cidrs=e.allow_cidrs,
+            resolve_into=e.private_ranges,
+            addresses=e.addresses,
             quarantined=quarantined,
             sni_check=e.sni_check,
         )
@@ -106,14 +109,20 @@ def decide(rules: AgentRules, request: EgressRequest) -> Decision:  # noqa: PLR0
 
 
 def _decide_ip(rules: AgentRules, request: EgressRequest) -> Decision:
+    """An IP literal is a destination of its own: only an allow entry naming that address (or
+    a CIDR holding it) with this port grants it. ``resolve_into`` never does: it only lets
+    allowed *names* resolve into a range."""
     ip = parse_ip_literal(request.host)
     if ip is None:
         return Decision("deny", reasons.INVALID_HOST, request.host)
     text = str(ip)
-    for net in rules.allow_cidrs:
-        if ip.version == net.version and ip in net:
-            return Decision("allow", reasons.ALLOWED_CIDR, text, str(net), ip)
-    category = vet(ip, rules.allow_cidrs)
-    if category is not None:
+    entries = [e for e in rules.addresses if e.matches(ip)]
+    for entry in entries:
+        if entry.port == request.port:
+            return Decision("allow", reasons.ALLOWED_CIDR, text, str(entry), ip)
+    category = classify(ip)
+    if category is not None:  # a built-in guard: learn mode does not relax it
         return Decision("deny", reasons.FORBIDDEN_ADDRESS, text, f"ssrf:{category}", ip)
+    if entries:
+        return _policy_denial(rules, text, reasons.PORT_NOT_ALLOWED, str(entries[0]), ip)
     return _policy_denial(rules, text, reasons.IP_LITERAL, None, ip)

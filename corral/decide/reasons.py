@@ -29,9 +29,12 @@ NEXT_STEP: Final[dict[str, str]] = {
     DENIED_BY_RULE: "this destination is explicitly denied; do not retry, use another source",
     NOT_IN_ALLOWLIST: "ask the platform team to add it to the agent's egress.allow in corral.yaml",
     PORT_NOT_ALLOWED: "use the port the allowlist names, or ask for this port to be added",
-    IP_LITERAL: "use the service's DNS name; IP addresses need an explicit egress.allow_cidrs",
+    IP_LITERAL: "use the service's DNS name; an IP address needs an egress.allow entry naming "
+                "it with its port (10.96.0.1:443)",
     INVALID_HOST: "use a valid DNS name",
-    FORBIDDEN_ADDRESS: "the name resolves to an internal or reserved address, which is refused",
+    FORBIDDEN_ADDRESS: "internal and reserved addresses are refused: a name may resolve into a "
+                       "range only if egress.resolve_into lists it; an address only if an "
+                       "egress.allow entry names it with its port",
     QUARANTINED: "this agent is quarantined after a security incident; contact the platform team",
     RATE_LIMITED: "slow down and retry after the period in Retry-After",
     QUOTA_EXCEEDED: "the hourly outbound byte quota is spent; retry in the next hour",

@@ -24,7 +24,7 @@ class Backend(Protocol):
     def metrics_text(self) -> tuple[bytes, str]: ...
     def quarantined(self) -> list[str]: ...
     def known_agents(self) -> list[str]: ...
-    async def set_quarantine(self, agent: str, on: bool) -> None: ...
+    async def set_quarantine(self, agent: str, on: bool) -> bool: ...  # True: also saved
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,5 +131,5 @@ async def _quarantine(backend: Backend, method: str, agent: str) -> Reply:
     if agent not in backend.known_agents():
         return _json(404, {"error": f"no agent named {agent!r} in the policy",
                            "agents": backend.known_agents()})
-    await backend.set_quarantine(agent, method == "PUT")
-    return _json(200, {"quarantined": backend.quarantined()})
+    saved = await backend.set_quarantine(agent, method == "PUT")
+    return _json(200, {"quarantined": backend.quarantined(), "saved": saved})

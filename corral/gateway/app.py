@@ -25,13 +25,16 @@ from typing import Any
 import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from corral.gateway import state
+from corral.gateway import quarantine, state
 from corral.gateway.log import AccessLog
 from corral.gateway.metrics import GatewayMetrics
 from corral.gateway.ratelimit import Clock
-from corral.gateway.resolver import Resolver
+from corral.gateway.resolver import ResolveError, Resolver
 from corral.gateway.server import AdminServer, Gateway
+from corral.gateway.sharedlimits import LimitPlan
 from corral.gateway.steps import Context, build_pipeline
+from corral.gateway.steps.selfguard import OwnAddresses
+from corral.model.domains import looks_like_ip, parse_ip_literal
 from corral.model.errors import PolicyError
 
 log = logging.getLogger("corral.gateway")
@@ -50,6 +53,10 @@ class Options:
     poll_seconds: float = 1.0
     reuse_port: bool = False
     admin_token: str | None = None  # required as a Bearer token to change quarantine
+    control_plane: tuple[str, ...] = ()  # hosts (names or addresses) never dialled
+    state: str | None = None  # writable file keeping admin API quarantine changes (quarantine.py)
+    limit_share: int = 1  # replicas dividing each rate and quota (sharedlimits.LimitPlan)
+    limits_dir: str | None = None  # set by the supervisor: counters its workers share
 
 
 def hostport(host: str, port: int) -> str:
@@ -66,10 +73,7 @@ def file_key(path: str) -> tuple[str, int, int, int] | None:
 
 
 def read_overlay(path: str | None) -> frozenset[str]:
-    if path is None or not os.path.exists(path):
-        return frozenset()
-    with open(path, "rb") as fh:
-        return state.parse_overlay(fh.read())
+    return quarantine.read_set(path)
 
 
 class Runtime:
@@ -84,7 +88,10 @@ class Runtime:
         self.metrics = GatewayMetrics(self.registry)
         self.resolver = resolver or Resolver(opts.resolver, observe=self.metrics.dns)
         self.log = AccessLog(opts.log)
-        self.pipeline = build_pipeline(Context(self.resolver, self.metrics, self.log, clock, wall))
+        self.own = OwnAddresses()
+        plan = LimitPlan(opts.limit_share, opts.limits_dir)
+        self.pipeline = build_pipeline(Context(self.resolver, self.metrics, self.log, clock, wall,
+                                               self.own, plan))
         self.gateway = Gateway(snapshot, self.pipeline, listen=opts.listen,
                                reuse_port=opts.reuse_port, wall=wall)
         self.admin: AdminServer | None = None
@@ -92,6 +99,9 @@ class Runtime:
         self.started = False
         self.stopping = asyncio.Event()
         self._keys = (file_key(opts.policy_path), file_key(opts.overlay or ""))
+        self.qfiles = quarantine.QuarantineFiles(opts.overlay, opts.state)
+        with contextlib.suppress(OSError, ValueError):  # load_initial already reported it
+            self.qfiles.initial()
         self._tasks: list[asyncio.Task[Any]] = []
         self._say = say or (lambda text: print(text, file=sys.stderr, flush=True))
 
@@ -110,6 +120,8 @@ class Runtime:
                 port = self.snapshot.policy.spec.gateway.admin_port
             self.admin = AdminServer(self, self.opts.listen, port, self.opts.admin_token)
             self.admin_port = await self.admin.start()
+        self._own_ports()
+        await self._find_control_plane()
         self._spawn(self._watch(), "policy-watch")
         self._spawn(self._flush_metrics(), "metrics-flush")
         self.started = True
@@ -117,6 +129,29 @@ class Runtime:
             self._say(f"agent {agent} -> {hostport(self.opts.listen, port)}")
         if self.admin_port is not None:
             self._say(f"admin -> {hostport(self.opts.listen, self.admin_port)}")
+
+    def _own_ports(self) -> None:
+        """The ports the self guard refuses on local addresses: listeners and admin port (the
+        configured one too: a worker has none of its own, its supervisor serves it)."""
+        ports = set(self.gateway.bound().values()) | set(self.snapshot.agent_by_port)
+        ports |= {p for p in (self.admin_port, self.opts.admin_port,
+                              self.snapshot.policy.spec.gateway.admin_port) if p}
+        self.own.ports = frozenset(ports)
+
+    async def _find_control_plane(self) -> None:
+        names, addrs = set(), set()
+        for host in self.opts.control_plane:
+            ip = parse_ip_literal(host)
+            if ip is not None and looks_like_ip(host):
+                addrs.add(str(ip))
+                continue
+            names.add(host.lower().rstrip("."))
+            try:
+                addrs.update(str(a) for a in await self.resolver.resolve(host))
+            except ResolveError as exc:
+                log.error("gateway: control plane %s not resolved (%s); refused by name only",
+                          host, exc)
+        self.own.control_names, self.own.control = frozenset(names), frozenset(addrs)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro, name=name)
@@ -145,7 +180,9 @@ class Runtime:
     async def reload(self, why: str) -> bool:
         """Load the policy file again; a bad file is reported and the old policy kept."""
         try:
-            snap = state.load_snapshot(self.opts.policy_path, self.snapshot.quarantined)
+            # parsed off the event loop: a large or hostile file must not stall the data path
+            snap = await asyncio.to_thread(state.load_snapshot, self.opts.policy_path,
+                                           self.snapshot.quarantined)
         except PolicyError as exc:
             for problem in exc.problems:
                 log.error("gateway: reload (%s) refused: %s", why, problem)
@@ -155,7 +192,12 @@ class Runtime:
             log.error("gateway: reload (%s) refused: cannot read policy: %s", why, exc)
             self.metrics.reload(False)
             return False
+        except Exception as exc:
+            log.error("gateway: reload (%s) refused: %s: %s", why, type(exc).__name__, exc)
+            self.metrics.reload(False)
+            return False
         await self.gateway.apply(snap)
+        self._own_ports()
         self.metrics.policy_loaded(snap.version)
         self.metrics.reload(True)
         log.warning("gateway: policy %s loaded (%s)", snap.version, why)
@@ -164,14 +206,20 @@ class Runtime:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.opts.poll_seconds)
-            policy_key, overlay_key = file_key(self.opts.policy_path), file_key(
-                self.opts.overlay or "")
-            if policy_key is not None and policy_key != self._keys[0]:
-                self._keys = (policy_key, self._keys[1])
-                await self.reload("file changed")
-            if overlay_key != self._keys[1]:
-                self._keys = (self._keys[0], overlay_key)
-                self._load_overlay()
+            try:
+                await self._watch_once()
+            except Exception as exc:
+                log.error("gateway: policy watcher: %s: %s", type(exc).__name__, exc)
+
+    async def _watch_once(self) -> None:
+        policy_key = file_key(self.opts.policy_path)
+        overlay_key = file_key(self.opts.overlay or "")
+        if policy_key is not None and policy_key != self._keys[0]:
+            self._keys = (policy_key, self._keys[1])
+            await self.reload("file changed")
+        if overlay_key != self._keys[1]:
+            self._keys = (self._keys[0], overlay_key)
+            self._load_overlay()
 
     def _load_overlay(self) -> None:
         try:
@@ -180,6 +228,7 @@ class Runtime:
             log.error("gateway: overlay %s ignored: %s", self.opts.overlay, exc)
             return
         self.apply_quarantine(agents)
+        self.qfiles.overlay_changed(agents)
 
     def apply_quarantine(self, agents: frozenset[str]) -> None:
         """New requests of these agents are denied; their open connections are cut."""
@@ -193,16 +242,19 @@ class Runtime:
 
     # -- admin backend
     def ready(self) -> bool:
-        return self.started and not self.gateway.draining
+        """Serving: listeners up, not draining, and the access log is not stuck."""
+        return self.started and not self.gateway.draining and not self.log.stalled()
 
     def metrics_text(self) -> tuple[bytes, str]:
         self.metrics.flush()
+        self.metrics.log_dropped_to(self.log.dropped)
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     async def _flush_metrics(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             self.metrics.flush()
+            self.metrics.log_dropped_to(self.log.dropped)
 
     def quarantined(self) -> list[str]:
         return sorted(self.snapshot.quarantined)
@@ -210,25 +262,20 @@ class Runtime:
     def known_agents(self) -> list[str]:
         return [a.name for a in self.snapshot.policy.spec.agents]
 
-    async def set_quarantine(self, agent: str, on: bool) -> None:
+    async def set_quarantine(self, agent: str, on: bool) -> bool:
+        """Apply at once; True when the change was also saved (``quarantine.QuarantineFiles``)."""
         current = set(self.snapshot.quarantined)
         current = current | {agent} if on else current - {agent}
         self.apply_quarantine(frozenset(current))
-        if self.opts.overlay is not None:
-            write_overlay(self.opts.overlay, current)
-            self._keys = (self._keys[0], file_key(self.opts.overlay))
-
-
-def write_overlay(path: str, agents: set[str] | frozenset[str]) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        fh.write(state.dump_overlay(agents))
-    os.replace(tmp, path)
+        saved = self.qfiles.persist(frozenset(current))
+        self._keys = (self._keys[0], file_key(self.opts.overlay or ""))
+        return saved
 
 
 def load_initial(opts: Options) -> state.Snapshot:
-    """The policy and overlay at start; ``PolicyError``/``ValueError`` when unusable."""
-    return state.load_snapshot(opts.policy_path, read_overlay(opts.overlay))
+    """The policy and quarantine set at start; ``PolicyError``/``ValueError`` when unusable."""
+    agents = quarantine.QuarantineFiles(opts.overlay, opts.state).initial()
+    return state.load_snapshot(opts.policy_path, agents)
 
 
 async def serve(opts: Options, snapshot: state.Snapshot | None = None,

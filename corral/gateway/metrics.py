@@ -32,6 +32,10 @@ class GatewayMetrics:
                             ["version"], registry=registry, multiprocess_mode="liveall")
         self.reloads = Counter("corral_gateway_reloads", "Policy reload attempts by result",
                                ["result"], registry=registry)
+        self.log_dropped = Counter("corral_gateway_log_dropped_lines",
+                                   "Access lines dropped because the log reader fell behind",
+                                   registry=registry)
+        self._dropped = 0
         self._req: dict[tuple[str, str, str], int] = {}
         self._up: dict[str, int] = {}
         self._down: dict[str, int] = {}
@@ -77,3 +81,9 @@ class GatewayMetrics:
 
     def reload(self, ok: bool) -> None:
         self.reloads.labels("ok" if ok else "error").inc()
+
+    def log_dropped_to(self, total: int) -> None:
+        """Bring the dropped-lines counter up to the log writer's running total."""
+        if total > self._dropped:
+            self.log_dropped.inc(total - self._dropped)
+            self._dropped = total

@@ -1,9 +1,9 @@
 """Per-agent request rate (token bucket) and outbound byte quota (hourly window). Pure, clocked.
 
 Both take the clock as an argument so tests step time instead of sleeping. The gateway keeps one
-``AgentLimits`` per agent across policy reloads (rebuilt only when that agent's limits change);
-limits are per gateway process, so with ``--workers N`` the effective ceiling is up to N times
-the configured one (documented in docs/gateway.md).
+``AgentLimits`` per agent across policy reloads (rebuilt only when that agent's limits change).
+These are one process's limiters; ``sharedlimits`` has the variants the workers of one gateway
+share, and divides a limit between replicas (docs/gateway.md states the bounds).
 """
 
 from __future__ import annotations
@@ -11,8 +11,23 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 Clock = Callable[[], float]
+
+
+class Bucket(Protocol):
+    def take(self) -> int: ...
+
+
+class Quota(Protocol):
+    limit: int
+
+    @property
+    def used(self) -> int: ...
+    def retry_after(self) -> int: ...
+    def seconds_left(self) -> int: ...
+    def spend(self, n: int) -> bool: ...
 
 
 class TokenBucket:
@@ -82,8 +97,8 @@ class AgentLimits:
     """One agent's limiters and open-tunnel count; kept across reloads while unchanged."""
 
     key: tuple[int | None, int | None]
-    rate: TokenBucket | None
-    quota: ByteQuota | None
+    rate: Bucket | None
+    quota: Quota | None
     tunnels: int = 0
 
 

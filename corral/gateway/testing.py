@@ -42,6 +42,16 @@ from corral.model.policy import Policy
 READY_TIMEOUT = 15.0
 
 
+def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll ``check`` every 50 ms until it holds or ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
     """``n`` distinct ports free right now (the kernel picks; a tiny race is possible)."""
     socks = []
@@ -57,7 +67,8 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
 
 
 def policy_on_free_ports(policy: Policy | dict[str, Any] | str | Path) -> dict[str, Any]:
-    """The policy as plain data with every agent given an explicit free port."""
+    """The policy as plain data with every agent given an explicit free port (an agent that
+    names its port keeps it)."""
     if isinstance(policy, Policy):
         doc = policy.dump()
     elif isinstance(policy, dict):
@@ -66,7 +77,7 @@ def policy_on_free_ports(policy: Policy | dict[str, Any] | str | Path) -> dict[s
         doc = yaml.safe_load(Path(policy).read_text(encoding="utf-8"))
     agents = doc["spec"]["agents"]
     for agent, port in zip(agents, free_ports(len(agents)), strict=True):
-        agent["port"] = port
+        agent.setdefault("port", port)
     return doc
 
 
@@ -86,6 +97,8 @@ class GatewayProcess:
     policy: Policy | dict[str, Any] | str | Path
     resolver: str | None = None
     extra_args: tuple[str, ...] = ()
+    wrap: tuple[str, ...] = ()  # a command prefix, e.g. ``unshare`` to reproduce mounts
+    log_to_pipe: bool = False  # ``--log -`` into a pipe (``proc.stdout``) the test reads, or not
     workdir: Path | None = None
     ports: dict[str, int] = field(default_factory=dict)
     admin_port: int = 0
@@ -107,16 +120,19 @@ class GatewayProcess:
             self.workdir = Path(self._tmp.name)
         doc = policy_on_free_ports(self.policy)
         self.ports = {a["name"]: a["port"] for a in doc["spec"]["agents"]}
-        self.admin_port = free_ports(1)[0]
+        self.admin_port = self.admin_port or free_ports(1)[0]
         self.policy_path = self.workdir / "corral.yaml"
         self.policy_path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
         self.log_path = self.workdir / "access.log"
-        cmd = [sys.executable, "-m", "corral", "gateway", "-f", str(self.policy_path),
-               "--admin-port", str(self.admin_port), "--log", str(self.log_path),
+        cmd = [*self.wrap, sys.executable, "-m", "corral", "gateway", "-f", str(self.policy_path),
+               "--admin-port", str(self.admin_port),
+               "--log", "-" if self.log_to_pipe else str(self.log_path),
                *(("--resolver", self.resolver) if self.resolver else ()), *self.extra_args]
         self.stderr_path = self.workdir / "stderr.txt"
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._stderr)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE if self.log_to_pipe else subprocess.DEVNULL,
+            stderr=self._stderr)
         self.wait_ready()
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
@@ -179,6 +195,8 @@ class GatewayProcess:
                 code = self.proc.wait(5)
         elif self.proc is not None:
             code = self.proc.returncode
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
         with contextlib.suppress(AttributeError):
             self._stderr.close()
         if self._tmp is not None:

@@ -5,7 +5,8 @@ Each worker is a fresh interpreter (``python -m corral.gateway.workers``) runnin
 connections. The supervisor owns the admin port: ``/metrics`` aggregates the workers through
 prometheus-client's multiprocess files, the quarantine API and the overlay file are pushed to
 every worker over its stdin (one JSON line, applied at once), and SIGHUP/SIGTERM are forwarded.
-A worker that dies is started again. Rate limits and quotas are per worker (docs/gateway.md).
+A worker that dies is started again. Rate limits and quotas are shared by the workers through
+files in a directory the supervisor creates (``sharedlimits``).
 """
 
 from __future__ import annotations
@@ -26,11 +27,22 @@ import orjson
 import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
-from corral.gateway import app, state
+from corral.gateway import app, quarantine, state
 from corral.gateway.server import AdminServer
 
 log = logging.getLogger("corral.gateway.workers")
 RESTART_PAUSE = 1.0
+STATUS_FD_ENV = "CORRAL_WORKER_STATUS_FD"
+BEAT_SECONDS = 1.0  # a worker reports "ok" (or "stuck": its access log is stalled) this often
+BEAT_TIMEOUT = 5.0  # no report for this long: its event loop is blocked, it is not ready
+
+
+async def _reader(fd: int) -> asyncio.StreamReader:
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                 os.fdopen(fd, "rb", buffering=0))
+    return reader
 
 
 class Worker:
@@ -40,19 +52,44 @@ class Worker:
         self.metrics_dir = metrics_dir
         self.proc: asyncio.subprocess.Process | None = None
         self.ready = False
+        self.beat = 0.0  # monotonic time of the last heartbeat
+        self.healthy = False  # the last heartbeat said the data path moves
+        self._status: asyncio.Task[None] | None = None
+
+    def alive(self) -> bool:
+        """Started, running, and its event loop and access log moved within ``BEAT_TIMEOUT``."""
+        return (self.ready and self.healthy and self.proc is not None
+                and self.proc.returncode is None
+                and time.monotonic() - self.beat < BEAT_TIMEOUT)
 
     async def start(self, quarantined: frozenset[str]) -> None:
-        opts = dataclasses.replace(self.opts, workers=1, reuse_port=True, overlay=None)
-        env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=self.metrics_dir)
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "corral.gateway.workers",
-            orjson.dumps(dataclasses.asdict(opts)).decode(),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        # no admin port in a worker, so no admin token: argv is readable in /proc/PID/cmdline
+        opts = dataclasses.replace(self.opts, workers=1, reuse_port=True, overlay=None,
+                                   state=None, admin_token=None)
+        # stdout is inherited: the worker writes its access lines there itself, so no reader
+        # of ours sits in the data path; its status comes over a pipe of its own
+        read_fd, write_fd = os.pipe()
+        env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=self.metrics_dir,
+                   **{STATUS_FD_ENV: str(write_fd)})
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "corral.gateway.workers",
+                orjson.dumps(dataclasses.asdict(opts)).decode(),
+                stdin=subprocess.PIPE, env=env, pass_fds=(write_fd,))
+        finally:
+            os.close(write_fd)
         self.ready = False
+        status = await _reader(read_fd)
         await self.send(quarantined)
-        assert self.proc.stdout is not None
-        line = await self.proc.stdout.readline()
+        line = await status.readline()
         self.ready = line.strip() == b"ready"
+        self.beat, self.healthy = time.monotonic(), self.ready
+        self._status = asyncio.get_running_loop().create_task(self._follow(status),
+                                                              name=f"worker-{self.index}-status")
+
+    async def _follow(self, status: asyncio.StreamReader) -> None:
+        while line := await status.readline():
+            self.beat, self.healthy = time.monotonic(), line.strip() == b"ok"
 
     async def send(self, quarantined: frozenset[str]) -> None:
         if self.proc is None or self.proc.stdin is None or self.proc.returncode is not None:
@@ -78,10 +115,12 @@ class Supervisor:
         self.stopping = asyncio.Event()
         self.fatal: str | None = None
         self._overlay_key = app.file_key(opts.overlay or "")
+        self.qfiles = quarantine.QuarantineFiles(opts.overlay, opts.state)
+        with contextlib.suppress(OSError, ValueError):  # load_initial already reported it
+            self.qfiles.initial()
 
     def ready(self) -> bool:
-        return all(w.ready and w.proc is not None and w.proc.returncode is None
-                   for w in self.workers) and not self.stopping.is_set()
+        return all(w.alive() for w in self.workers) and not self.stopping.is_set()
 
     def metrics_text(self) -> tuple[bytes, str]:
         registry = CollectorRegistry()
@@ -94,12 +133,12 @@ class Supervisor:
     def known_agents(self) -> list[str]:
         return [a.name for a in self.snapshot.policy.spec.agents]
 
-    async def set_quarantine(self, agent: str, on: bool) -> None:
-        q = self.quarantine | {agent} if on else self.quarantine - {agent}
-        await self._push(frozenset(q))
-        if self.opts.overlay is not None:
-            app.write_overlay(self.opts.overlay, q)
-            self._overlay_key = app.file_key(self.opts.overlay)
+    async def set_quarantine(self, agent: str, on: bool) -> bool:
+        q = frozenset(self.quarantine | {agent} if on else self.quarantine - {agent})
+        await self._push(q)
+        saved = self.qfiles.persist(q)
+        self._overlay_key = app.file_key(self.opts.overlay or "")
+        return saved
 
     async def _push(self, quarantined: frozenset[str]) -> None:
         self.quarantine = quarantined
@@ -136,8 +175,13 @@ class Supervisor:
             key = app.file_key(self.opts.overlay or "")
             if key != self._overlay_key:
                 self._overlay_key = key
-                with contextlib.suppress(OSError, ValueError):
-                    await self._push(app.read_overlay(self.opts.overlay))
+                try:
+                    agents = app.read_overlay(self.opts.overlay)
+                except (OSError, ValueError) as exc:
+                    log.error("gateway: overlay %s ignored: %s", self.opts.overlay, exc)
+                    continue
+                await self._push(agents)
+                self.qfiles.overlay_changed(agents)
 
     def reload(self) -> None:
         with contextlib.suppress(Exception):
@@ -147,7 +191,9 @@ class Supervisor:
 
 
 async def _supervise(opts: app.Options) -> int:
-    with tempfile.TemporaryDirectory(prefix="corral-metrics-") as metrics_dir:
+    with tempfile.TemporaryDirectory(prefix="corral-metrics-") as metrics_dir, \
+            tempfile.TemporaryDirectory(prefix="corral-limits-") as limits_dir:
+        opts = dataclasses.replace(opts, limits_dir=limits_dir)  # counters the workers share
         sup = Supervisor(opts, app.load_initial(opts), metrics_dir)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, sup.reload)
@@ -199,13 +245,28 @@ async def _worker(opts: app.Options) -> int:
     first = await reader.readline()
     rt.apply_quarantine(state.parse_overlay(first))
     await rt.start(admin=False)
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
+    status = int(os.environ[STATUS_FD_ENV])
+    os.set_blocking(status, False)
+    _say(status, b"ready\n")
     listen = loop.create_task(_follow(reader, rt), name="supervisor-pipe")
+    beat = loop.create_task(_heartbeat(status, rt), name="heartbeat")
     await rt.stopping.wait()
     listen.cancel()
+    beat.cancel()
     await rt.stop()
     return 0
+
+
+def _say(fd: int, line: bytes) -> None:
+    with contextlib.suppress(BlockingIOError, BrokenPipeError):  # the supervisor reads on
+        os.write(fd, line)
+
+
+async def _heartbeat(fd: int, rt: app.Runtime) -> None:
+    """Sent from the event loop: if the loop is blocked, the beats stop."""
+    while True:
+        await asyncio.sleep(BEAT_SECONDS)
+        _say(fd, b"stuck\n" if rt.log.stalled() else b"ok\n")
 
 
 async def _follow(reader: asyncio.StreamReader, rt: app.Runtime) -> None:
@@ -219,6 +280,7 @@ def main(argv: list[str]) -> int:
     doc: dict[str, Any] = orjson.loads(argv[0])
     if doc.get("resolver") is not None:
         doc["resolver"] = tuple(doc["resolver"])
+    doc["control_plane"] = tuple(doc.get("control_plane", ()))
     opts = app.Options(**doc)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     app.raise_fd_limit()

@@ -30,7 +30,12 @@ from corral.learn.report import (
     Verdict,
 )
 from corral.learn.risk import Flag, flags_for, registrable
-from corral.model.domains import parse_ip_literal, parse_pattern
+from corral.model.domains import (
+    is_address_entry,
+    parse_address_pattern,
+    parse_ip_literal,
+    parse_pattern,
+)
 from corral.model.policy import Agent, Policy
 from corral.store import queries
 from corral.store.access import day_iso, day_number
@@ -160,8 +165,10 @@ def activity(conn: sqlite3.Connection, since_day: int, policy: Policy,
 
 
 def _entries(agent: Agent) -> list[tuple[str, str]]:
-    return [("allow", str(p)) for p in agent.egress.allow] + [
-        ("allow_cidrs", str(c)) for c in agent.egress.allow_cidrs]
+    e = agent.egress
+    return ([("allow", str(p)) for p in e.allow]
+            + [("resolve_into", str(c)) for c in e.resolve_into]
+            + [("allow_cidrs", str(c)) for c in e.allow_cidrs])
 
 
 def unused_entries(conn: sqlite3.Connection, policy: Policy,
@@ -190,11 +197,12 @@ def unused_entries(conn: sqlite3.Connection, policy: Policy,
 
 def _last_matched(conn: sqlite3.Connection, agent: str, fld: str, entry: str) -> str | None:
     """When a request of the agent last matched the entry (any decision)."""
-    if fld == "allow_cidrs":
-        net = ipaddress.ip_network(entry)
-        hits = [last for host, _port, last in queries.address_destinations(conn, agent)
+    if fld in ("allow_cidrs", "resolve_into") or is_address_entry(entry):
+        addr = parse_address_pattern(entry) if fld == "allow" else None
+        net = addr.net if addr is not None else ipaddress.ip_network(entry)
+        hits = [last for host, port, last in queries.address_destinations(conn, agent)
                 if (ip := parse_ip_literal(host)) is not None and ip.version == net.version
-                and ip in net]
+                and ip in net and (addr is None or port == addr.port)]
         return max(hits, default=None)
     p = parse_pattern(entry)
     ports = (p.port,) if p.port is not None else (443, 80)

@@ -33,8 +33,8 @@ from corral.learn import apply as review_apply
 from corral.learn.build import readiness, unused_entries
 from corral.learn.report import ReviewOptions
 from corral.learn.suggest import Suggestion
-from corral.maintain.findings import Finding, Rule
 from corral.maintain.inventory import exempted
+from corral.model.findings import Finding, Rule
 from corral.model.policy import Policy
 from corral.model.runtime import RuntimeException
 from corral.store.access import day_number
@@ -141,14 +141,13 @@ def _names_below(conn: sqlite3.Connection, agent: str, domain: str,
 
 def check_allow(conn: sqlite3.Connection, policy: Policy, opts: ReviewOptions) -> Iterator[
         tuple[Finding, list[Change]]]:
-    unused = {(u.agent, u.entry) for u in unused_entries(conn, policy, opts)}
-    for name, entry in sorted(unused):
-        fld = "allow_cidrs" if "/" in entry else "allow"
+    unused = {(u.agent, u.entry): u.field for u in unused_entries(conn, policy, opts)}
+    for (name, entry), fld in sorted(unused.items()):
         yield (Finding("allow-unused", f"agent {name}", "store",
                        f"{fld} entry {entry} matched no request in {opts.window.days} days"),
                [Change("remove-allow", name, fld, entry, "unused in the window")])
     for agent in policy.spec.agents:
-        for p in agent.egress.allow:
+        for p in agent.egress.names:
             if not p.wildcard or (agent.name, str(p)) in unused:
                 continue
             names = _names_below(conn, agent.name, p.name, opts.since_text)

@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import orjson
 
-from corral.maintain import findings as fnd
-from corral.maintain.findings import Finding, Rule
+from corral.model import findings as fnd
+from corral.model.findings import Finding, Rule
 from corral.model.images import ImageError, ImageRef, parse_image
 from corral.model.policy import Policy
 from corral.verify.objects import Located, labels_of, pods_of

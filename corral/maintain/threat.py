@@ -78,7 +78,7 @@ def _exemptions(policy: Policy) -> list[tuple[str, str]]:
 
 
 def _channels(agent: Agent) -> list[str]:
-    return sorted({f"{c.domain} ({c.category})" for p in agent.egress.allow
+    return sorted({f"{c.domain} ({c.category})" for p in agent.egress.names
                    for c in channels_opened_by(p)})
 
 
@@ -95,7 +95,7 @@ def _asset(policy: Policy, agent: Agent, port: int) -> list[str]:
                                   if e.mode == "learn" else "")),
         ("gateway listener", f"port {port} (its identity)"),
         ("may reach", _list(e.allow)),
-        ("private ranges", _list(e.allow_cidrs)),
+        ("names may resolve into", _list(e.private_ranges)),
         ("denied", _list(e.deny)),
         ("exfiltration channels opened", ", ".join(_channels(agent)) or "none known"),
         ("rate / upload quota / tunnels", f"{rate} / {quota} / {e.max_tunnels}"),
@@ -195,14 +195,16 @@ def capability_changes(old: Policy, new: Policy) -> list[str]:
 
 def _agent_changes(was: Agent, a: Agent) -> list[str]:
     out = []
-    for p in a.egress.allow:
-        if not _patterns_cover(was.egress.allow, p):
+    for p in a.egress.names:
+        if not _patterns_cover(was.egress.names, p):
             kind = "widened to" if p.wildcard and any(
-                q.name.endswith("." + p.name) or q.name == p.name for q in was.egress.allow) \
+                q.name.endswith("." + p.name) or q.name == p.name for q in was.egress.names) \
                 else "new destination"
             out.append(f"agent `{a.name}`: {kind} `{p}`")
-    out += [f"agent `{a.name}`: new private range `{c}`" for c in a.egress.allow_cidrs
-            if c not in was.egress.allow_cidrs]
+    out += [f"agent `{a.name}`: new address destination `{e}`" for e in a.egress.addresses
+            if e not in was.egress.addresses]
+    out += [f"agent `{a.name}`: new private range `{c}`" for c in a.egress.private_ranges
+            if c not in was.egress.private_ranges]
     out += [f"agent `{a.name}`: new process `{p}`" for p in a.processes
             if was.processes and p not in was.processes]
     if was.egress.mode == "enforce" and a.egress.mode == "learn":
@@ -212,8 +214,10 @@ def _agent_changes(was: Agent, a: Agent) -> list[str]:
     if was.egress.quota and (a.egress.quota is None or a.egress.quota.bytes_out_per_hour
                              > was.egress.quota.bytes_out_per_hour):
         out.append(f"agent `{a.name}`: upload quota raised or removed")
-    out += [f"agent `{a.name}`: no longer reaches `{p}`" for p in was.egress.allow
-            if not _patterns_cover(a.egress.allow, p)]
+    out += [f"agent `{a.name}`: no longer reaches `{p}`" for p in was.egress.names
+            if not _patterns_cover(a.egress.names, p)]
+    out += [f"agent `{a.name}`: no longer reaches `{e}`" for e in was.egress.addresses
+            if e not in a.egress.addresses]
     return out
 
 

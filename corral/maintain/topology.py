@@ -95,7 +95,7 @@ def build(policy: Policy, objects: Iterable[Located] | None = None) -> Graph:
                   Edge("falco", aid, "watches the containers", "watch")]
         targets: list[tuple[str, NodeKind]] = [(str(p), "destination")
                                                for p in agent.egress.allow]
-        targets += [(str(c), "range") for c in agent.egress.allow_cidrs]
+        targets += [(str(c), "range") for c in agent.egress.private_ranges]
         if agent.egress.mode == "learn":
             targets.append(("anything (learn mode)", "anything"))
         for text, kind in targets:

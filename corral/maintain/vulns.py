@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from corral.maintain.findings import Finding, Rule
 from corral.maintain.inventory import ImageEntry, Inventory
 from corral.maintain.reports import ScanReport, Vuln
+from corral.model.findings import Finding, Rule
 from corral.model.images import ImageError, ImageRef, parse_image
 
 SERIOUS = ("critical", "high")

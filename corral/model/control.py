@@ -8,6 +8,7 @@ so the store, the JSON API and the sinks all speak the same words. Pure: no I/O.
 
 from __future__ import annotations
 
+import re
 import typing
 from typing import Final, Literal, cast
 
@@ -55,6 +56,25 @@ def parse_severity(name: str) -> Severity | None:
 def raise_severity(sev: str, steps: int = 1) -> Severity:
     """``steps`` levels higher on the scale, capped at emergency."""
     return SEVERITIES[min(severity_rank(sev) + steps, len(SEVERITIES) - 1)]
+
+
+# Kubernetes object names (apimachinery's validation): a namespace is a DNS-1123 label, a pod
+# name a DNS-1123 subdomain. Anything taken from an event passes one of these before it becomes
+# part of an API path, so "..", "/", "%2F" or upper case never reach the path.
+_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+_K8S_LABEL: Final = re.compile(rf"{_LABEL}")
+_K8S_SUBDOMAIN: Final = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+
+
+def is_namespace_name(value: object) -> bool:
+    """True for a valid Kubernetes namespace name (DNS-1123 label, at most 63 characters)."""
+    return isinstance(value, str) and _K8S_LABEL.fullmatch(value) is not None
+
+
+def is_object_name(value: object) -> bool:
+    """True for a valid Kubernetes object name such as a pod's (DNS-1123 subdomain, <= 253)."""
+    return (isinstance(value, str) and len(value) <= 253
+            and _K8S_SUBDOMAIN.fullmatch(value) is not None)
 
 
 SinkType = Literal["webhook", "slack", "splunk", "elasticsearch", "syslog", "loki", "alertmanager"]
@@ -117,6 +137,11 @@ class Incidents(Strict):
     correlate_s: float = Field(default=60.0, gt=0)  # Falco alert + gateway denial within this
     dedup_s: float = Field(default=5.0, ge=0)  # identical events within this only count
     gateway_severity: Severity = "warning"  # severity of a gateway denial on its own
+    # Bounds (a flood of distinct subjects or rules must not grow memory): beyond max_open the
+    # least recently updated incident is closed; an incident open longer than max_age_s closes
+    # (the next event opens a new one).
+    max_open: int = Field(default=10_000, ge=10)
+    max_age_s: float = Field(default=86_400.0, gt=0)
 
 
 class Response(Strict):
@@ -133,6 +158,38 @@ class Response(Strict):
         if dup:
             raise ValueError(f"sink names must be unique; repeated: {', '.join(sorted(dup))}")
         return self
+
+
+_NS_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_SECRET_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+Namespace = typing.Annotated[str, Field(pattern=_NS_PATTERN)]
+SecretName = typing.Annotated[str, Field(pattern=_SECRET_PATTERN)]
+
+
+class Peer(Strict):
+    """Pods allowed to reach the control plane: a namespace and a pod selector in it."""
+
+    namespace: Namespace
+    selector: dict[str, str] = Field(default_factory=dict)  # empty: every pod of the namespace
+
+
+class Access(Strict):
+    """``spec.control``: who may reach ``corral serve`` in the cluster, and the Secrets holding
+    its credentials (referenced by name; corral never renders secret material).
+
+    Ingest: Falco (``falco``) with a client certificate (http_output ``mtls``), and the gateway
+    log shipper (``log_shipper``) with the ingest token. Admin (quarantine, release, reads):
+    pods of ``admin_namespaces`` with the admin token. The NetworkPolicy admits exactly these.
+    """
+
+    falco: Peer = Peer(namespace="falco", selector={"app.kubernetes.io/name": "falco"})
+    log_shipper: Peer | None = Peer(namespace="logging",
+                                    selector={"app.kubernetes.io/name": "fluent-bit"})
+    admin_namespaces: tuple[Namespace, ...] = ()
+    tls_secret: SecretName = "corral-control-tls"  # tls.crt, tls.key, ca.crt (Falco's client CA)
+    tokens_secret: SecretName = "corral-control-tokens"  # ingest.token, admin.token
+    falco_client_secret: SecretName = "corral-falco-client"  # in Falco's namespace: tls.crt,
+    # tls.key (its client certificate) and ca.crt (the CA of the control plane's certificate)
 
 
 # Field names of an incident record (store rows, JSON API, sink payloads).

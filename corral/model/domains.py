@@ -8,7 +8,10 @@ went through one function. Pure: no I/O.
 - ``example.com`` matches only that name; ``*.example.com`` matches every name below it, at any
   depth, never the apex; nothing else is a pattern;
 - ``*``, and wildcards over a public suffix (``*.com``, ``*.co.uk``, ``*.github.io``), are refused;
-- an entry may name one port (``host:8443``); without one, CONNECT means 443 and plain HTTP 80.
+- an entry may name one port (``host:8443``); without one, CONNECT means 443 and plain HTTP 80;
+- an allow entry may instead name an address or CIDR *with its port* (``10.96.0.1:443``,
+  ``10.0.0.0/8:5432``, ``[fd00::/8]:443``): an ``AddressPattern``, the only grant that lets an
+  agent reach an IP-literal destination.
 """
 
 from __future__ import annotations
@@ -133,7 +136,8 @@ def _split_port(text: str) -> tuple[str, int | None]:
     if text.count(":") != 1:
         if ":" in text:
             raise DomainError(
-                f"{text!r}: IP addresses are not patterns; list CIDRs under egress.allow_cidrs"
+                f"{text!r}: an IPv6 allow entry is written in brackets with its port, "
+                "like [2001:db8::1]:443"
             )
         return text, None
     host, _, port_text = text.partition(":")
@@ -164,7 +168,8 @@ def parse_pattern(text: str, *, for_deny: bool = False) -> DomainPattern:
         raise DomainError(f"{text!r}: expected a host name, not a URL")
     if looks_like_ip(body):
         raise DomainError(
-            f"{text!r}: IP addresses are not patterns; list CIDRs under egress.allow_cidrs"
+            f"{text!r}: an IP address is allowed only as an allow entry with its port "
+            "(10.96.0.1:443 or 10.96.0.0/12:443); deny lists hold names"
         )
     name = normalise_host(body)
     if wildcard and not for_deny and (is_public_suffix(name) or "." not in name):
@@ -173,6 +178,63 @@ def parse_pattern(text: str, *, for_deny: bool = False) -> DomainPattern:
             "names anyone can register; list the registrable domains instead"
         )
     return DomainPattern(name=name, wildcard=wildcard, port=port)
+
+
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class AddressPattern:
+    """An allow entry naming an address or CIDR and the one port it opens."""
+
+    net: IPNet
+    port: int
+
+    def __str__(self) -> str:
+        one = self.net.num_addresses == 1
+        text = str(self.net.network_address) if one else str(self.net)
+        return f"[{text}]:{self.port}" if self.net.version == 6 else f"{text}:{self.port}"
+
+    def matches(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """The address lies in this entry (an IPv6 form embedding IPv4 is compared by the
+        IPv4 it carries: ``[::ffff:10.96.0.1]`` is ``10.96.0.1``)."""
+        if ip.version == self.net.version and ip in self.net:
+            return True
+        if isinstance(ip, ipaddress.IPv6Address) and self.net.version == 4:
+            inner = ip.ipv4_mapped
+            return inner is not None and inner in self.net
+        return False
+
+
+def is_address_entry(text: str) -> bool:
+    """Does this allow entry name an address or CIDR (rather than a DNS name)?"""
+    raw = text.strip()
+    if raw.startswith("[") or "/" in raw or raw.count(":") > 1:
+        return True
+    return looks_like_ip(raw.partition(":")[0])
+
+
+def parse_address_pattern(text: str) -> AddressPattern:
+    """``10.96.0.1:443``, ``10.96.0.0/12:443``, ``[fd00::1]:443``; the port is required."""
+    raw = text.strip()
+    if raw.startswith("["):
+        addr, sep, port_text = raw[1:].partition("]:")
+    else:
+        addr, sep, port_text = raw.rpartition(":") if raw.count(":") == 1 else (raw, "", "")
+    if not sep:
+        raise DomainError(
+            f"{text!r}: an address entry must name its port, like 10.96.0.1:443 or "
+            "[2001:db8::1]:443 (an IP address is a destination of its own)"
+        )
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise DomainError(f"{text!r}: port must be a number from 1 to 65535")
+    try:
+        net = ipaddress.ip_network(addr, strict=True)
+    except ValueError as exc:
+        raise DomainError(
+            f"{text!r}: expected an address or CIDR in canonical form ({exc})"
+        ) from None
+    return AddressPattern(net, int(port_text))
 
 
 class PatternSet:

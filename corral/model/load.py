@@ -6,6 +6,7 @@ the path inside the document (``spec.agents[1].egress.allow[3]``). Nothing here 
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Iterator
@@ -112,8 +113,44 @@ def problems_from_validation(file: str, doc: Any, exc: ValidationError) -> list[
     return out
 
 
+MAX_DEPTH = 64
+_FLOW = re.compile(r"""'[^'\n]*'|"(?:[^"\\\n]|\\.)*"|#[^\n]*|[\[\]{}]""")
+
+
+def flow_depth(text: str) -> int:
+    """The deepest ``[``/``{`` nesting outside quotes and comments, found without parsing:
+    the YAML parser needs seconds and all its stack for thousands of levels."""
+    depth = deepest = 0
+    for m in _FLOW.finditer(text):
+        tok = m.group()
+        if tok in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif tok in "]}":
+            depth = max(0, depth - 1)
+    return deepest
+
+
 def parse_policy(text: str, file: str = "<policy>") -> tuple[Policy, list[Problem]]:
-    """Validate policy text; returns the policy and its lint warnings, or raises PolicyError."""
+    """Validate policy text; returns the policy and its lint warnings, or raises PolicyError.
+
+    A document nested so deeply that a parser runs out of stack (thousands of ``[[[``) is a
+    ``PolicyError`` too, never a ``RecursionError`` that kills a reload or prints a traceback.
+    """
+    depth = flow_depth(text)
+    if depth > MAX_DEPTH:
+        raise PolicyError([Problem(file, "(document)",
+                                   f"nested {depth} levels deep; a policy needs at most "
+                                   f"{MAX_DEPTH}")])
+    try:
+        return _parse_policy(text, file)
+    except RecursionError:
+        raise PolicyError([Problem(file, "(document)",
+                                   "nested too deeply to be a policy (parser recursion limit)")]
+                          ) from None
+
+
+def _parse_policy(text: str, file: str) -> tuple[Policy, list[Problem]]:
     try:
         doc = _yaml().load(text)
     except MarkedYAMLError as exc:

@@ -20,8 +20,14 @@ from pydantic import (
 )
 
 from corral.model.admission import Admission
-from corral.model.control import Response
-from corral.model.domains import DomainPattern, parse_pattern
+from corral.model.control import Access, Response
+from corral.model.domains import (
+    AddressPattern,
+    DomainPattern,
+    is_address_entry,
+    parse_address_pattern,
+    parse_pattern,
+)
 from corral.model.images import RegistryPrefix, parse_registry_prefix
 from corral.model.ingress import Ingress
 from corral.model.policy_base import Strict
@@ -74,6 +80,14 @@ def _pattern(value: object, *, for_deny: bool = False) -> DomainPattern:
     return parse_pattern(value, for_deny=for_deny)
 
 
+def _allow_entry(value: object) -> DomainPattern | AddressPattern:
+    if isinstance(value, AddressPattern):
+        return value
+    if isinstance(value, str) and is_address_entry(value):
+        return parse_address_pattern(value)
+    return _pattern(value)
+
+
 def _deny_pattern(value: object) -> DomainPattern:
     return _pattern(value, for_deny=True)
 
@@ -112,6 +126,16 @@ _PATTERN_SCHEMA = WithJsonSchema({
 })
 Pattern = Annotated[DomainPattern, BeforeValidator(_pattern), PlainSerializer(str),
                     _PATTERN_SCHEMA]
+AllowEntry = Annotated[
+    DomainPattern | AddressPattern, BeforeValidator(_allow_entry), PlainSerializer(str),
+    WithJsonSchema({
+        "type": "string",
+        "examples": ["api.openai.com", "*.weather.gov", "git.corp.example:8443",
+                     "10.96.0.1:443", "10.20.0.0/16:5432"],
+        "description": "exact name or *.name (any depth below, never the apex), optional "
+                       ":port; or an address/CIDR with its required :port",
+    }),
+]
 DenyPattern = Annotated[DomainPattern, BeforeValidator(_deny_pattern), PlainSerializer(str),
                         _PATTERN_SCHEMA]
 Prefix = Annotated[RegistryPrefix, BeforeValidator(_prefix), PlainSerializer(str),
@@ -138,13 +162,31 @@ class Egress(Strict):
     """What one agent may reach through the gateway."""
 
     mode: Literal["enforce", "learn"] = "enforce"
-    allow: tuple[Pattern, ...] = ()
+    allow: tuple[AllowEntry, ...] = ()
     deny: tuple[DenyPattern, ...] = ()
-    allow_cidrs: tuple[Cidr, ...] = ()
+    # Allowed *names* may resolve into these otherwise refused ranges. Never a grant to dial
+    # an IP literal: that takes an allow entry naming the address or CIDR with its port.
+    resolve_into: tuple[Cidr, ...] = ()
+    allow_cidrs: tuple[Cidr, ...] = ()  # the old name of resolve_into: lint says how to move
     sni_check: bool = True
     rate: Rate | None = None
     quota: Quota | None = None
     max_tunnels: int = Field(default=1024, gt=0)
+
+    @property
+    def names(self) -> tuple[DomainPattern, ...]:
+        """The allow entries that are DNS name patterns."""
+        return tuple(p for p in self.allow if isinstance(p, DomainPattern))
+
+    @property
+    def addresses(self) -> tuple[AddressPattern, ...]:
+        """The allow entries that name an address or CIDR with its port."""
+        return tuple(p for p in self.allow if isinstance(p, AddressPattern))
+
+    @property
+    def private_ranges(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """Where allowed names may resolve although the SSRF guard would refuse it."""
+        return self.resolve_into + self.allow_cidrs
 
 
 class Agent(Strict):
@@ -214,6 +256,7 @@ class Spec(Strict):
     admission: Admission = Admission()
     agents: tuple[Agent, ...] = Field(min_length=1)
     response: Response = Response()  # control plane: incidents, sinks, quarantine
+    control: Access = Access()  # control plane: who may reach it, credentials (Secret names)
     runtime: Runtime = Runtime()  # Falco rules per agent (corral.model.runtime)
 
     @model_validator(mode="after")

@@ -35,7 +35,7 @@ RULE_KINDS: Final[tuple[RuleKind, ...]] = (
     "cloud_metadata", "gateway_bypass", "crypto_miner",
 )
 
-DEFAULT_CONTROL_URL: Final = "http://corral-control.corral-system.svc:8765/v1/falco"
+DEFAULT_CONTROL_URL: Final = "https://corral-control.corral-system.svc:8765/v1/falco"
 
 # Fields an exception may compare on. A closed set: each exists in Falco's supported fields,
 # and each is a property of the event an operator can reason about when tuning a rule.

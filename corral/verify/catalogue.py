@@ -74,6 +74,9 @@ TECHNIQUES: tuple[Technique, ...] = (
     Technique("kube-api", "contact the Kubernetes API", "block",
               ("network", "gateway", "falco"), "T1613",
               "discover and change the cluster from inside an agent"),
+    Technique("forge-control-event", "forge a Falco alert and release an agent without "
+              "credentials", "block", ("control-plane",), "T1565",
+              "quarantine a rival agent with a forged alert, or lift one's own quarantine"),
 )
 
 BY_ID = {t.id: t for t in TECHNIQUES}

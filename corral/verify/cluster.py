@@ -17,6 +17,7 @@ failure; every wait is bounded by the options' timeout, on an injectable clock.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import subprocess
@@ -92,9 +93,10 @@ class Env:
     find_event: EventFinder | None = None
 
 
-def default_env() -> Env:
-    """kubectl for real, the real clock, and corral serve's incident API."""
-    return Env(find_event=control_client.find_event)
+def default_env(control_token: str | None = None) -> Env:
+    """kubectl for real, the real clock, and corral serve's incident API (read with its admin
+    token)."""
+    return Env(find_event=functools.partial(control_client.find_event, token=control_token))
 
 
 class ClusterError(RuntimeError):

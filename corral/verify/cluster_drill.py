@@ -37,6 +37,9 @@ LOCAL_ONLY = {
                      " run corral drill --local",
     "byte-quota": "would push the hourly quota of real data to a real allowed destination; run "
                   "corral drill --local",
+    "forge-control-event": "posts forged alerts and release calls to the control plane; the "
+                           "lab's corral serve takes them (run corral drill --local), and the "
+                           "rendered NetworkPolicy keeps agents from reaching it in a cluster",
 }
 
 

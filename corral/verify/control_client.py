@@ -17,10 +17,13 @@ class ControlError(RuntimeError):
     """corral serve did not answer as expected; the message says what it answered."""
 
 
-def get_json(url: str, *, timeout: float = 5.0) -> Any:
+def get_json(url: str, *, timeout: float = 5.0, token: str | None = None) -> Any:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    req = urllib.request.Request(url)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
     try:
-        with opener.open(url, timeout=timeout) as resp:
+        with opener.open(req, timeout=timeout) as resp:
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         raise ControlError(f"GET {url}: {exc.code} {exc.read()[:200]!r}") from None
@@ -35,10 +38,10 @@ def _mentions_pod(incident: dict[str, Any], namespace: str, pod: str) -> bool:
 
 
 def find_event(base_url: str, namespace: str, pod: str, since: float,
-               rule: str | None = None) -> str | None:
+               rule: str | None = None, *, token: str | None = None) -> str | None:
     """Evidence of an incident holding a Falco event of ``pod`` (of ``rule``, when given) seen at
     or after ``since``."""
-    body = get_json(f"{base_url.rstrip('/')}/v1/incidents?limit=1000")
+    body = get_json(f"{base_url.rstrip('/')}/v1/incidents?limit=1000", token=token)
     for inc in body.get("incidents", []) if isinstance(body, dict) else []:
         if not _mentions_pod(inc, namespace, pod):
             continue

@@ -133,7 +133,8 @@ def incident_counts(ctx: Ctx) -> Counts | str:
         return "corral serve is not running"
     try:
         status, body = ctx.lab.http(
-            "GET", f"{ctx.lab.control_url}/v1/incidents?agent={ctx.agent.name}&limit=1000")
+            "GET", f"{ctx.lab.control_url}/v1/incidents?agent={ctx.agent.name}&limit=1000",
+            token=ctx.lab.admin_token)
     except OSError as exc:
         return f"corral serve did not answer: {exc}"
     if status != 200 or not isinstance(body, dict):
@@ -173,7 +174,8 @@ def falco_alert(ctx: Ctx, kind: str, process: str, parent: str) -> ControlResult
     body = json.dumps(falcolab.alert(ctx.policy, ctx.agent, kind,  # type: ignore[arg-type]
                                      pod=pod, process=process, parent=parent)).encode()
     try:
-        status, answer = ctx.lab.http("POST", f"{ctx.lab.control_url}/v1/falco", body)
+        status, answer = ctx.lab.http("POST", f"{ctx.lab.control_url}/v1/falco", body,
+                                      token=ctx.lab.ingest_token)
     except OSError as exc:
         return ControlResult("control-plane", "not_available", f"corral serve did not answer: "
                              f"{exc}")
@@ -378,6 +380,42 @@ def kube_api(ctx: Ctx) -> list[ControlResult]:
     return [net, gw, falco]
 
 
+def forge_control(ctx: Ctx) -> list[ControlResult]:
+    """A neighbour with network access to ``corral serve`` (the gateway namespace's loopback)
+    forges a critical Falco alert for the agent and tries to release it: without credentials,
+    with a wrong token, and (release) with the ingest token. Every call must get 401, and the
+    agent's incidents must not grow."""
+    if ctx.lab.control is None:
+        return [ControlResult("control-plane", "not_available", "corral serve is not running")]
+    before = settled_counts(ctx)
+    forged = json.dumps({"rule": "Forged alert", "priority": "Critical",
+                         "time": "2026-11-26T12:01:58.000000000Z", "output": "forged",
+                         "tags": [f"corral.agent:{ctx.agent.name}"], "output_fields": {}})
+    base, agent = ctx.lab.control_url, ctx.agent.name
+    calls = [("POST", "/v1/falco", forged.encode(), None),
+             ("POST", "/v1/falco", forged.encode(), "forged-" + ctx.token),
+             ("POST", "/v1/gateway", b'{"kind":"access"}', None),
+             ("POST", f"/v1/agents/{agent}/release", b"", None),
+             ("POST", f"/v1/agents/{agent}/release", b"", ctx.lab.ingest_token),
+             ("POST", f"/v1/agents/{agent}/quarantine", b"", ctx.lab.ingest_token)]
+    seen = []
+    for method, path, body, token in calls:
+        try:
+            status, _ = ctx.lab.http(method, base + path, body, token=token)
+        except OSError as exc:
+            return [ControlResult("control-plane", "error", f"{path}: {exc}")]
+        cred = "no credential" if token is None else (
+            "the ingest token" if token == ctx.lab.ingest_token else "a wrong token")
+        seen.append(f"{method} {path} with {cred}: {status}")
+        if status != 401:
+            return [ControlResult("control-plane", "missed", "; ".join(seen))]
+    after = settled_counts(ctx)
+    if isinstance(before, dict) and isinstance(after, dict) and after != before:
+        return [ControlResult("control-plane", "missed", "the forged alert reached an "
+                              f"incident: {before} -> {after}")]
+    return [ControlResult("control-plane", "blocked", "; ".join(seen))]
+
+
 EXERCISES: dict[str, Exercise] = {
     "exfil-new-domain": exfil_new_domain,
     "exfil-paste-site": exfil_paste_site,
@@ -393,6 +431,7 @@ EXERCISES: dict[str, Exercise] = {
     "package-manager": package_manager,
     "read-sa-token": read_sa_token,
     "kube-api": kube_api,
+    "forge-control-event": forge_control,
 }
 
 Runner = Callable[[Ctx], list[ControlResult]]

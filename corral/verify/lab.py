@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import secrets
 import shutil
 import sys
 import time
@@ -64,12 +65,12 @@ class Names:
 
 
 def private_address(agent: Agent) -> str:
-    """A private address the agent's ``allow_cidrs`` do not open (so refusing it is expected)."""
+    """A private address the agent's ``resolve_into`` does not open (refusing it is expected)."""
     import ipaddress  # noqa: PLC0415 - local to the one helper that needs it
 
     for cand in _PRIVATE_CANDIDATES:
         ip = ipaddress.ip_address(cand)
-        if not any(ip in net for net in agent.egress.allow_cidrs):
+        if not any(ip in net for net in agent.egress.private_ranges):
             return cand
     raise LabUnavailable(f"agent {agent.name!r} allows every private test range")
 
@@ -114,6 +115,10 @@ class Lab:
     private: str = field(init=False)
     gateway: netns.Process | None = field(init=False, default=None)
     control: netns.Process | None = field(init=False, default=None)
+    # corral serve runs authenticated, as in a cluster: checks post with the ingest token and
+    # read or act with the admin token; the drill also tries without them
+    ingest_token: str = field(init=False, default_factory=lambda: secrets.token_hex(16))
+    admin_token: str = field(init=False, default_factory=lambda: secrets.token_hex(16))
 
     def __enter__(self) -> Lab:
         reason = unavailable_reason()
@@ -213,11 +218,15 @@ class Lab:
     def _start_control(self) -> None:
         rules = self.workdir / "corral_rules.yaml"
         rules.write_text(falco.rules_text(self.policy))
+        tokens = {"ingest": self.ingest_token, "admin": self.admin_token}
+        for name, token in tokens.items():
+            (self.workdir / f"{name}.token").write_text(token + "\n")
         argv = [sys.executable, "-m", "corral", "serve", "-f", str(self.workdir / "corral.yaml"),
                 "--listen", f"127.0.0.1:{CONTROL_PORT}", "--state", str(self.workdir / "state"),
                 "--tail", str(self.access_log), "--rules", str(rules),
                 "--gateway-admin", self.admin_url, "--overlay", str(self.overlay),
-                "--kube", "off"]
+                "--kube", "off", "--ingest-token-file", str(self.workdir / "ingest.token"),
+                "--admin-token-file", str(self.workdir / "admin.token")]
         self.control = self.bed.start(self.zones.gw, "control", argv)
         self.zones.gw.wait_for_port("127.0.0.1", CONTROL_PORT, timeout=READY_S,
                                     proc=self.control)
@@ -264,11 +273,14 @@ class Lab:
             time.sleep(0.05)
 
     def http(self, method: str, url: str, body: bytes | None = None,
-             timeout: float = 5.0) -> tuple[int, Any]:
-        """A call from the gateway namespace (to the control plane or the gateway admin)."""
+             timeout: float = 5.0, token: str | None = None) -> tuple[int, Any]:
+        """A call from the gateway namespace (to the control plane or the gateway admin),
+        with ``token`` as its bearer credential when given."""
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         with self.zones.gw.entered():
-            req = urllib.request.Request(url, data=body, method=method,
-                                         headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(url, data=body, method=method, headers=headers)
             opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
             try:
                 with opener.open(req, timeout=timeout) as resp:

@@ -83,13 +83,38 @@ class Handler(BaseHTTPRequestHandler):
     label: str | None = None
 
     def _drain_body(self) -> int:
-        length = int(self.headers.get("Content-Length") or 0)
+        """Read the whole request body (Content-Length or chunked), up to ``_MAX_BODY``.
+
+        A body left unread when the server closes makes the kernel answer with RST, which can
+        overtake the response: the gateway would see a reset instead of the answer.
+        """
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._drain_chunked()
+        return self._read(int(self.headers.get("Content-Length") or 0))
+
+    def _read(self, length: int) -> int:
         got = 0
         while got < min(length, _MAX_BODY):
             chunk = self.rfile.read(min(1 << 16, length - got))
             if not chunk:
                 break
             got += len(chunk)
+        return got
+
+    def _drain_chunked(self) -> int:
+        got = 0
+        while got < _MAX_BODY:
+            size_line = self.rfile.readline(1024)
+            try:
+                size = int(size_line.split(b";", 1)[0].strip() or b"x", 16)
+            except ValueError:
+                return got
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailers, then the blank line
+                    pass
+                return got
+            got += self._read(size)
+            self.rfile.readline(1024)  # the CRLF after the chunk's data
         return got
 
     def _answer(self) -> None:

@@ -41,7 +41,7 @@ def pick_agent(policy: Policy, name: str | None = None) -> Agent:
             names = ", ".join(a.name for a in policy.spec.agents)
             raise NoTarget(f"no agent named {name!r} in the policy (agents: {names})") from None
     for a in policy.spec.agents:
-        if a.egress.mode == "enforce" and a.egress.allow:
+        if a.egress.mode == "enforce" and a.egress.names:
             return a
     raise NoTarget("no agent in enforce mode with an allowlist: the gateway refuses nothing "
                    "to test against; pass --agent NAME")
@@ -58,7 +58,7 @@ def _decision(agent: Agent, host: str, port: int) -> str:
 
 def allowed(agent: Agent) -> Target:
     """A destination the agent may reach over CONNECT (first allow entry that decide allows)."""
-    for p in agent.egress.allow:
+    for p in agent.egress.names:
         host, port = _concrete(p), p.port or 443
         if _decision(agent, host, port) != "deny":
             return Target(host, port, f"egress.allow entry {p}")

@@ -58,22 +58,8 @@ def _proxy_get(port: int, url: str) -> bytes:
     return b"".join(chunks)
 
 
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for p in started:
-        p.terminate()
-    for p in started:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
-def test_correlated_incident_quarantines_through_the_real_gateway(
-        tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
-    base, admin, control = _port(), _port(), _port()
+def _policy(tmp_path: Path, base: int, admin: int) -> Path:
+    """One agent, its gateway on free loopback ports, quarantine at critical."""
     policy = tmp_path / "corral.yaml"
     policy.write_text(f"""\
 apiVersion: corral.dev/v1alpha1
@@ -90,6 +76,26 @@ spec:
   response:
     quarantine: {{min_severity: critical}}
 """)
+    return policy
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for p in started:
+        p.terminate()
+    for p in started:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def test_correlated_incident_quarantines_through_the_real_gateway(
+        tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+    base, admin, control = _port(), _port(), _port()
+    policy = _policy(tmp_path, base, admin)
     log = tmp_path / "access.log"
     token = tmp_path / "gateway-admin-token"
     token.write_text("s3cret-admin\n")  # the gateway refuses quarantine changes without it
@@ -132,3 +138,47 @@ spec:
     assert _get(gw + "/v1/quarantine")["quarantined"] == []
     actions = [a["action"] for a in _get(cp + "/v1/actions")["actions"]][::-1]
     assert actions == ["quarantine", "gateway_quarantine", "release", "gateway_release"]
+
+
+def _up(tmp_path: Path, policy: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "corral", "up", "-f", str(policy)],
+                            cwd=tmp_path, stdout=(tmp_path / "up.out").open("ab"),
+                            stderr=(tmp_path / "up.err").open("ab"))
+
+
+def _authed(url: str, token_file: Path, data: bytes | None = None) -> Any:
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
+                                 headers={"Authorization":
+                                          f"Bearer {token_file.read_text().strip()}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def test_up_keeps_quarantine_consistent_across_a_restart(tmp_path: Path) -> None:
+    """corral up ran the gateway without an overlay: after a restart the gateway had forgotten
+    a quarantine the control plane still reported. Now both read and write one overlay file."""
+    base, admin = _port(), _port()
+    policy = _policy(tmp_path, base, admin)
+    gw = f"http://127.0.0.1:{admin}"
+    tokens = tmp_path / ".corral" / "control"
+    for attempt in range(2):
+        proc = _up(tmp_path, policy)
+        try:
+            _until("gateway ready", lambda: _get(gw + "/readyz"))
+            out = _until("control plane up", lambda n=attempt: [
+                line for line in (tmp_path / "up.out").read_text().splitlines()
+                if line.startswith("control: ")][n:])
+            cp = out[0].split()[1].removesuffix("/v1/falco")
+            if attempt == 0:
+                alert = falco_event(rule="Read service account token", priority="Critical")
+                _authed(cp + "/v1/falco", tokens / "ingest.token", orjson.dumps(alert))
+                assert _until("quarantined", lambda: _get(gw + "/v1/quarantine")["quarantined"])
+            # after the restart the gateway and the control plane still agree
+            assert _until("the gateway quarantine", lambda: _get(gw + "/v1/quarantine")
+                          ["quarantined"]) == ["research"]
+            agents = _authed(cp + "/v1/agents", tokens / "admin.token")["agents"]
+            assert agents[0]["quarantined"]
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    assert "Traceback" not in (tmp_path / "up.err").read_text()

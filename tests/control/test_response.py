@@ -13,6 +13,7 @@ import orjson
 import trustme
 from aiohttp import web
 
+from corral.control.app import ControlPlane
 from corral.control.response import KubeConfig, ResponseSettings
 from tests.control.conftest import Clock, PlaneFactory, body, falco_event, run
 
@@ -58,6 +59,20 @@ def _kube_files(tmp_path: Path) -> tuple[ssl.SSLContext, Path, Path]:
     ca.cert_pem.write_to_path(str(sa / "ca.crt"))
     (sa / "token").write_text("token-one\n")
     return server_ctx, sa / "token", sa / "ca.crt"
+
+
+async def kube_plane(make_plane: PlaneFactory, tmp_path: Path
+                      ) -> tuple[Recorder, web.AppRunner, ControlPlane]:
+    """A started plane whose Kubernetes API is the recording stand-in over real TLS."""
+    rec = Recorder()
+    server_ctx, token, ca = _kube_files(tmp_path)
+    runner, port = await _start(rec.app(), server_ctx)
+    plane = make_plane(
+        response=ResponseSettings(namespace="ai-workloads",
+                                  selectors={"research": {"app": "research-agent"}}),
+        kube=KubeConfig(f"https://127.0.0.1:{port}", token, ca))
+    await plane.start(background=False)
+    return rec, runner, plane
 
 
 def test_quarantine_labels_the_pod_and_flips_the_gateway(make_plane: PlaneFactory, clock: Clock,
@@ -115,14 +130,7 @@ def test_quarantine_labels_the_pod_and_flips_the_gateway(make_plane: PlaneFactor
 def test_manual_quarantine_without_pod_labels_every_pod_of_the_agent(
         make_plane: PlaneFactory, tmp_path: Path) -> None:
     async def go() -> None:
-        rec = Recorder()
-        server_ctx, token, ca = _kube_files(tmp_path)
-        runner, port = await _start(rec.app(), server_ctx)
-        plane = make_plane(
-            response=ResponseSettings(namespace="ai-workloads",
-                                      selectors={"research": {"app": "research-agent"}}),
-            kube=KubeConfig(f"https://127.0.0.1:{port}", token, ca))
-        await plane.start(background=False)
+        rec, runner, plane = await kube_plane(make_plane, tmp_path)
         await plane.quarantine("research")
         assert [(r["method"], r["path"]) for r in rec.requests] == [
             ("GET", "/api/v1/namespaces/ai-workloads/pods?labelSelector=app%3Dresearch-agent"),

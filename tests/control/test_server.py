@@ -108,13 +108,14 @@ response:
 """)
         plane = make_plane(pol, sinks={"siem": MockSink("siem")}, max_pending=3)
         async with served(plane) as base, aiohttp.ClientSession() as s:
-            codes = []
-            for _ in range(5):
-                async with s.post(f"{base}/v1/falco", data=orjson.dumps(falco_event())) as r:
-                    codes.append(r.status)
+            one = orjson.dumps(falco_event())
+            post = b"POST /v1/falco HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(one)
+            # five pipelined in one segment: parsed in one pass, before the group commit runs
+            answer = await _raw(base, (post + one) * 4 + post.replace(b"1.1", b"1.0") + one)
+            codes = [int(part[:3]) for part in answer.split(b"HTTP/1.1 ")[1:]]
             assert codes == [200, 200, 200, 503, 503]
             plane.tick()  # drained: accepted again
-            async with s.post(f"{base}/v1/falco", data=orjson.dumps(falco_event())) as r:
+            async with s.post(f"{base}/v1/falco", data=one) as r:
                 assert r.status == 200
     run(go())
 
@@ -134,6 +135,8 @@ def test_admin_quarantine_and_release_need_the_token(make_plane: PlaneFactory,
                 assert r.status == 200 and (await r.json())["ok"]
             assert orjson.loads(overlay.read_bytes()) == {"quarantined": ["research"]}
             async with s.get(f"{base}/v1/agents") as r:
+                assert r.status == 401  # the read API is the admin's too
+            async with s.get(f"{base}/v1/agents", headers=auth) as r:
                 agents = {a["name"]: a for a in (await r.json())["agents"]}
             assert agents["research"]["quarantined"] and not agents["coder"]["quarantined"]
             async with s.post(f"{base}/v1/agents/nobody/release", headers=auth) as r:
@@ -141,7 +144,7 @@ def test_admin_quarantine_and_release_need_the_token(make_plane: PlaneFactory,
             async with s.post(f"{base}/v1/agents/research/release", headers=auth) as r:
                 assert r.status == 200
             assert orjson.loads(overlay.read_bytes()) == {"quarantined": []}
-            async with s.get(f"{base}/v1/actions?agent=research") as r:
+            async with s.get(f"{base}/v1/actions?agent=research", headers=auth) as r:
                 actions = [a["action"] for a in (await r.json())["actions"]]
             assert actions == ["overlay_release", "release", "overlay_quarantine", "quarantine"]
     run(go())

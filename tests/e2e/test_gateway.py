@@ -219,7 +219,9 @@ def test_the_agent_cannot_reach_the_admin_port_as_a_proxy_target(world: cf.World
         assert "corral_" not in resp.text
 
 
-def test_an_allowed_cidr_admits_that_literal_and_nothing_else(world: cf.World) -> None:
+def test_an_address_entry_admits_that_literal_and_nothing_else(world: cf.World) -> None:
+    """``private.test`` may resolve into 10.66.0.0/24; only the entry ``10.66.0.10:80`` admits
+    the literal, and only on port 80."""
     resp = client.get(world.agent, proxy(world, "ops"), f"http://{cf.PRIVATE}/lit")
     assert resp.status == 200 and resp.json()["origin"] == "private"
     rec = record_for(world, resp.client, **{R.AGENT: "ops"})

@@ -156,16 +156,31 @@ def test_values_enable_json_http_output_and_carry_the_rules() -> None:
     assert falco["json_output"] is True
     assert falco["json_include_output_property"] is True
     assert falco["json_include_tags_property"] is True
-    assert falco["http_output"] == {"enabled": True, "url": "https://corral.example:9443/v1/falco",
-                                    "user_agent": "falcosecurity/falco", "insecure": False,
-                                    "keep_alive": True}
+    # falco.yaml's http_output options: mutual TLS with the client Secret mounted by the chart
+    assert falco["http_output"] == {
+        "enabled": True, "url": "https://corral.example:9443/v1/falco",
+        "user_agent": "falcosecurity/falco", "insecure": False,
+        "ca_cert": "/etc/corral-client/ca.crt", "mtls": True,
+        "client_cert": "/etc/corral-client/tls.crt", "client_key": "/etc/corral-client/tls.key",
+        "keep_alive": True}
+    assert values["mounts"] == {
+        "volumes": [{"name": "corral-client", "secret": {"secretName": "corral-falco-client",
+                                                         "defaultMode": 0o400}}],
+        "volumeMounts": [{"name": "corral-client", "mountPath": "/etc/corral-client",
+                          "readOnly": True}]}
     assert values["customRules"][RULES_FILE] == files[RULES_FILE].render()
+
+
+def test_plain_http_control_url_has_no_tls_options() -> None:
+    p = policy(runtime={"control_url": "http://127.0.0.1:8765/v1/falco"})
+    values = yaml.safe_load(compile_falco(p)[VALUES_FILE].render())
+    assert "mtls" not in values["falco"]["http_output"] and "mounts" not in values
 
 
 def test_default_control_url_points_at_corral_serve() -> None:
     values = yaml.safe_load(compile_falco(policy())[VALUES_FILE].render())
     assert values["falco"]["http_output"]["url"] == (
-        "http://corral-control.corral-system.svc:8765/v1/falco")
+        "https://corral-control.corral-system.svc:8765/v1/falco")
 
 
 @pytest.mark.parametrize(("runtime", "where"), [

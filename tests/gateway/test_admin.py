@@ -25,8 +25,9 @@ class Backend:
     def known_agents(self) -> list[str]:
         return ["a", "b"]
 
-    async def set_quarantine(self, agent: str, on: bool) -> None:
+    async def set_quarantine(self, agent: str, on: bool) -> bool:
         (self.q.add if on else self.q.discard)(agent)
+        return True
 
 
 def ask(backend: Backend, raw: bytes) -> Reply:
@@ -40,7 +41,8 @@ def ask(backend: Backend, raw: bytes) -> Reply:
 
 def test_quarantine_routes() -> None:
     b = Backend()
-    assert ask(b, b"PUT /v1/quarantine/a HTTP/1.1\r\n\r\n").status == 200
+    put = ask(b, b"PUT /v1/quarantine/a HTTP/1.1\r\n\r\n")
+    assert (put.status, orjson.loads(put.body)) == (200, {"quarantined": ["a"], "saved": True})
     reply = ask(b, b"GET /v1/quarantine HTTP/1.1\r\n\r\n")
     assert orjson.loads(reply.body) == {"quarantined": ["a"]}
     assert ask(b, b"PUT /v1/quarantine/zz HTTP/1.1\r\n\r\n").status == 404

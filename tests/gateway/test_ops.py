@@ -10,9 +10,7 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -20,20 +18,17 @@ import pytest
 import yaml
 
 from corral.decide import reasons
-from corral.gateway.testing import GatewayProcess, StaticDns, ThreadGateway, free_ports
+from corral.gateway.testing import (
+    GatewayProcess,
+    StaticDns,
+    ThreadGateway,
+    eventually,
+    free_ports,
+)
 from corral.model import records as R
 from tests.gateway.helpers import agent, connect, make_policy, request
 
 LOOP = ["127.0.0.0/8"]
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 @pytest.fixture()

@@ -150,11 +150,21 @@ def test_ip_literal_spellings_are_refused(gw: ThreadGateway, ports: tuple[int, i
     assert status == 403
 
 
-def test_ip_literal_inside_allowed_cidr_passes(gw: ThreadGateway, ports: tuple[int, int]) -> None:
-    status, _, _ = request(gw.ports["research"], "GET", f"http://2130706433:{ports[0]}/")
-    assert status == 200
-    line = last(gw)
-    assert line[R.HOST] == "127.0.0.1" and line[R.REASON] == reasons.ALLOWED_CIDR
+def test_ip_literal_needs_an_allow_entry_naming_it_with_its_port(
+        tmp_path: Path, dns_server: StaticDns, ports: tuple[int, int]) -> None:
+    """``resolve_into`` lets names resolve into loopback; only ``127.0.0.1:<port>`` in allow
+    admits the literal, on that port only."""
+    policy = make_policy(agent("a", allow=[f"127.0.0.1:{ports[0]}"], resolve_into=LOOP),
+                         agent("b", allow=on(ports, "allowed.test"), resolve_into=LOOP))
+    with ThreadGateway(policy, log_path=str(tmp_path / "a.log"),
+                       resolver=("127.0.0.1", dns_server.port)) as g:
+        assert request(g.ports["a"], "GET", f"http://2130706433:{ports[0]}/")[0] == 200
+        assert request(g.ports["a"], "GET", f"http://127.0.0.1:{ports[1]}/")[0] == 403
+        assert request(g.ports["b"], "GET", f"http://127.0.0.1:{ports[0]}/")[0] == 403
+        lines = g.log_lines()
+        assert [(x[R.HOST], x[R.REASON]) for x in lines] == [
+            ("127.0.0.1", reasons.ALLOWED_CIDR), ("127.0.0.1", reasons.FORBIDDEN_ADDRESS),
+            ("127.0.0.1", reasons.FORBIDDEN_ADDRESS)]
 
 
 def test_trailing_dot_and_mixed_case(gw: ThreadGateway, ports: tuple[int, int]) -> None:
@@ -293,14 +303,16 @@ def test_tunnel_logs_bytes_and_resolved(gw: ThreadGateway, ports: tuple[int, int
 
 def test_quarantine_via_admin_api(gw: ThreadGateway, ports: tuple[int, int]) -> None:
     url = f"http://allowed.test:{ports[0]}/"
-    assert admin(gw, "PUT", "/v1/quarantine/research") == (200, {"quarantined": ["research"]})
+    assert admin(gw, "PUT", "/v1/quarantine/research") == (
+        200, {"quarantined": ["research"], "saved": True})
     status, headers, body = request(gw.ports["research"], "GET", url)
     assert status == 403 and headers["x-corral-reason"] == reasons.QUARANTINED
     assert b"quarantined" in body
     assert request(gw.ports["coder"], "GET", url)[0] == 200  # others unaffected
     assert admin(gw, "GET", "/v1/quarantine") == (200, {"quarantined": ["research"]})
     assert admin(gw, "PUT", "/v1/quarantine/nobody")[0] == 404
-    assert admin(gw, "DELETE", "/v1/quarantine/research") == (200, {"quarantined": []})
+    assert admin(gw, "DELETE", "/v1/quarantine/research") == (
+        200, {"quarantined": [], "saved": True})
     assert request(gw.ports["research"], "GET", url)[0] == 200
 
 

@@ -1,17 +1,24 @@
 """Fixtures for the attack suite: a static DNS server, a raw recording origin, and gateways run
 as real subprocesses (``corral gateway``, as deployed) whose stderr must never show a traceback,
-whatever the attack."""
+whatever the attack; for the control plane, a plane on tmp state with a hand-moved clock and
+``serve``, a ``corral serve`` process with both tokens whose stderr is checked the same way."""
 
 from __future__ import annotations
 
 import resource
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from corral.gateway.testing import GatewayProcess, StaticDns
+from tests.control.conftest import clock, make_plane
 from tests.security.origin import RawOrigin
+from tests.security.serve import Serve
+from tests.security.serve import assert_no_traceback as assert_serve_clean
+
+__all__ = ["clock", "make_plane"]
 
 NAMES = ("allowed.test", "other.test")
 StartGateway = Callable[..., GatewayProcess]
@@ -61,3 +68,11 @@ def many_fds() -> None:
     want = 8192 if hard == resource.RLIM_INFINITY else min(8192, hard)
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Serve]:
+    s = Serve(tmp_path).wait_up()
+    yield s
+    s.stop()
+    assert_serve_clean(s)

@@ -57,7 +57,9 @@ def test_drill_local_blocks_or_detects_every_technique() -> None:
     scores = {t["id"]: t for t in report["techniques"]}
     bad = {i: t for i, t in scores.items() if not t["ok"]}
     assert done.returncode == 0 and not bad, json.dumps(bad, indent=1) + done.stderr[-2000:]
-    assert len(scores) == 14
+    assert len(scores) == 15
+    forged = scores["forge-control-event"]  # no credential, wrong token, ingest token: 401
+    assert forged["verdict"] == "blocked" and forged["controls"][0]["evidence"].count("401") == 6
     for t in scores.values():
         assert t["verdict"] in ("blocked", "detected")
         assert all(c["evidence"] for c in t["controls"])

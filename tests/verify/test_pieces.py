@@ -141,7 +141,7 @@ def test_verdicts_and_expectations() -> None:
 
 def test_catalogue_and_exercises_match() -> None:
     assert {t.id for t in TECHNIQUES} == set(EXERCISES)
-    assert len(TECHNIQUES) == 14
+    assert len(TECHNIQUES) == 15
 
 
 def test_a_broken_exercise_scores_error_and_the_drill_goes_on() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import http.server
 import ipaddress
 import json
@@ -27,7 +28,7 @@ DOC = {
         "gateway": {"base_port": 18480, "admin_port": 18490},
         "agents": [
             {"name": "research", "selector": {"app": "research"},
-             "egress": {"allow": ["allowed.test"], "allow_cidrs": [SUBNET]}},
+             "egress": {"allow": ["allowed.test"], "resolve_into": [SUBNET]}},
             {"name": "other", "selector": {"app": "other"}},
         ],
     },
@@ -104,7 +105,9 @@ print(json.dumps(out))
                     reason=run_mod.unavailable_reason() or "")
 def test_the_command_reaches_only_its_listener(tmp_path: Path, origin: int) -> None:
     policy = tmp_path / "corral.yaml"
-    policy.write_text(yaml.safe_dump(DOC))
+    doc = copy.deepcopy(DOC)
+    doc["spec"]["agents"][0]["egress"]["allow"].append(f"10.239.201.1:{origin}")
+    policy.write_text(yaml.safe_dump(doc))
     log = tmp_path / "access.log"
     code = AGENT.replace("ORIGIN", str(origin))
     done = subprocess.run([sys.executable, "-m", "corral", "run", "--agent", "research",

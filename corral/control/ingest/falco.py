@@ -8,12 +8,12 @@ Missing or mistyped required fields raise ``BadEvent`` naming the field.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
 from corral.control.events import SOURCE_FALCO, SOURCE_INTERNAL, BadEvent, Event
-from corral.model.control import parse_severity
+from corral.model.control import is_namespace_name, is_object_name, parse_severity
 
 INTERNAL_PREFIX = "Falco internal:"
 _UNKNOWN = frozenset(("", "<NA>", "N/A"))
@@ -42,7 +42,8 @@ def parse_falco(obj: dict[str, Any], known_rules: Collection[str] = ()) -> Event
     return Event(
         source=SOURCE_INTERNAL if internal else SOURCE_FALCO, time=_time(obj), rule=rule,
         severity=severity, output=output if type(output) is str else str(output),
-        fields=fields, pod=_known(get("k8s.pod.name")), namespace=_known(get("k8s.ns.name")),
+        fields=fields, pod=_name(get("k8s.pod.name"), is_object_name),
+        namespace=_name(get("k8s.ns.name"), is_namespace_name),
         hostname=_known(obj.get("hostname")), labels=_known(get("k8s.pod.labels")),
         tags=tuple(tags),
     )
@@ -62,6 +63,14 @@ def _known(value: Any) -> str | None:
     if type(value) is str:
         return None if value in _UNKNOWN else value
     return None if value is None else str(value)
+
+
+def _name(value: Any, valid: Callable[[object], bool]) -> str | None:
+    """A pod or namespace name, or None unless it is a valid Kubernetes name: these reach API
+    paths (quarantine labels the pod), so a forged ``../..`` never leaves this function. The raw
+    value stays in the event's ``output_fields`` for whoever reads the incident."""
+    name = _known(value)
+    return name if name is not None and valid(name) else None
 
 
 def _time(obj: dict[str, Any]) -> float:

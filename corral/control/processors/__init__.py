@@ -21,7 +21,7 @@ class Outbox:
     dirty: dict[str, Incident] = field(default_factory=dict)  # incidents to write
     deliveries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # sink -> items
     triggers: list[Incident] = field(default_factory=list)  # incidents that cross the threshold
-    merged: list[Incident] = field(default_factory=list)  # folded into another by this event
+    merged: list[Incident] = field(default_factory=list)  # folded into another, or evicted: over
     counts: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (agent, source, rule)
     pending: int = 0  # deliveries waiting
 

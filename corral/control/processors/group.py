@@ -28,6 +28,7 @@ class Group:
         self._falco: dict[str, str] = {}  # agent -> Falco incident updated last
         self._gateway: dict[str, str] = {}  # agent -> its gateway-denial incident
         self._joined: dict[str, str] = {}  # agent -> correlated incident gateway denials join
+        self.evicted = 0  # incidents closed early at max_open
         for inc in open_incidents:
             self._index(inc)
 
@@ -37,8 +38,11 @@ class Group:
         if inc is None:
             inc = self._live(self._by_key.get((ev.subject, ev.rule)), now, self._s.window_s)
         if inc is None:
+            self._evict(out)
             inc = self._create(ev, now)
             ev.change = NOTICE_OPENED
+        else:  # least recently updated first: eviction takes the coldest
+            self.open[inc.id] = self.open.pop(inc.id)
         if inc.add(ev, now) and ev.change is None:
             ev.change = NOTICE_ESCALATED
         if ev.source == SOURCE_FALCO and ev.agent:
@@ -50,12 +54,25 @@ class Group:
         return True
 
     def sweep(self, now: float) -> list[Incident]:
-        """Close incidents quiet for longer than the window; returns them."""
-        quiet = [i for i in self.open.values() if now - i.last_seen > self._s.window_s]
+        """Close incidents quiet for longer than the window or open longer than max_age_s."""
+        window, age = self._s.window_s, self._s.max_age_s
+        quiet = [i for i in self.open.values()
+                 if now - i.last_seen > window or now - i.first_seen > age]
         for inc in quiet:
             inc.status = "closed"
             self._forget(inc)
         return quiet
+
+    def _evict(self, out: Outbox) -> None:
+        """At ``max_open``, close the least recently updated incident (its sinks get
+        ``closed``), so a flood of distinct subjects cannot grow memory."""
+        while len(self.open) >= self._s.max_open:
+            coldest = self.open[next(iter(self.open))]
+            coldest.status = "closed"
+            self._forget(coldest)
+            out.dirty[coldest.id] = coldest
+            out.merged.append(coldest)
+            self.evicted += 1
 
     def _gateway_target(self, ev: Event, now: float) -> Incident | None:
         agent = ev.agent or ""

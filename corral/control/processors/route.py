@@ -70,6 +70,6 @@ class Route:
                 out.deliver(r.sink, payload)
 
     def _event_item(self, ev: Event) -> dict[str, Any]:
-        item = ev.summary()
+        item = ev.sample()
         item["key"] = f"evt-{self._prefix}-{next(self._seq)}"
         return item

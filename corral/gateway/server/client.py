@@ -50,13 +50,14 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # retried once on a stale 
 class ClientConnection(asyncio.Protocol):
     """One agent connection: a keep-alive series of plain HTTP requests, or one tunnel."""
 
-    __slots__ = ("client", "client_eof", "counted", "flow", "gw", "head_since", "inner", "paused",
-                 "peek", "port", "pumping", "queue", "reader", "req_done", "resp", "reused",
-                 "seen", "state", "task", "transport", "up")
+    __slots__ = ("agent", "client", "client_eof", "counted", "flow", "gw", "head_since", "inner",
+                 "paused", "peek", "port", "pumping", "queue", "reader", "req_done", "resp",
+                 "reused", "seen", "state", "task", "transport", "up")
 
     def __init__(self, gw: Gateway, port: int) -> None:
         self.gw = gw
         self.port = port
+        self.agent = gw.snapshot.agent_by_port.get(port, "")  # who it was accepted as
         lim = gw.snapshot.limits
         self.reader: RequestReader | None = RequestReader(lim.header_bytes, lim.headers)
         self.queue: list[Event] = []  # a list: tiny, and 10,000 idle deques cost 6 MB
@@ -223,19 +224,26 @@ class ClientConnection(asyncio.Protocol):
             self._refuse(flow, verdict)
         elif verdict is None and flow.kind == "http" and self._from_pool(flow):
             self._relay_http(flow)  # every step ran synchronously; a pooled upstream is ready
+        elif verdict is None and flow.kind == "connect":
+            self._open_tunnel(flow)  # checks passed synchronously: 200 now, dial after the SNI
         else:
             # the client is paused only if it sends more before the setup ends (data_received):
             # most clients wait for the answer, and pausing costs two epoll_ctl calls
             self.task = asyncio.get_running_loop().create_task(self._setup(flow, verdict))
 
-    async def _setup(self, flow: Flow, pending: Awaitable[Refusal | None] | None) -> None:
+    @staticmethod
+    async def _attempt(flow: Flow, step: Awaitable[Refusal | None]) -> Refusal | None:
+        """Await a setup step; an internal error becomes a logged 502, never a dead task."""
         try:
-            refusal = await pending if pending is not None else None
-            if refusal is None and self.state != CLOSED:  # no dial for a client already gone
-                refusal = await self._dial(flow)
+            return await step
         except Exception:
             log.exception("gateway: internal error while setting up %s", flow.host)
-            refusal = Refusal(502, reasons.UPSTREAM_FAILED, None, "internal error", deny=False)
+            return Refusal(502, reasons.UPSTREAM_FAILED, None, "internal error", deny=False)
+
+    async def _setup(self, flow: Flow, pending: Awaitable[Refusal | None] | None) -> None:
+        refusal = await self._attempt(flow, pending) if pending is not None else None
+        if refusal is None and self.state != CLOSED and flow.kind != "connect":
+            refusal = await self._attempt(flow, self._dial(flow))  # tunnels: after the SNI check
         self.task = None
         if self.state == CLOSED:
             if self.up is not None:
@@ -462,7 +470,9 @@ class ClientConnection(asyncio.Protocol):
 
     # -- tunnels
     def _open_tunnel(self, flow: Flow) -> None:
-        assert self.transport is not None and self.up is not None
+        """Answer 200 and wait for the ClientHello: nothing is dialled before every check of
+        the tunnel (SNI included) has passed, so a refused tunnel never opens a connection."""
+        assert self.transport is not None
         flow.status = 200
         flow.bytes_down += len(responses.CONNECT_OK)
         self.transport.write(responses.CONNECT_OK)
@@ -476,7 +486,6 @@ class ClientConnection(asyncio.Protocol):
         flow.head = None  # the log needs none of it: keep idle tunnels small
         self.state = PEEK
         self.head_since = self.gw.tick
-        self.up.go_live()
         self.resume_client()
         self._check_hello()
 
@@ -503,12 +512,30 @@ class ClientConnection(asyncio.Protocol):
         if isinstance(verdict, Refusal):
             self._refuse(flow, verdict)
             return
+        self.state = SETUP
+        self.head_since = None
+        self.pause_client()  # nothing more, not even an EOF, is read until the tunnel is open
+        self.task = asyncio.get_running_loop().create_task(self._dial_tunnel(flow))
+
+    async def _dial_tunnel(self, flow: Flow) -> None:
+        """The checked tunnel's dial; bytes the client sends meanwhile wait in ``peek``."""
+        refusal = await self._attempt(flow, self._dial(flow))
+        self.task = None
+        if self.state == CLOSED:
+            if self.up is not None:
+                self.up.close()
+            return
+        if refusal is not None or self.up is None:  # the 200 is sent: all we can do is close
+            flow.refuse(refusal or Refusal(502, reasons.UPSTREAM_FAILED, deny=False))
+            self._close()
+            return
         data, self.peek = self.peek, b""
         self.state = TUNNEL
-        self.head_since = None
+        self.up.go_live()
         self.gw.pipeline.opened(flow)
         if data:
             self._to_upstream(data)
+        self.resume_client()
 
     def _http_inside(self, flow: Flow) -> None:
         """The tunnel carries plain HTTP to an HTTP port: from now on the connection is a

@@ -87,8 +87,12 @@ class Gateway:
         await self.sync_listeners()
 
     def cut(self, agent: str) -> int:
-        """Close every connection of ``agent`` now (quarantine); returns how many."""
-        mine = [c for c in self.conns if self.snapshot.agent_by_port.get(c.port) == agent]
+        """Close every connection of ``agent`` now (quarantine); returns how many.
+
+        By the agent each connection was accepted (or its flow identified) as, never by its
+        port now: a reload may have given that port to another agent."""
+        mine = [c for c in self.conns
+                if c.agent == agent or (c.flow is not None and c.flow.agent == agent)]
         for conn in mine:
             conn.cut(reasons.QUARANTINED)
         return len(mine)

@@ -12,15 +12,16 @@ Each step is a class with any of these hooks, all taking the flow:
 - ``done(flow) -> None`` once, when the flow ends (accounting, metrics, the access line).
 
 Order: identify (listener port -> agent) -> parse target -> decide -> rate/quota/tunnels ->
-resolve + SSRF guard -> [server dials the vetted address, answers 200 for CONNECT] -> SNI check ->
-[relay] -> account -> metrics -> log. Limits run before resolution so that a throttled agent
-costs no DNS query, and before ``200 Connection established`` so a 429 can still be sent.
+resolve + SSRF guard -> self guard -> [server dials the vetted address; a CONNECT is answered
+200 first and dialled after the SNI check] -> SNI check -> [relay] -> account -> metrics -> log.
+Limits run before resolution so that a throttled agent costs no DNS query, and before
+``200 Connection established`` so a 429 can still be sent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from corral.gateway.flow import Flow, Refusal
@@ -29,7 +30,17 @@ from corral.gateway.metrics import GatewayMetrics
 from corral.gateway.protocol.tls import Hello
 from corral.gateway.ratelimit import Clock
 from corral.gateway.resolver import Resolver
-from corral.gateway.steps import decide, identify, limits, observe, resolve, sni, target
+from corral.gateway.sharedlimits import LimitPlan
+from corral.gateway.steps import (
+    decide,
+    identify,
+    limits,
+    observe,
+    resolve,
+    selfguard,
+    sni,
+    target,
+)
 
 Verdict = Refusal | None
 RequestHook = Callable[[Flow], Verdict | Awaitable[Verdict]]
@@ -46,6 +57,8 @@ class Context:
     log: AccessLog
     clock: Clock  # monotonic seconds for rate limits (tests inject a fake)
     wall: Clock  # epoch seconds for log timestamps
+    own: selfguard.OwnAddresses = field(default_factory=selfguard.OwnAddresses)
+    plan: LimitPlan = field(default_factory=LimitPlan)  # this process's share
 
 
 class Pipeline:
@@ -114,13 +127,14 @@ class Pipeline:
 
 def build_pipeline(ctx: Context) -> Pipeline:
     """THE order of the gateway's steps."""
-    book = limits.LimitBook(ctx.clock)
+    book = limits.LimitBook(ctx.clock, ctx.plan)
     return Pipeline((
         identify.Identify(book),
         target.ParseTarget(),
         decide.Decide(),
         limits.Limits(ctx.metrics),
         resolve.ResolveGuard(ctx.resolver),
+        selfguard.SelfGuard(ctx.own),
         sni.SniCheck(),
         limits.Release(ctx.metrics),
         observe.Metrics(ctx.metrics),

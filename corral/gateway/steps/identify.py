@@ -8,21 +8,23 @@ from __future__ import annotations
 
 from corral.decide import reasons
 from corral.gateway.flow import Flow, Refusal
-from corral.gateway.ratelimit import AgentLimits, Clock, build_limits
+from corral.gateway.ratelimit import AgentLimits, Clock
+from corral.gateway.sharedlimits import LimitPlan, build
 
 
 class LimitBook:
     """Agent name -> limiters; a limiter is rebuilt only when that agent's limits change."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, plan: LimitPlan | None = None) -> None:
         self._clock = clock
+        self._plan = plan or LimitPlan()
         self._by_agent: dict[str, AgentLimits] = {}
 
     def get(self, agent: str, per_minute: int | None, bytes_per_hour: int | None) -> AgentLimits:
         found = self._by_agent.get(agent)
         if found is None or found.key != (per_minute, bytes_per_hour):
             tunnels = found.tunnels if found is not None else 0
-            found = build_limits(per_minute, bytes_per_hour, self._clock)
+            found = build(agent, per_minute, bytes_per_hour, self._clock, self._plan)
             found.tunnels = tunnels
             self._by_agent[agent] = found
         return found

@@ -56,7 +56,7 @@ class ResolveGuard:
 
     def _guard(self, flow: Flow, found: tuple[IPAddress, ...]) -> Refusal | None:
         assert flow.rules is not None
-        vetted, category = self._vetted(found, flow.rules.allow_cidrs)
+        vetted, category = self._vetted(found, flow.rules.resolve_into)
         if not vetted:
             flow.resolved = str(found[0])
             return Refusal(403, reasons.FORBIDDEN_ADDRESS, f"ssrf:{category}",

@@ -1,15 +1,16 @@
-"""Findings of the maintenance reports, and their text and SARIF forms.
+"""Findings of the reports (``corral audit`` and the maintenance reports), and their text and
+SARIF forms.
 
-Each report module (``inventory``, ``vulns``, ``conformance``) owns a table of ``Rule`` values;
-a ``Finding`` names its rule, the subject (an image, an agent, a policy entry) and where the
-evidence came from. SARIF 2.1.0 is what code-scanning UIs read, as ``corral audit`` emits it.
+Each report module (``verify.audit``, ``maintain.inventory``, ``vulns``, ``conformance``) owns a
+table of ``Rule`` values; a finding names its rule, the subject (an object, an image, an agent, a
+policy entry) and where the evidence came from. SARIF 2.1.0 is what code-scanning UIs read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 Level = Literal["error", "warning", "note"]
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -34,15 +35,29 @@ class Finding:
         return {**asdict(self), "level": rules[self.rule].level, "help": rules[self.rule].help}
 
 
-def _location(f: Finding) -> dict[str, Any]:
+class Reported(Protocol):
+    """What SARIF needs of a finding (``Finding`` here, ``verify.audit.Finding``)."""
+
+    @property
+    def rule(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+
+
+def _location(f: Reported) -> dict[str, Any]:
     location: dict[str, Any] = {"logicalLocations": [{"fullyQualifiedName": f.subject,
                                                       "kind": "resource"}]}
-    if f.source and not f.source.startswith(("(", "-")):
+    # a file is a location; "-" (stdin), "(store)"-style and "rendered:" sources are not
+    if f.source and not f.source.startswith(("(", "-", "rendered:")):
         location["physicalLocation"] = {"artifactLocation": {"uri": f.source}}
     return location
 
 
-def to_sarif(findings: Iterable[Finding], rules: Mapping[str, Rule], tool: str,
+def to_sarif(findings: Iterable[Reported], rules: Mapping[str, Rule], tool: str,
              version: str) -> dict[str, Any]:
     """SARIF 2.1.0, one run, every rule described."""
     return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [{
