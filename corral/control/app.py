@@ -46,6 +46,7 @@ from corral.control.sinks.worker import SinkProcess, queue_path
 from corral.control.store import IncidentStore
 from corral.model.control import NOTICE_CLOSED, NOTICE_OPENED
 from corral.model.policy import Policy
+from corral.model.records import requests_of
 
 log = logging.getLogger("corral.control")
 MAX_BEHAVIOUR_BACKLOG = 16 << 20  # bytes buffered or queued for the behaviour worker: 503s
@@ -251,7 +252,8 @@ class ControlPlane:
         if self.behaviour is not None:
             self.behaviour.add_access(line)
         if ev is None:
-            self.metrics.events.labels("gateway_allow").inc()
+            if requests_of(obj):  # not a tunnel's progress or close line: counted when it opened
+                self.metrics.events.labels("gateway_allow").inc()
             return
         self._journal.append(journal.ACCESS + line + b"\n")
         self.process(ev)

@@ -1,7 +1,8 @@
 """One request or tunnel as it moves through the steps: what was asked, decided, dialled, sent.
 
 ``server`` creates a ``Flow`` per request head, the steps fill it in, and the log step turns it
-into the canonical access line once the flow ends. Slots keep 10,000 idle tunnels small.
+into the canonical access line once the flow ends, or, for a tunnel, into lines when it opens,
+while it stays open and when it closes. Slots keep 10,000 idle tunnels small.
 """
 
 from __future__ import annotations
@@ -47,10 +48,15 @@ class Flow:
         "head",
         "host",
         "http_only",
+        "id",
         "kind",
         "limits",
+        "line_at",
         "listen_port",
+        "logged_down",
+        "logged_up",
         "method",
+        "opened",
         "path",
         "port",
         "reason",
@@ -96,6 +102,11 @@ class Flow:
         self.tunnel_held = False
         self.http_only = False  # a CONNECT allowed only because plain HTTP may use its port
         self.carrier = False  # a CONNECT that carried plain HTTP: its requests are the lines
+        self.id = ""  # the access lines' flow id, given by the log step
+        self.opened = False  # a tunnel carrying bytes: logged as open, progress, close
+        self.line_at = 0.0  # wall time of the tunnel's latest line
+        self.logged_up = 0  # bytes counted in lines already written
+        self.logged_down = 0
 
     def refuse(self, refusal: Refusal) -> None:
         if refusal.deny:
@@ -105,12 +116,20 @@ class Flow:
             self.rule = refusal.rule if refusal.rule is not None else self.rule
         self.status = refusal.status
 
-    def record(self, time_text: str, duration_ms: float) -> AccessRecord:
-        return {
-            R.TIME: time_text, R.KIND: R.KIND_ACCESS, R.AGENT: self.agent, R.CLIENT: self.client,
-            R.METHOD: self.method, R.HOST: self.host, R.PORT: self.port, R.PATH: self.path,
-            R.DECISION: self.decision, R.REASON: self.reason, R.RULE: self.rule,
-            R.RESOLVED: self.resolved, R.SNI: self.sni, R.BYTES_UP: self.bytes_up,
-            R.BYTES_DOWN: self.bytes_down, R.DURATION_MS: duration_ms, R.STATUS: self.status,
-            R.POLICY_VERSION: self.snap.version,
+    def record(self, time_text: str, duration_ms: float,
+               event: str = R.EVENT_REQUEST) -> AccessRecord:
+        """The next line of this flow: its bytes are those not in an earlier line."""
+        up, down = self.bytes_up - self.logged_up, self.bytes_down - self.logged_down
+        self.logged_up, self.logged_down = self.bytes_up, self.bytes_down
+        line: AccessRecord = {
+            R.TIME: time_text, R.KIND: R.KIND_ACCESS, R.EVENT: event, R.FLOW: self.id,
+            R.AGENT: self.agent, R.CLIENT: self.client, R.METHOD: self.method, R.HOST: self.host,
+            R.PORT: self.port, R.PATH: self.path, R.DECISION: self.decision,
+            R.REASON: self.reason, R.RULE: self.rule, R.RESOLVED: self.resolved, R.SNI: self.sni,
+            R.BYTES_UP: up, R.BYTES_DOWN: down, R.DURATION_MS: duration_ms,
+            R.STATUS: self.status, R.POLICY_VERSION: self.snap.version,
         }
+        if event != R.EVENT_REQUEST:
+            line[R.BYTES_UP_TOTAL] = self.bytes_up
+            line[R.BYTES_DOWN_TOTAL] = self.bytes_down
+        return line

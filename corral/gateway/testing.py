@@ -4,7 +4,7 @@
   from a policy file or ``Policy`` object with every agent on a free port, ready when ``/readyz``
   answers 200. Used by the e2e and benchmark code too.
 - ``ThreadGateway``: the same ``Runtime`` in a thread with its own uvloop loop, for tests that
-  inject a clock or a resolver.
+  inject a clock (monotonic for limits, wall for the log and its progress lines) or a resolver.
 - ``StaticDns``: a UDP DNS server on loopback answering A/AAAA from a dict (a list of answers per
   name is served in turn, for rebinding tests); counts the queries it received.
 """
@@ -211,7 +211,8 @@ class ThreadGateway:
     def __init__(self, policy: Policy | dict[str, Any], *, log_path: str,
                  resolver: tuple[str, int] | None = None,
                  clock: Callable[[], float] | None = None, poll_seconds: float = 1.0,
-                 overlay: str | None = None, policy_path: str | None = None) -> None:
+                 overlay: str | None = None, policy_path: str | None = None,
+                 wall: Callable[[], float] | None = None) -> None:
         doc = policy_on_free_ports(policy)
         self.ports = {a["name"]: a["port"] for a in doc["spec"]["agents"]}
         self.policy_path = policy_path or log_path + ".policy.yaml"
@@ -223,6 +224,8 @@ class ThreadGateway:
         kwargs: dict[str, Any] = {"say": lambda _t: None}
         if clock is not None:
             kwargs["clock"] = clock
+        if wall is not None:
+            kwargs["wall"] = wall
         self._make: Callable[[], app.Runtime] = lambda: app.Runtime(self.opts, snap, **kwargs)
         self.runtime: app.Runtime | None = None
         self.loop: asyncio.AbstractEventLoop | None = None

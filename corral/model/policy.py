@@ -232,6 +232,8 @@ class Gateway(Strict):
     admin_port: Port = 9090
     resources: Resources = Resources()
     limits: GatewayLimits = GatewayLimits()
+    # an open tunnel writes a progress line (bytes since its previous line) this often
+    log_progress_s: float = Field(default=60.0, ge=1.0)
 
 
 class Dns(Strict):

@@ -25,7 +25,7 @@ MAX_ERRORS: Final = 20
 UNKNOWN_POD: Final = "?"
 
 # value list of one in-memory key: requests, bytes_up, bytes_down, first, last, first line,
-# requests per UTC hour (24 counts)
+# requests per UTC hour (24 counts), lines
 _Agg = list[Any]
 _Key = tuple[Any, Any, Any, str, Any, Any]  # agent, host, port, date, decision, rule
 
@@ -105,6 +105,7 @@ class AccessBatch:
         f_kind, kind_access, f_time = rec.KIND, rec.KIND_ACCESS, rec.TIME
         f_up, f_down, f_agent, f_host = rec.BYTES_UP, rec.BYTES_DOWN, rec.AGENT, rec.HOST
         f_port, f_decision, f_rule, f_client = rec.PORT, rec.DECISION, rec.RULE, rec.CLIENT
+        counted = rec.counted  # a tunnel's request once (open line), its bytes as deltas
         n, count, skipped = first_line - 1, 0, 0
         for n, x in enumerate(items, first_line):
             try:
@@ -115,8 +116,7 @@ class AccessBatch:
                 t = r[f_time]
                 if t[-1] != "Z":
                     t = to_utc_text(t)
-                up = r[f_up]
-                down = r[f_down]
+                requests, up, down = counted(r)
                 if up.__class__ is not int or down.__class__ is not int or up < 0 or down < 0:
                     reject(n, f"fields {f_up!r}/{f_down!r}: expected byte counts (integers "
                               f">= 0), got {up!r}/{down!r}")
@@ -125,13 +125,14 @@ class AccessBatch:
                 a = dest.get(key)
                 if a is None:
                     per_hour = [0] * 24
-                    per_hour[int(t[11:13])] = 1
-                    dest[key] = [1, up, down, t, t, n, per_hour]
+                    per_hour[int(t[11:13])] = requests
+                    dest[key] = [requests, up, down, t, t, n, per_hour, 1]
                 else:
-                    a[0] += 1
+                    a[0] += requests
+                    a[7] += 1
                     a[1] += up
                     a[2] += down
-                    a[6][int(t[11:13])] += 1
+                    a[6][int(t[11:13])] += requests
                     if t < a[3]:
                         a[3] = t
                     elif t > a[4]:
@@ -167,12 +168,12 @@ class AccessBatch:
             if day == -1:
                 day = days[iso] = _day_or_none(iso)
             if not _key_ok(key, day, a):
-                self.reject(a[5], _key_problem(key, day, a), a[0])
-                self.records -= a[0]
+                self.reject(a[5], _key_problem(key, day, a), a[7])
+                self.records -= a[7]
                 continue
             if (agent, day) in self.skip_days:
-                self.live += a[0]
-                self.records -= a[0]
+                self.live += a[7]
+                self.records -= a[7]
                 continue
             idx = 3 + DECISIONS.index(decision)
             accepted.add((agent, host, port))

@@ -47,10 +47,12 @@ class Ctx:
         """Probe results and the access-log lines the attempts produced (by proxied count)."""
         mark = len(self.lab.log_lines())
         results = self.lab.probe(attempts)
-        # One line per proxied request: an upload makes as many requests as it reports.
+        # One counted line (a request, or a tunnel's open) per proxied request: an upload makes
+        # as many requests as it reports.
         proxied = sum(int(results.get(a["id"], {}).get("requests", 1)) if a["kind"] == "upload"
                       else 1 for a in attempts if a["kind"] in ("connect", "http", "upload"))
-        self.lab.wait_log(lambda _r: len(self.lab.log_lines()) - mark >= proxied, timeout=3.0)
+        self.lab.wait_log(lambda _r: sum(map(rec.requests_of, self.lab.log_lines()[mark:]))
+                          >= proxied, timeout=3.0)
         return results, self.lab.log_lines()[mark:]
 
 

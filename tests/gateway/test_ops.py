@@ -124,7 +124,8 @@ def test_sigterm_drains_open_tunnels_then_exits_0(
         assert gw.proc is not None and gw.proc.poll() is None  # still draining
         tunnel.close()
         assert gw.proc.wait(15) == 0
-        assert [line[R.STATUS] for line in gw.log_lines()] == [200]
+        assert [(line[R.EVENT], line[R.STATUS]) for line in gw.log_lines()] == [
+            (R.EVENT_OPEN, 200), (R.EVENT_CLOSE, 200)]
     finally:
         gw.stop()
 

@@ -77,10 +77,13 @@ def test_https_connect_allowed(gw: ThreadGateway, origin_https: ThreadingHTTPSer
     port = origin_https.server_address[1]
     status, body = https_get(gw.ports["research"], "allowed.test", port, client_tls)
     assert status == 200, body
-    [line] = gw.log_lines()
-    assert line[R.METHOD] == "CONNECT"
-    assert line[R.SNI] == "allowed.test"
-    assert line[R.STATUS] == 200
+    opened, closed = gw.log_lines()  # a tunnel: its decision when it opens, its end
+    assert (opened[R.EVENT], closed[R.EVENT]) == (R.EVENT_OPEN, R.EVENT_CLOSE)
+    assert opened[R.FLOW] == closed[R.FLOW]
+    for line in (opened, closed):
+        assert line[R.METHOD] == "CONNECT"
+        assert line[R.SNI] == "allowed.test"
+        assert line[R.STATUS] == 200
 
 
 def last(gw: ThreadGateway) -> dict[str, object]:
@@ -383,8 +386,9 @@ def test_quarantine_cuts_open_tunnels(gw: ThreadGateway, ports: tuple[int, int],
     assert status == 200  # another agent's open connection is untouched
     keep.close()
     lines = gw.log_lines()
-    assert [(x[R.AGENT], x[R.REASON]) for x in lines if x[R.METHOD] == "CONNECT"] == [
-        ("research", reasons.QUARANTINED)]
+    assert [(x[R.AGENT], x[R.EVENT], x[R.REASON]) for x in lines if x[R.METHOD] == "CONNECT"] == [
+        ("research", R.EVENT_OPEN, reasons.ALLOWED_BY_RULE),
+        ("research", R.EVENT_CLOSE, reasons.QUARANTINED)]
 
 
 def test_random_bytes_never_take_the_gateway_down(gw: ThreadGateway,

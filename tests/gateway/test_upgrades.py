@@ -94,10 +94,12 @@ def test_websocket_is_relayed_counted_and_logged(gw: ThreadGateway, ws_origin: W
             return got
 
     assert asyncio.run(talk()) == ["echo one", "echo two"]
-    [line] = gw.log_lines()
-    assert (line[R.METHOD], line[R.HOST], line[R.PATH], line[R.STATUS]) == (
-        "GET", "allowed.test", "/ws", 101)
-    assert line[R.DECISION] == "allow" and line[R.BYTES_UP] > 0 and line[R.BYTES_DOWN] > 0
+    opened, closed = gw.log_lines()  # logged as a tunnel from its 101 on
+    assert (opened[R.EVENT], closed[R.EVENT]) == (R.EVENT_OPEN, R.EVENT_CLOSE)
+    for line in (opened, closed):
+        assert (line[R.METHOD], line[R.HOST], line[R.PATH], line[R.STATUS]) == (
+            "GET", "allowed.test", "/ws", 101)
+        assert line[R.DECISION] == "allow" and line[R.BYTES_UP] > 0 and line[R.BYTES_DOWN] > 0
 
 
 def test_optional_h2c_upgrade_is_dropped(gw: ThreadGateway,

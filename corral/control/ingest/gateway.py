@@ -1,7 +1,8 @@
 """Gateway access-log line (corral.model.records) -> ``Event``.
 
-Every line is counted (and handed to the behaviour store); only refusals (``deny``, and
-``would_deny`` in learn mode) take part in incidents.
+Every line is handed to the behaviour store (which counts it with ``records.counted``); only
+refusals (``deny``, and ``would_deny`` in learn mode) take part in incidents, once per request:
+a tunnel's progress and close lines repeat the decision of its open line and raise nothing.
 """
 
 from __future__ import annotations
@@ -29,13 +30,18 @@ def check_access(obj: dict[str, Any]) -> None:
     if obj[R.DECISION] not in _DECISIONS:
         raise BadEvent("bad_field",
                        f"decision: expected one of {_DECISIONS}, got {obj[R.DECISION]!r}")
+    try:
+        R.requests_of(obj)
+    except ValueError as exc:
+        raise BadEvent("bad_field", str(exc)) from None
 
 
 def parse_access(obj: dict[str, Any], severity: str) -> Event | None:
-    """A refusal as an Event (``severity`` from the policy); None for an allowed request."""
+    """A refusal as an Event (``severity`` from the policy); None for an allowed request and
+    for a line that counts no request (a tunnel's progress or close)."""
     check_access(obj)
     decision = obj[R.DECISION]
-    if decision == "allow":
+    if decision == "allow" or not R.requests_of(obj):
         return None
     try:
         when = datetime.fromisoformat(obj[R.TIME]).timestamp()

@@ -2,7 +2,8 @@
 
 States: HEAD (waiting for a request head) -> SETUP (steps; a task only when a step must wait or
 a new upstream must be dialled) -> RELAY (plain HTTP) or PEEK (tunnel, waiting for the TLS
-ClientHello) -> TUNNEL; CLOSED at the end. The flow is logged exactly once when it ends.
+ClientHello) -> TUNNEL; CLOSED at the end. A flow is logged once when it ends; a tunnel also
+when it enters TUNNEL (``Pipeline.opened``), and its progress while open (``Gateway``).
 """
 
 from __future__ import annotations
@@ -308,14 +309,16 @@ class ClientConnection(asyncio.Protocol):
             pass
         elif self.state == PEEK:  # the tunnel was answered 200: refuse the TLS handshake
             if self.peek.startswith(b"\x16"):
+                flow.bytes_down += len(ACCESS_DENIED_ALERT)
                 self.transport.write(ACCESS_DENIED_ALERT)
         else:
             text = responses.refusal_text(agent=flow.agent, host=flow.host, port=flow.port,
                                           reason=refusal.reason, rule=flow.rule,
                                           detail=refusal.detail)
-            self.transport.write(responses.refusal(refusal.status, text, refusal.reason,
-                                                   keep_alive=keep,
-                                                   retry_after=refusal.retry_after))
+            answer = responses.refusal(refusal.status, text, refusal.reason, keep_alive=keep,
+                                       retry_after=refusal.retry_after)
+            flow.bytes_down += len(answer)  # what the agent got, as for a relayed answer
+            self.transport.write(answer)
         self._end_flow()
         if keep:
             self._next()
@@ -386,7 +389,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _switched(self, flow: Flow) -> None:
         """The origin accepted the WebSocket upgrade (101, already written to the client):
-        from now on bytes go both ways, counted, and the flow is logged when it closes."""
+        from now on bytes go both ways, counted, and logged as a tunnel (open ... close)."""
         flow.status = 101
         self.resp = None
         rest = b"".join(e.rest for e in self.queue if isinstance(e, Tunnel))
@@ -395,6 +398,7 @@ class ClientConnection(asyncio.Protocol):
         self.reader = None
         flow.head = None
         self.state = TUNNEL
+        self.gw.pipeline.opened(flow)
         self.resume_client()
         if data:
             self._to_upstream(data)
@@ -470,6 +474,7 @@ class ClientConnection(asyncio.Protocol):
         the tunnel (SNI included) has passed, so a refused tunnel never opens a connection."""
         assert self.transport is not None
         flow.status = 200
+        flow.bytes_down += len(responses.CONNECT_OK)
         self.transport.write(responses.CONNECT_OK)
         rest = b""
         while self.queue:
@@ -527,6 +532,7 @@ class ClientConnection(asyncio.Protocol):
         data, self.peek = self.peek, b""
         self.state = TUNNEL
         self.up.go_live()
+        self.gw.pipeline.opened(flow)
         if data:
             self._to_upstream(data)
         self.resume_client()

@@ -2,8 +2,9 @@
 
 The snapshot is swapped on reload; new flows read it, open ones keep theirs. The sweeper ticks
 coarsely and enforces header and idle timeouts by comparing tick counts (no timer per
-connection), and expires idle pooled upstream connections. ``admit`` caps client connections per
-agent and per process (below what the descriptor limit can hold), keeping a reserve per agent.
+connection), has open tunnels log their progress, and expires idle pooled upstream
+connections. ``admit`` caps client connections per agent and per process (below what the
+descriptor limit can hold), keeping a reserve per agent.
 """
 
 from __future__ import annotations
@@ -121,7 +122,20 @@ class Gateway:
             idle = math.ceil(lim.idle_timeout_s / self.tick_s)
             for conn in list(self.conns):
                 conn.expire(self.tick, header, idle)
+            self.report_progress(self.wall())
             self.pool.expire(self.tick, math.ceil(POOL_IDLE_S / self.tick_s))
+
+    def report_progress(self, now: float) -> int:
+        """A progress line for each open tunnel whose latest line is ``log_progress_s`` old at
+        ``now`` (wall seconds, the clock the log uses); returns how many were written."""
+        due = now - self.snapshot.policy.spec.gateway.log_progress_s
+        written = 0
+        for conn in self.conns:
+            flow = conn.flow
+            if flow is not None and flow.opened and flow.line_at <= due:
+                self.pipeline.progress(flow)
+                written += 1
+        return written
 
     # -- shutdown
     async def drain(self, seconds: float) -> int:

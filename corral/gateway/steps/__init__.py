@@ -1,11 +1,14 @@
 """Gateway features as small steps, run in ONE explicit order (``build_pipeline``).
 
-Each step is a class with any of three hooks, all taking the flow:
+Each step is a class with any of these hooks, all taking the flow:
 
 - ``request(flow) -> Refusal | None | Awaitable[Refusal | None]`` before anything is dialled;
   a step returns an awaitable only when it must wait (a DNS miss), so a keep-alive request to a
   cached name runs every step synchronously, without a task;
 - ``hello(flow, first_bytes) -> Refusal | None | MORE`` on the first bytes inside a tunnel;
+- ``opened(flow) -> None`` once, when a tunnel (CONNECT past its SNI check, or a WebSocket
+  after its 101) starts carrying bytes; then ``progress(flow) -> None`` every
+  ``spec.gateway.log_progress_s`` while it stays open (the access log's open/progress lines);
 - ``done(flow) -> None`` once, when the flow ends (accounting, metrics, the access line).
 
 Order: identify (listener port -> agent) -> parse target -> decide -> rate/quota/tunnels ->
@@ -67,6 +70,10 @@ class Pipeline:
             s.request for s in steps if hasattr(s, "request"))
         self._hello: tuple[HelloHook, ...] = tuple(s.hello for s in steps if hasattr(s, "hello"))
         self._done: tuple[DoneHook, ...] = tuple(s.done for s in steps if hasattr(s, "done"))
+        self._opened: tuple[DoneHook, ...] = tuple(
+            s.opened for s in steps if hasattr(s, "opened"))
+        self._progress: tuple[DoneHook, ...] = tuple(
+            s.progress for s in steps if hasattr(s, "progress"))
 
     def request(self, flow: Flow) -> Verdict | Coroutine[Any, Any, Verdict]:
         """Run the request hooks; a coroutine to await when one of them has to wait."""
@@ -97,6 +104,18 @@ class Pipeline:
             if verdict is not None:
                 return verdict
         return None
+
+    def opened(self, flow: Flow) -> None:
+        if flow.opened or flow.ended:
+            return
+        flow.opened = True
+        for hook in self._opened:
+            hook(flow)
+
+    def progress(self, flow: Flow) -> None:
+        if flow.opened and not flow.ended:
+            for hook in self._progress:
+                hook(flow)
 
     def done(self, flow: Flow) -> None:
         if flow.ended:
