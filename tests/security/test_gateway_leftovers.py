@@ -123,3 +123,18 @@ def test_sni_refusal_logs_what_the_client_saw(gw: GatewayProcess, origin: RawOri
 def test_malformed_and_oversized_heads(gw: GatewayProcess, data: bytes, status: int) -> None:
     answer = raw(gw.ports["a"], data)
     assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:100]
+
+
+def test_connect_half_closed_before_the_tunnel_is_closed_not_opened(
+        gw: GatewayProcess, origin: RawOrigin) -> None:
+    """A CONNECT whose client shuts its sending side with nothing after the head (Go's surplus
+    tunnels under load): no hello can ever come, so no 200 and no tunnel waiting for the header
+    deadline, holding one of the agent's connection slots (the old code held it 10 s)."""
+    authority = f"allowed.test:{origin.port}"
+    with socket.create_connection(("127.0.0.1", gw.ports["a"]), timeout=5) as s:
+        # corked: the head and the FIN leave in one segment, so the gateway reads both before
+        # its setup runs (else a busy machine may let the tunnel open before the FIN arrives)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        s.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+        s.shutdown(socket.SHUT_WR)
+        assert s.recv(100) == b""

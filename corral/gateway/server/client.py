@@ -230,7 +230,9 @@ class ClientConnection(asyncio.Protocol):
     async def _setup(self, flow: Flow, pending: Awaitable[Refusal | None] | None) -> None:
         try:
             refusal = await pending if pending is not None else None
-            if refusal is None and self.state != CLOSED:  # no dial for a client already gone
+            if refusal is None and self._nothing_to_tunnel(flow):
+                self._close()  # logged as the client left it; no dial, no slot held
+            elif refusal is None and self.state != CLOSED:  # no dial for a client already gone
                 refusal = await self._dial(flow)
         except Exception:
             log.exception("gateway: internal error while setting up %s", flow.host)
@@ -457,8 +459,19 @@ class ClientConnection(asyncio.Protocol):
             up.close()
 
     # -- tunnels
+    def _nothing_to_tunnel(self, flow: Flow) -> bool:
+        """A CONNECT whose client half-closed before sending a byte past its head: no
+        ClientHello (nor request) can ever come, so the tunnel could only wait for the header
+        deadline, holding a connection slot and an upstream. Go clients drop surplus tunnels
+        this way (under load, thousands a second, which filled the agent's connection cap)."""
+        return (flow.kind == "connect" and self.client_eof and not self.peek
+                and not any(isinstance(e, Tunnel) and e.rest for e in self.queue))
+
     def _open_tunnel(self, flow: Flow) -> None:
         assert self.transport is not None and self.up is not None
+        if self._nothing_to_tunnel(flow):  # the client half-closed while the dial was on
+            self._close()
+            return
         flow.status = 200
         self.transport.write(responses.CONNECT_OK)
         rest = b""
