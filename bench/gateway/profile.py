@@ -73,7 +73,8 @@ def main() -> int:
             raw = workdir / "profile.txt"
             subprocess.run(["py-spy", "record", "-d", str(max(1, int(args.seconds) - 3)),
                             "-r", "250", "-p", str(proc.popen.pid), "-f", "raw", "-o", str(raw),
-                            "--nonblocking", *(["--native"] if args.native else [])],
+                            # --native needs to pause the process (no --nonblocking)
+                            *(["--native"] if args.native else ["--nonblocking"])],
                            capture_output=True, check=False)
             out, _ = load.communicate(timeout=args.seconds + 60)
     print(run.parse_hey(out))
