@@ -19,6 +19,7 @@ is needed).
 
     python bench/check/run.py                 # 10,000 objects, both tools
     python bench/check/run.py --objects 2000 --skip-checkov
+    python bench/check/run.py --skip-checkov --pod-security restricted   # + Pod Security checks
 """
 
 from __future__ import annotations
@@ -118,9 +119,11 @@ def generate(out: Path, objects: int, files: int, seed: int, as_json: Path | Non
                 json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
 
 
-def write_policy(path: Path) -> None:
+def write_policy(path: Path, pod_security: str | None = None) -> None:
     doc = yaml.safe_load(EXAMPLE.read_text())
     doc["spec"]["admission"] = {"controls": {"digest": True}}  # every control on
+    if pod_security:  # the Pod Security Standards checks of that level on top
+        doc["spec"]["admission"]["pod_security"] = {"level": pod_security}
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
@@ -197,16 +200,19 @@ def main() -> None:
     ap.add_argument("--cpu", type=int, default=0, help="core both tools are pinned to")
     ap.add_argument("--skip-checkov", action="store_true")
     ap.add_argument("--out", type=Path, help="also write the results as JSON here")
+    ap.add_argument("--pod-security", choices=("baseline", "restricted"), default=None,
+                    help="also check spec.admission.pod_security at this level")
     ap.add_argument("--checkov-chunk", type=int, default=20, metavar="FILES",
                     help="files per checkov run (default 20, i.e. 2,000 objects)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="corral-bench-check-") as tmp:
         work = Path(tmp)
         policy, manifests, lists = work / "corral.yaml", work / "manifests", work / "lists"
-        write_policy(policy)
+        write_policy(policy, args.pod_security)
         generate(manifests, args.objects, args.files, args.seed, lists)
         (work / "empty").mkdir()
         results: dict[str, Any] = {"machine": machine(), "objects": args.objects,
+                                   "pod_security": args.pod_security,
                                    "corral_startup": corral(policy, work / "empty", work,
                                                             args.cpu),
                                    "corral": corral(policy, manifests, work, args.cpu),

@@ -47,6 +47,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--corral-src", type=Path, default=None)
+    ap.add_argument("--native", action="store_true", help="py-spy --native: C frames too")
     args = ap.parse_args()
     if run.NS_ENV not in os.environ:
         return run.in_own_namespace(Path(__file__).resolve())
@@ -72,7 +73,9 @@ def main() -> int:
             raw = workdir / "profile.txt"
             subprocess.run(["py-spy", "record", "-d", str(max(1, int(args.seconds) - 3)),
                             "-r", "250", "-p", str(proc.popen.pid), "-f", "raw", "-o", str(raw),
-                            "--nonblocking"], capture_output=True, check=False)
+                            # --native needs to pause the process (no --nonblocking)
+                            *(["--native"] if args.native else ["--nonblocking"])],
+                           capture_output=True, check=False)
             out, _ = load.communicate(timeout=args.seconds + 60)
     print(run.parse_hey(out))
     print(top(raw, args.top))

@@ -91,6 +91,23 @@ def cpu_seconds(pid: int) -> float:
     return total / CLK_TCK
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """utime + stime per thread name (``comm``) over ``pid`` and its descendants, in seconds.
+
+    Says which part of a proxy the CPU went to: Envoy's worker thread against its main thread
+    (DNS, stats, admin) and its access-log flush thread; corral's and Squid's processes."""
+    out: dict[str, float] = {}
+    for p in tree(pid):
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{p}/task").iterdir():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    text = (task / "stat").read_text()
+                    comm = text[text.index("(") + 1:text.rindex(")")]
+                    fields = text.rsplit(")", 1)[1].split()
+                    out[comm] = out.get(comm, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
 def rss_mb(pid: int) -> float:
     total_kb = 0
     for p in tree(pid):
@@ -142,10 +159,11 @@ def start(name: str, argv: list[str], workdir: Path, cpu: str,
 
 
 def template(name: str, workdir: Path, **subst: str) -> Path:
-    text = (HERE / f"{name}.in").read_text().replace("@DIR@", str(workdir))
+    source = Path(name) if name.endswith(".in") else HERE / f"{name}.in"
+    text = source.read_text().replace("@DIR@", str(workdir))
     for key, value in subst.items():
         text = text.replace(f"@{key}@", value)
-    out = workdir / name
+    out = workdir / source.name.removesuffix(".in")
     out.write_text(text)
     return out
 
@@ -221,7 +239,8 @@ def start_proxy(name: str, workdir: Path, policy: Path | None = None) -> Proc:
                 "--log", str(workdir / "corral_access.log"),
                 "--resolver", f"127.0.0.1:{DNS_PORT}"]
     elif name == "envoy":
-        conf = template("envoy.yaml", workdir, PORT=str(PORTS["envoy"]),
+        conf = template(os.environ.get("CORRAL_BENCH_ENVOY", "envoy.yaml"), workdir,
+                        PORT=str(PORTS["envoy"]),
                         ADMIN=str(ENVOY_ADMIN), RBAC=envoy_rbac())
         argv = ["envoy", "-c", str(conf), "--concurrency", "1", "--log-level", "warn",
                 "--base-id", str(os.getpid() % 1000)]
@@ -253,6 +272,7 @@ class Result:
     cpu_us_per_req: float | None = None
     status: dict[str, int] = field(default_factory=dict)
     settle_s: float = 0.0  # time the proxy needed afterwards to be rid of the run's sockets
+    cpu_threads_us: dict[str, float] = field(default_factory=dict)  # per thread name, per request
 
 
 def parse_hey(text: str) -> Result:
@@ -285,11 +305,16 @@ def hey(url: str, *, proxy_port: int | None, seconds: float, conc: int,
 
 
 def measured(proc: Proc, url: str, port: int, args: argparse.Namespace, **kw: Any) -> Result:
-    before = cpu_seconds(proc.popen.pid)
+    before, threads_before = cpu_seconds(proc.popen.pid), thread_cpu(proc.popen.pid)
     res = hey(url, proxy_port=port, seconds=args.seconds, conc=kw.pop("conc", args.conc), **kw)
     spent = cpu_seconds(proc.popen.pid) - before
+    threads = thread_cpu(proc.popen.pid)
     total = res.ok + res.other
     res.cpu_us_per_req = spent / total * 1e6 if total else None
+    if total:
+        res.cpu_threads_us = {
+            comm: round((sec - threads_before.get(comm, 0.0)) / total * 1e6, 1)
+            for comm, sec in threads.items() if sec > threads_before.get(comm, 0.0)}
     return res
 
 
@@ -484,6 +509,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=None, help="write results JSON here")
     ap.add_argument("--report", type=Path, default=None,
                     help="only print the tables of a results JSON written by --out")
+    ap.add_argument("--envoy-conf", type=Path, default=None,
+                    help="another Envoy template instead of envoy.yaml.in (same placeholders), "
+                    "e.g. to measure what one part of Envoy's configuration costs")
     ap.add_argument("--corral-src", type=Path, default=None,
                     help="folder holding the corral package to run (e.g. a `git archive` of a "
                     "commit); default: the installed one")
@@ -519,14 +547,21 @@ def report_only(path: Path) -> int:
     return 0
 
 
+def export_sources(args: argparse.Namespace) -> None:
+    """Hand --corral-src and --envoy-conf to start_proxy (also used by ab.py's runs)."""
+    for opt, env in ((args.corral_src, "CORRAL_BENCH_SRC"),
+                     (args.envoy_conf, "CORRAL_BENCH_ENVOY")):
+        if opt:
+            os.environ[env] = str(opt.resolve())
+
+
 def main() -> int:
     args = parse_args()
     if args.report:
         return report_only(args.report)
     if NS_ENV not in os.environ:
         return in_own_namespace()
-    if args.corral_src:
-        os.environ["CORRAL_BENCH_SRC"] = str(args.corral_src.resolve())
+    export_sources(args)
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     fd_room = (hard - 300) // 2 if hard != resource.RLIM_INFINITY else args.idle
@@ -564,7 +599,8 @@ def main() -> int:
                         this[name][sc] = res
                         log(f"  {name:6} {sc:17} {res.rps:8.0f} req/s p50 {res.p50_ms:6.2f} ms "
                             f"p99 {res.p99_ms:6.2f} ms cpu {res.cpu_us_per_req or 0:5.0f} µs "
-                            f"status {res.status} errors {res.errors} settle {res.settle_s} s")
+                            f"status {res.status} errors {res.errors} settle {res.settle_s} s "
+                            f"threads {res.cpu_threads_us}")
             rounds.append(this)
         if not args.no_extras:
             extras = run_extras(names, args, workdir)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from corral.decide import reasons
+from corral.gateway.protocol import responses
 from corral.gateway.testing import GatewayProcess
 from corral.model import records as R
 from tests.gateway.helpers import agent, connect, make_policy, raw
@@ -123,3 +124,25 @@ def test_sni_refusal_logs_what_the_client_saw(gw: GatewayProcess, origin: RawOri
 def test_malformed_and_oversized_heads(gw: GatewayProcess, data: bytes, status: int) -> None:
     answer = raw(gw.ports["a"], data)
     assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:100]
+
+
+def test_connect_half_closed_before_the_tunnel_is_closed_not_opened(
+        gw: GatewayProcess, origin: RawOrigin) -> None:
+    """A CONNECT whose client shuts its sending side with nothing after the head (Go's surplus
+    tunnels under load): no hello can ever come, so the connection is closed at once (the old
+    code dialled and held one of the agent's connection slots until the 10 s header deadline).
+    Whether the 200 left first depends on whether the checks ran before the FIN was read; no
+    upstream is ever dialled, since tunnels dial only after the SNI check."""
+    authority = f"allowed.test:{origin.port}"
+    origin.clear()
+    with socket.create_connection(("127.0.0.1", gw.ports["a"]), timeout=5) as s:
+        # corked: the head and the FIN leave in one segment, so the gateway reads both before
+        # its setup runs (else a busy machine may let the tunnel open before the FIN arrives)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        s.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+        s.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := s.recv(100):  # EOF well before the header deadline (timeout 5 s)
+            answer += chunk
+    assert answer in (b"", responses.CONNECT_OK)
+    assert origin.seen == []  # no connection to the destination at all

@@ -11,6 +11,8 @@ and spaces only (RFC 9112 ``reason-phrase``), at most ``PHRASE_MAX`` characters.
 
 from __future__ import annotations
 
+import functools
+import re
 from http import HTTPStatus
 
 from corral.decide import reasons
@@ -18,6 +20,7 @@ from corral.decide import reasons
 CONNECT_OK = b"HTTP/1.1 200 Connection established\r\n\r\n"
 REASON_HEADER = "X-Corral-Reason"
 PHRASE_MAX = 256
+_NOT_VISIBLE = re.compile(r"[^ -~]")  # anything but visible ASCII and space
 
 
 def _standard_phrase(status: int) -> str:
@@ -42,7 +45,7 @@ def reason_phrase(status: int, text: str) -> str:
     loses its detail first (what next matters more), then is cut with ``...``. An empty result
     falls back to the standard phrase of ``status``.
     """
-    short = " ".join("".join(c if " " <= c <= "~" else "?" for c in text.strip()).split())
+    short = " ".join(_NOT_VISIBLE.sub("?", text.strip()).split())
     if len(short) > PHRASE_MAX:
         short = _without_detail(short)
     if len(short) > PHRASE_MAX:
@@ -63,9 +66,13 @@ def refusal_text(*, agent: str, host: str, port: int, reason: str, rule: str | N
     return f"corral: agent {agent!r} may not reach {dest}:{port} ({why}): {step}\n"
 
 
+@functools.lru_cache(maxsize=512)
 def refusal(status: int, text: str, reason: str, *, keep_alive: bool,
             retry_after: int | None = None) -> bytes:
-    """A complete HTTP/1.1 response carrying ``text``."""
+    """A complete HTTP/1.1 response carrying ``text``.
+
+    Cached: a refused agent usually repeats the same request, and building the reason phrase
+    was a quarter of the CPU of a denied request (bounded, so distinct texts only evict)."""
     body = text.encode("utf-8", "replace")
     head = [
         f"HTTP/1.1 {status} {reason_phrase(status, text)}",

@@ -469,10 +469,21 @@ class ClientConnection(asyncio.Protocol):
             up.close()
 
     # -- tunnels
+    def _nothing_to_tunnel(self, flow: Flow) -> bool:
+        """A CONNECT whose client half-closed before sending a byte past its head: no
+        ClientHello (nor request) can ever come, so the tunnel could only wait for the header
+        deadline, holding a connection slot and an upstream. Go clients drop surplus tunnels
+        this way (under load, thousands a second, which filled the agent's connection cap)."""
+        return (flow.kind == "connect" and self.client_eof and not self.peek
+                and not any(isinstance(e, Tunnel) and e.rest for e in self.queue))
+
     def _open_tunnel(self, flow: Flow) -> None:
         """Answer 200 and wait for the ClientHello: nothing is dialled before every check of
         the tunnel (SNI included) has passed, so a refused tunnel never opens a connection."""
         assert self.transport is not None
+        if self._nothing_to_tunnel(flow):  # no ClientHello can come: no 200, no slot held
+            self._close()
+            return
         flow.status = 200
         flow.bytes_down += len(responses.CONNECT_OK)
         self.transport.write(responses.CONNECT_OK)
