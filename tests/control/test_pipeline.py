@@ -194,6 +194,37 @@ def test_threshold_triggers_quarantine_once(make_plane: PlaneFactory, tmp_path: 
     run(go())
 
 
+def test_quarantine_echo_after_release_does_not_quarantine_again(
+        make_plane: PlaneFactory, tmp_path: Any) -> None:
+    """The gateway's refusals *because of* a quarantine are tailed a moment late: one arriving
+    after a release joins the still-open critical incident, and must not re-quarantine the agent
+    (it did, 1 run in ~10 of the local-stack test). New evidence still does."""
+    async def go() -> None:
+        from corral.control.response import ResponseSettings
+        plane = make_plane(response=ResponseSettings(overlay_file=tmp_path / "overlay.json"))
+        await plane.start(background=False)
+
+        async def settle() -> None:
+            plane.tick()
+            for t in list(plane._tasks):
+                await t
+
+        plane.ingest_falco(body(falco_event(rule="Read service account token",
+                                            priority="Critical")))
+        await settle()
+        assert set(plane.store.quarantined()) == {"research"}
+        await plane.release("research")
+        plane.ingest_gateway(body(access(reason="quarantined")))
+        await settle()
+        assert plane.store.quarantined() == {}
+        plane.ingest_falco(body(falco_event(rule="Read service account token",
+                                            priority="Critical", proc="sh")))
+        await settle()
+        assert set(plane.store.quarantined()) == {"research"}
+        await plane.aclose()
+    run(go())
+
+
 def test_batch_with_good_and_bad_items_keeps_every_good_one(make_plane: PlaneFactory) -> None:
     async def go() -> None:
         plane = make_plane(known_rules=frozenset({"Terminal shell in container"}))

@@ -3,6 +3,10 @@
 The threshold (``spec.response.quarantine``): severity at least ``min_severity``, at least
 ``min_events`` events, optionally only correlated incidents and only listed agents. The step only
 decides; response.py acts (gateway deny-all, pod label) when the app drains the trigger.
+
+A gateway line refused *because* the agent is quarantined is the quarantine's own echo, not new
+evidence: it joins its incident but never triggers. Otherwise an echo tailed after a release
+(the log is read a moment behind) quarantined the agent again through the same open incident.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Container
 from corral.control.events import Event
 from corral.control.incidents import Incident
 from corral.control.processors import Outbox
+from corral.decide import reasons
 from corral.model.control import Quarantine, severity_rank
 
 
@@ -23,7 +28,8 @@ class Respond:
 
     def __call__(self, ev: Event, out: Outbox) -> bool:
         inc = out.dirty.get(ev.incident or "")
-        if inc is not None and not inc.quarantined and self.crosses(inc):
+        if (inc is not None and not inc.quarantined and not _echo(ev)
+                and self.crosses(inc)):
             inc.quarantined = True
             out.triggers.append(inc)
         return True
@@ -38,3 +44,8 @@ class Respond:
             and inc.count >= s.min_events
             and (inc.correlated or not s.correlated_only)
         )
+
+
+def _echo(ev: Event) -> bool:
+    """A refusal caused by the quarantine itself."""
+    return ev.source == "gateway" and ev.fields.get("reason") == reasons.QUARANTINED
