@@ -55,11 +55,21 @@ def _label_key(key: str) -> str:
     return key
 
 
+def _unquoted(key: object, value: object) -> str:
+    """YAML 1.2 reads unquoted 08, 1e3, true or null as a number, boolean or null, never as the
+    text the user typed; guessing the text back is unreliable (08 and 8 both read as 8)."""
+    kind = "null" if value is None else "a boolean" if isinstance(value, bool) else "a number"
+    return (f"label {key!s}: the unquoted value was read as {kind} ({value!r}), not as text; "
+            f"label values are strings: quote it as you mean it, e.g. {key!s}: \"...\"")
+
+
 def _labels(value: object) -> dict[str, str]:
     if not isinstance(value, dict) or not value:
         raise ValueError("expected a non-empty map of Kubernetes labels (matchLabels)")
     out: dict[str, str] = {}
     for k, v in value.items():
+        if isinstance(v, bool | int | float) or v is None:
+            raise ValueError(_unquoted(k, v))
         if not isinstance(v, str) or not _LABEL_VALUE.match(v):
             raise ValueError(f"label {k!r}: {v!r} is not a Kubernetes label value")
         out[_label_key(str(k))] = v
@@ -214,7 +224,7 @@ class Spec(Strict):
     def _identities_unique(self) -> Spec:
         seen_names: set[str] = set()
         seen_ports: dict[int, str] = {}
-        for agent, port in zip(self.agents, self.listener_ports().values(), strict=True):
+        for agent, port in self._agent_ports():
             if agent.name in seen_names:
                 raise ValueError(f"agent name {agent.name!r} is used twice; names must be unique")
             seen_names.add(agent.name)
@@ -227,12 +237,14 @@ class Spec(Strict):
             seen_ports[port] = agent.name
         return self
 
+    def _agent_ports(self) -> list[tuple[Agent, int]]:
+        """Each agent with its listener port (explicit ``port`` or base_port + index)."""
+        return [(a, a.port if a.port is not None else self.gateway.base_port + i)
+                for i, a in enumerate(self.agents)]
+
     def listener_ports(self) -> dict[str, int]:
-        """Agent name -> gateway listener port (explicit ``port`` or base_port + index)."""
-        return {
-            a.name: a.port if a.port is not None else self.gateway.base_port + i
-            for i, a in enumerate(self.agents)
-        }
+        """Agent name -> gateway listener port (names are unique once validated)."""
+        return {a.name: port for a, port in self._agent_ports()}
 
     def agent(self, name: str) -> Agent:
         for a in self.agents:
