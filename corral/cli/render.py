@@ -9,6 +9,7 @@ from typing import Any
 from corral.cli import _common
 from corral.compile.render import TARGETS, render_all
 from corral.compile.write import WriteError, write_all
+from corral.model.wording import counted
 
 
 def register(sub: Any) -> None:
@@ -41,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
     con = _common.stdout()
     total = sum(w.objects for w in written)
     for w in written:
-        con.print(f"{args.out}/{w.folder}/: {len(w.files)} files, {w.objects} objects",
+        con.print(f"{Path(args.out) / w.folder}/: {counted(len(w.files), 'file')}, "
+                  f"{counted(w.objects, 'object')}",
                   markup=False)
-    con.print(f"wrote {total} objects for policy {policy.metadata.name!r} "
-              f"({len(policy.spec.agents)} agents) to {args.out}", markup=False)
+    con.print(f"wrote {counted(total, 'object')} for policy {policy.metadata.name!r} "
+              f"({counted(len(policy.spec.agents), 'agent')}) to {Path(args.out)}",
+              markup=False)
     return _common.EXIT_OK

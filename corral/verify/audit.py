@@ -20,6 +20,7 @@ from typing import Any, Literal
 from corral.compile.output import Manifest
 from corral.compile.render import render_all
 from corral.model.policy import Policy
+from corral.model.wording import counted
 from corral.verify import objects as k
 from corral.verify.objects import Located, PodLike
 
@@ -372,5 +373,6 @@ def to_text(findings: list[Finding], checked: int) -> str:
     lines = [f"{f.level}: {f.rule}: {f.object}: {f.message}\n  fix: {RULES[f.rule].help}"
              for f in findings]
     errors = sum(f.level == "error" for f in findings)
-    lines.append(f"{checked} objects audited: {errors} errors, {len(findings) - errors} warnings")
+    lines.append(f"{counted(checked, 'object')} audited: {counted(errors, 'error')}, "
+                 f"{counted(len(findings) - errors, 'warning')}")
     return "\n".join(lines) + "\n"

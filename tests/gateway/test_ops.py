@@ -204,7 +204,8 @@ def test_corral_up_check(tmp_path: Path) -> None:
     assert (tmp_path / ".corral").is_dir()
     assert out.returncode == 0, out.stderr
     port = doc["spec"]["agents"][0]["port"]
-    assert f"HTTPS_PROXY=http://127.0.0.1:{port}" in out.stdout
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):  # curl: lower case
+        assert f"{name}=http://127.0.0.1:{port}" in out.stdout
     assert str(tmp_path / "access.log") in out.stdout and "ready" in out.stdout
 
 
