@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.cli import _common
-from corral.compile.render import TARGETS, render_all
+from corral.compile.render import TARGETS, render_all, with_kustomization
 from corral.compile.write import WriteError, write_all
 from corral.model.wording import counted
 
@@ -30,7 +30,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     policy = _common.load(args.policy)
-    rendered = render_all(policy, set(args.only) if args.only else None)
+    rendered = {folder: with_kustomization(files) for folder, files in
+                render_all(policy, set(args.only) if args.only else None).items()}
     try:
         written = write_all(Path(args.out), rendered)
     except (WriteError, OSError) as exc:

@@ -22,7 +22,7 @@ from pydantic import (
 from corral.model.admission import Admission
 from corral.model.control import Response
 from corral.model.domains import DomainPattern, parse_pattern
-from corral.model.images import RegistryPrefix, parse_registry_prefix
+from corral.model.images import RegistryPrefix, parse_image, parse_registry_prefix
 from corral.model.ingress import Ingress
 from corral.model.policy_base import Strict
 from corral.model.quantity import format_bytes, parse_bytes
@@ -96,6 +96,15 @@ def _prefix(value: object) -> RegistryPrefix:
     return parse_registry_prefix(value)
 
 
+def _image(value: object) -> str:
+    """An image reference, kept as written (a tag, or a digest to pin exactly what runs)."""
+    if not isinstance(value, str):
+        raise ValueError("expected an image reference like registry.example.com/corral:0.1.0 "
+                         "or registry.example.com/corral@sha256:<64 hex digits>")
+    parse_image(value)
+    return value
+
+
 def _cidr(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
         return value
@@ -116,6 +125,7 @@ def _process(value: object) -> str:
 
 Name = Annotated[str, BeforeValidator(_dns_label)]
 Labels = Annotated[dict[str, str], BeforeValidator(_labels)]
+ImageName = Annotated[str, BeforeValidator(_image)]
 _PATTERN_SCHEMA = WithJsonSchema({
     "type": "string", "examples": ["api.openai.com", "*.weather.gov", "git.corp.example:8443"],
     "description": "exact name or *.name (any depth below, never the apex), optional :port",
@@ -191,7 +201,7 @@ class GatewayLimits(Strict):
 class Gateway(Strict):
     namespace: Name = "egress-gateway"
     replicas: int = Field(default=2, ge=1)
-    image: str = "ghcr.io/corral-dev/corral:0.1.0"
+    image: ImageName = "ghcr.io/corral-dev/corral:0.1.0"  # tag or @sha256: digest
     base_port: Port = 8080
     admin_port: Port = 9090
     resources: Resources = Resources()
