@@ -5,6 +5,8 @@ Each worker is a fresh interpreter (``python -m corral.gateway.workers``) runnin
 connections. The supervisor owns the admin port: ``/metrics`` aggregates the workers through
 prometheus-client's multiprocess files, the quarantine API and the overlay file are pushed to
 every worker over its stdin (one JSON line, applied at once), and SIGHUP/SIGTERM are forwarded.
+A worker says "ready" on a pipe of its own: its stdout is the supervisor's, where ``--log -``
+access lines go (a pipe nobody reads would lose them and, once full, block the worker).
 A worker that dies is started again. Rate limits and quotas are per worker (docs/gateway.md).
 """
 
@@ -44,15 +46,17 @@ class Worker:
     async def start(self, quarantined: frozenset[str]) -> None:
         opts = dataclasses.replace(self.opts, workers=1, reuse_port=True, overlay=None)
         env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=self.metrics_dir)
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "corral.gateway.workers",
-            orjson.dumps(dataclasses.asdict(opts)).decode(),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        ready_r, ready_w = os.pipe()
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "corral.gateway.workers",
+                orjson.dumps(dataclasses.asdict(opts)).decode(), str(ready_w),
+                stdin=subprocess.PIPE, env=env, pass_fds=(ready_w,))
+        finally:
+            os.close(ready_w)
         self.ready = False
         await self.send(quarantined)
-        assert self.proc.stdout is not None
-        line = await self.proc.stdout.readline()
-        self.ready = line.strip() == b"ready"
+        self.ready = await _read_ready(ready_r)
 
     async def send(self, quarantined: frozenset[str]) -> None:
         if self.proc is None or self.proc.stdin is None or self.proc.returncode is not None:
@@ -64,6 +68,17 @@ class Worker:
     def signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.send_signal(sig)
+
+
+async def _read_ready(fd: int) -> bool:
+    """The worker's one line on its ready pipe ("" when it died first); closes the pipe."""
+    reader = asyncio.StreamReader()
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0))
+    try:
+        return (await reader.readline()).strip() == b"ready"
+    finally:
+        transport.close()
 
 
 class Supervisor:
@@ -190,7 +205,7 @@ def supervise(opts: app.Options) -> int:
 
 
 # -- worker side
-async def _worker(opts: app.Options) -> int:
+async def _worker(opts: app.Options, ready_fd: int) -> int:
     rt = app.Runtime(opts, app.load_initial(opts), say=lambda _text: None)
     rt.install_signals()
     loop = asyncio.get_running_loop()
@@ -199,8 +214,8 @@ async def _worker(opts: app.Options) -> int:
     first = await reader.readline()
     rt.apply_quarantine(state.parse_overlay(first))
     await rt.start(admin=False)
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
+    os.write(ready_fd, b"ready\n")
+    os.close(ready_fd)
     listen = loop.create_task(_follow(reader, rt), name="supervisor-pipe")
     await rt.stopping.wait()
     listen.cancel()
@@ -223,7 +238,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     app.raise_fd_limit()
     try:
-        code: int = uvloop.run(_worker(opts))
+        code: int = uvloop.run(_worker(opts, int(argv[1])))
     except OSError as exc:
         print(f"error: gateway worker cannot start: {exc}", file=sys.stderr)
         return 2
