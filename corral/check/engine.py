@@ -34,6 +34,7 @@ from typing import Any
 
 from corral.check.read import Document
 from corral.compile import admission_cel
+from corral.compile import admission_pss as pss
 from corral.model.policy import Policy
 
 
@@ -128,7 +129,7 @@ def fields_read(expressions: list[str]) -> frozenset[str]:
     """Every name the CEL could look up as a map key: selected fields (``.name``, ``has(x.f)``)
     and string literals (``'cpu' in limits``). An over-approximation: any key outside it is never
     read by these expressions, which select fields and test literal keys but never iterate or
-    measure a map."""
+    measure a map, except ``annotations`` (see ``_annotations``)."""
     keys: set[str] = set()
     for text in expressions:
         keys |= {lit[lit.index(lit[-1]) + 1:-1] for lit in _LITERAL.findall(text)}
@@ -141,7 +142,8 @@ def project(value: Any, keys: frozenset[str]) -> Any:
     2-3x faster on manifests with env, probes, ports and annotations)."""
     kind = type(value)
     if kind is dict:  # scalars kept inline: one call per container, not per value
-        return {k: v if type(v) not in _NESTED else project(v, keys)
+        return {k: v if type(v) not in _NESTED else
+                (_annotations(v) if k == "annotations" else project(v, keys))
                 for k, v in value.items() if k in keys}
     if kind is list:
         return [v if type(v) not in _NESTED else project(v, keys) for v in value]
@@ -149,6 +151,17 @@ def project(value: Any, keys: frozenset[str]) -> Any:
 
 
 _NESTED = (dict, list)
+
+
+def _annotations(value: Any) -> Any:
+    """The annotations the Pod Security checks read (they iterate the map: its keys cannot be
+    projected by name, but only these prefixes are ever tested)."""
+    if type(value) is not dict:
+        return value
+    return {k: v for k, v in value.items()
+            if isinstance(k, str) and k.startswith(pss.ANNOTATION_PREFIXES)}
+
+
 _REQUEST = re.compile(rf"\brequest\.({_IDENT})")
 
 

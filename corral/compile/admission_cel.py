@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from corral.compile import admission_images as img
+from corral.compile import admission_pss as pss
 from corral.compile.output import Files, manifest
 from corral.model.admission import (
     Capabilities,
@@ -59,6 +60,8 @@ VARIABLES: tuple[tuple[str, str], ...] = (
      "request.subResource != 'ephemeralcontainers'"),
 )
 IMAGE_CONTROLS = frozenset({"registries", "tags", "digest"})
+WINDOWS_POD = ("(has(variables.podSpec.os) && has(variables.podSpec.os.name) && "
+               "variables.podSpec.os.name == 'windows')")
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +246,8 @@ def compile_control(policy: Policy, name: str, ctl: Control) -> CelControl:
     if isinstance(ctl, ContainerControl) and (ex := _exempt(ctl.exempt_images)):
         pred = f"{ex} || ({pred})"
     guard = "" if name in IMAGE_CONTROLS else "variables.podUpdate || "
+    if name in pss.LINUX_ONLY and policy.spec.admission.pod_security is not None:
+        guard += f"{WINDOWS_POD} || "
     if var is None:
         expr = f"{guard}({pred})"
         return CelControl(name, expr, _quote(f"{name}: the pod {text}"), f"{name}: pod {text}",
@@ -256,10 +261,58 @@ def compile_control(policy: Policy, name: str, ctl: Control) -> CelControl:
                       f"{name}: a container {text}", f"{bad}.map(c, c.name)")
 
 
+def pss_control(policy: Policy, check: pss.Check) -> CelControl:
+    """One Pod Security Standards check; its message starts with the standard's check ID."""
+    setting = policy.spec.admission.pod_security
+    assert setting is not None
+    at = pss.minor(setting.version)
+    pod, container = pss.cel_pieces(check, at)
+    terms = [t for t in (pod, f"variables.allContainers.all(c, {container})" if container
+                         else None) if t]
+    exempt = pss.cel_exemption(check, at)
+    expr = "variables.podUpdate || " + (f"{exempt} || " if exempt else "") + " && ".join(terms)
+    head = pss.message(check, setting)
+    if container is None:
+        return CelControl(pss.control_name(check), expr,
+                          _quote(f"{head}: the pod {check.text}"), f"{head}: {check.text}", None)
+    bad = f"variables.allContainers.filter(c, !({container}))"
+    message = (f"{_quote(head + ': ')} + ({bad}.size() > 0 ? 'container ' + {bad}[0].name "
+               f": 'the pod') + {_quote(' ' + check.text)}")
+    return CelControl(pss.control_name(check), expr, message, f"{head}: {check.text}",
+                      f"{bad}.map(c, c.name)")
+
+
+def pss_checks(policy: Policy) -> tuple[pss.Check, ...]:
+    """The Pod Security Standards checks ``spec.admission.pod_security`` turns on (or none)."""
+    setting = policy.spec.admission.pod_security
+    return () if setting is None else pss.active(setting.level, pss.minor(setting.version))
+
+
+def own_controls(policy: Policy) -> dict[str, Control]:
+    """corral's enabled controls, less those a Pod Security level implies (compiled once, under
+    the standard's check ID)."""
+    controls = policy.spec.admission.controls
+    enabled, setting = controls.enabled(), policy.spec.admission.pod_security
+    if setting is None:
+        return enabled
+    skip = pss.implied(setting.level, pss.minor(setting.version), controls.seccomp.profiles,
+                       controls.capabilities.allowed)
+    return {n: c for n, c in enabled.items() if n not in skip}
+
+
 def cel_controls(policy: Policy) -> tuple[CelControl, ...]:
-    """Every enabled control of ``spec.admission``, in declaration order."""
-    enabled = policy.spec.admission.controls.enabled()
-    return tuple(compile_control(policy, n, c) for n, c in enabled.items())
+    """Every enabled control of ``spec.admission``, in declaration order, then the Pod Security
+    Standards checks."""
+    own = tuple(compile_control(policy, n, c) for n, c in own_controls(policy).items())
+    return own + tuple(pss_control(policy, c) for c in pss_checks(policy))
+
+
+def variables(policy: Policy) -> tuple[tuple[str, str], ...]:
+    """The VAP's shared variables (the pod's annotations only when a Pod Security level reads
+    them)."""
+    if policy.spec.admission.pod_security is None:
+        return VARIABLES
+    return (*VARIABLES, pss.ANNOTATIONS_VARIABLE)
 
 
 def policy_name(policy: Policy) -> str:
@@ -292,7 +345,7 @@ def vap(policy: Policy) -> dict[str, Any]:
         "spec": {
             "failurePolicy": "Fail",
             "matchConstraints": match_constraints(policy),
-            "variables": [{"name": n, "expression": e} for n, e in VARIABLES],
+            "variables": [{"name": n, "expression": e} for n, e in variables(policy)],
             "validations": [
                 {"expression": c.expression, "messageExpression": c.message_expression,
                  "message": c.message, "reason": "Forbidden"}

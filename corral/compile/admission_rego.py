@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from corral.compile import admission_images as img
-from corral.compile.admission_cel import CONTROLS, IMAGE_CONTROLS, KINDS, policy_name
+from corral.compile import admission_pss as pss
+from corral.compile import admission_pss_rego as pss_rego
+from corral.compile.admission_cel import (
+    CONTROLS,
+    IMAGE_CONTROLS,
+    KINDS,
+    own_controls,
+    policy_name,
+    pss_checks,
+)
 from corral.compile.output import Files, manifest
 from corral.model.admission import (
     Capabilities,
@@ -79,6 +88,12 @@ name_of(c) := "?" if not is_string(c.name)
 image_of(c) := c.image if is_string(c.image)
 
 image_of(c) := "none" if not is_string(c.image)
+
+# with a Pod Security level, Linux-only controls skip Windows pods, as the standard does
+windows_pod if {
+	object.get(input.parameters, "windowsExempt", false) == true
+	pod_spec.os.name == "windows"
+}
 
 exempt(c) if {
 	some e in object.get(input.parameters, "exemptImages", [])
@@ -322,6 +337,8 @@ def _rego(name: str) -> str:
         rule = _POD_RULE.format(text=text)
     else:
         guard = "" if name in IMAGE_CONTROLS else "\tnot pod_update\n"
+        if name in pss.LINUX_ONLY:
+            guard += "\tnot windows_pod\n"
         items = "limit_containers" if var == "limitContainers" else "all_containers"
         is_image = name in IMAGE_CONTROLS
         rule = _CONTAINER_RULE.format(
@@ -334,6 +351,8 @@ def _parameters(policy: Policy, name: str, ctl: Control) -> dict[str, Any]:
     params: dict[str, Any] = {}
     if isinstance(ctl, ContainerControl):
         params["exemptImages"] = list(ctl.exempt_images)
+    if name in pss.LINUX_ONLY:
+        params["windowsExempt"] = policy.spec.admission.pod_security is not None
     if name == "registries":
         rules = img.registry_rules(policy.spec.registries)
         params["fast"] = [{"lead": r.lead, "lower": r.lower, "include": r.include}
@@ -351,13 +370,23 @@ def _parameters(policy: Policy, name: str, ctl: Control) -> dict[str, Any]:
     return params
 
 
+def _pss_control(policy: Policy, check: pss.Check) -> RegoControl:
+    setting = policy.spec.admission.pod_security
+    assert setting is not None
+    name = pss.control_name(check)
+    head = f"package corral.{name}\n\ncontrol := \"{pss.message(check, setting)}\"\n"
+    return RegoControl(name, _kind(name), f"corral.{name}",
+                       head + LIB + pss_rego.rego_body(check),
+                       pss.parameters(check, pss.minor(setting.version)))
+
+
 def rego_controls(policy: Policy) -> tuple[RegoControl, ...]:
-    """Every enabled control, in declaration order."""
-    enabled = policy.spec.admission.controls.enabled()
-    return tuple(
+    """Every enabled control, in declaration order, then the Pod Security Standards checks."""
+    own = tuple(
         RegoControl(n, _kind(n), f"corral.{n}", _rego(n), _parameters(policy, n, c))
-        for n, c in enabled.items()
+        for n, c in own_controls(policy).items()
     )
+    return own + tuple(_pss_control(policy, c) for c in pss_checks(policy))
 
 
 def _schema(value: Any) -> dict[str, Any]:
@@ -403,7 +432,7 @@ def constraint(policy: Policy, ctl: RegoControl) -> dict[str, Any]:
     return {
         "apiVersion": CONSTRAINT_API,
         "kind": ctl.kind,
-        "metadata": {"name": f"{policy_name(policy)}-{ctl.name.replace('_', '-')}",
+        "metadata": {"name": f"{policy_name(policy)}-{ctl.name.replace('_', '-').lower()}",
                      "labels": {"app.kubernetes.io/managed-by": "corral"}},
         "spec": {
             "enforcementAction": ENFORCEMENT[policy.spec.admission.action],

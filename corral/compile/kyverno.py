@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.compile.admission_cel import VARIABLES, CelControl, cel_controls, policy_name
+from corral.compile.admission_cel import CelControl, cel_controls, policy_name, variables
 from corral.compile.output import Files, manifest
 from corral.model.policy import Policy
 
@@ -25,7 +25,7 @@ FAILURE_ACTION = {"deny": "Enforce", "warn": "Audit", "audit": "Audit"}
 
 def cluster_policy(policy: Policy, ctl: CelControl) -> dict[str, Any]:
     action = policy.spec.admission.action
-    name = ctl.name.replace("_", "-")
+    name = ctl.name.replace("_", "-").lower()
     return {
         "apiVersion": API,
         "kind": "ClusterPolicy",
@@ -47,7 +47,7 @@ def cluster_policy(policy: Policy, ctl: CelControl) -> dict[str, Any]:
                 "validate": {
                     "failureAction": FAILURE_ACTION[action],
                     "cel": {
-                        "variables": [{"name": n, "expression": e} for n, e in VARIABLES],
+                        "variables": [{"name": n, "expression": e} for n, e in variables(policy)],
                         "expressions": [{"expression": ctl.expression, "message": ctl.message,
                                          "messageExpression": ctl.message_expression}],
                     },

@@ -34,13 +34,21 @@ def compile_network(policy: Policy) -> Files:
     return files
 
 
-def psa_labels() -> dict[str, str]:
-    modes = ("enforce", "audit", "warn")
-    return {f"pod-security.kubernetes.io/{mode}": PSA_LEVEL for mode in modes}
+def psa_labels(level: str = PSA_LEVEL, version: str = "latest") -> dict[str, str]:
+    """Pod Security Admission labels: ``level`` and its ``version`` in every mode."""
+    labels = {}
+    for mode in ("enforce", "audit", "warn"):
+        labels[f"pod-security.kubernetes.io/{mode}"] = level
+        labels[f"pod-security.kubernetes.io/{mode}-version"] = version
+    return labels
 
 
 def agents_namespace(policy: Policy) -> dict[str, Any]:
-    labels = {"security-tier": "restricted", **psa_labels()}
+    """The agents' Namespace: PSA at ``spec.admission.pod_security`` (the level and version the
+    admission engines enforce), else restricted at the cluster's latest."""
+    pss = policy.spec.admission.pod_security
+    level, version = ("restricted", "latest") if pss is None else (pss.level, pss.version)
+    labels = {"security-tier": level, **psa_labels(level, version)}
     return k8s.obj("v1", "Namespace", k8s.meta(policy.spec.namespace, policy=policy.metadata.name,
                                                 labels=labels))
 

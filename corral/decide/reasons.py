@@ -16,6 +16,7 @@ QUARANTINED: Final = "quarantined"
 RATE_LIMITED: Final = "rate_limited"
 QUOTA_EXCEEDED: Final = "quota_exceeded"
 TUNNEL_LIMIT: Final = "tunnel_limit"
+CONNECTION_LIMIT: Final = "connection_limit"
 SNI_MISSING: Final = "sni_missing"
 SNI_MISMATCH: Final = "sni_mismatch"
 HOST_MISMATCH: Final = "host_mismatch"
@@ -35,6 +36,7 @@ NEXT_STEP: Final[dict[str, str]] = {
     RATE_LIMITED: "slow down and retry after the period in Retry-After",
     QUOTA_EXCEEDED: "the hourly outbound byte quota is spent; retry in the next hour",
     TUNNEL_LIMIT: "too many open tunnels; close idle connections and retry",
+    CONNECTION_LIMIT: "too many open connections to the gateway; reuse or close some and retry",
     SNI_MISSING: "send TLS with SNI matching the CONNECT host",
     SNI_MISMATCH: "the TLS server name must equal the CONNECT host (no domain fronting)",
     HOST_MISMATCH: "the Host header must equal the host of the absolute URI",

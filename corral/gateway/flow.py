@@ -40,11 +40,13 @@ class Flow:
         "agent",
         "bytes_down",
         "bytes_up",
+        "carrier",
         "client",
         "decision",
         "ended",
         "head",
         "host",
+        "http_only",
         "kind",
         "limits",
         "listen_port",
@@ -92,6 +94,8 @@ class Flow:
         self.status = 0
         self.ended = False
         self.tunnel_held = False
+        self.http_only = False  # a CONNECT allowed only because plain HTTP may use its port
+        self.carrier = False  # a CONNECT that carried plain HTTP: its requests are the lines
 
     def refuse(self, refusal: Refusal) -> None:
         if refusal.deny:

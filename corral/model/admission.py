@@ -23,6 +23,7 @@ ResourceName = Literal["cpu", "memory"]
 _CAPABILITY = re.compile(r"^[A-Z][A-Z0-9_]{1,31}$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _EXEMPT = re.compile(r"^(?:[^\s*]+\*?|\*)$")
+_PSS_VERSION = re.compile(r"^v1\.(0|[1-9][0-9]?)$")
 
 
 def _toggle(value: object) -> object:
@@ -51,6 +52,13 @@ def _exempt(value: object) -> str:
             "expected an exact image reference, or a prefix ending in '*' "
             f"(e.g. registry.example.com/debug/*), got {value!r}"
         )
+    return value
+
+
+def _pss_version(value: object) -> str:
+    if not isinstance(value, str) or not (value == "latest" or _PSS_VERSION.match(value)):
+        raise ValueError(f"expected a Pod Security Standards version such as v1.33 or latest, "
+                         f"got {value!r}")
     return value
 
 
@@ -96,6 +104,16 @@ class Limits(ContainerControl):
 
 
 Toggle = BeforeValidator(_toggle)
+PssVersion = Annotated[str, BeforeValidator(_pss_version)]
+
+
+class PodSecurity(Strict):
+    """The Kubernetes Pod Security Standards at ``level``, as published for ``version``
+    (``latest``: the newest version corral knows). Enforced in every engine, on top of the
+    controls; the agents' Namespace gets the same level and version as PSA labels."""
+
+    level: Literal["baseline", "restricted"]
+    version: PssVersion = "latest"
 
 
 class Controls(Strict):
@@ -130,3 +148,4 @@ class Admission(Strict):
     engines: tuple[Engine, ...] = ("cel", "gatekeeper", "kyverno")
     action: Action = "deny"
     controls: Controls = Controls()
+    pod_security: PodSecurity | None = None

@@ -196,6 +196,10 @@ class GatewayLimits(Strict):
     idle_timeout_s: float = Field(default=300.0, gt=0)
     header_timeout_s: float = Field(default=10.0, gt=0)
     connect_timeout_s: float = Field(default=10.0, gt=0)
+    # open client connections: per agent, and in all per process (each agent keeps
+    # ``AGENT_RESERVE`` more beyond the total, so one agent can never lock the others out)
+    agent_connections: int = Field(default=12000, ge=1)
+    connections: int = Field(default=24000, ge=1)
 
 
 class Gateway(Strict):

@@ -15,25 +15,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 from corral.compile.output import Manifest
 from corral.compile.render import render_all
+from corral.model.findings import Level, Rule
+from corral.model.findings import to_sarif as sarif_document
 from corral.model.policy import Policy
 from corral.model.wording import counted
 from corral.verify import objects as k
 from corral.verify.objects import Located, PodLike
 
-Level = Literal["error", "warning"]
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    id: str
-    level: Level
-    title: str
-    help: str
 
 
 RULES: dict[str, Rule] = {r.id: r for r in (
@@ -79,6 +72,10 @@ class Finding:
     @property
     def level(self) -> Level:
         return RULES[self.rule].level
+
+    @property
+    def subject(self) -> str:
+        return self.object
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "level": self.level, "help": RULES[self.rule].help}
@@ -344,29 +341,9 @@ def accepted_rules(obj: Mapping[str, Any]) -> frozenset[str]:
 
 # -- reports -------------------------------------------------------------------------------------
 
-SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
-
-
-def _sarif_result(f: Finding) -> dict[str, Any]:
-    location: dict[str, Any] = {"logicalLocations": [{"fullyQualifiedName": f.object,
-                                                      "kind": "resource"}]}
-    if not f.source.startswith(("rendered:", "(", "-")):
-        location["physicalLocation"] = {"artifactLocation": {"uri": f.source}}
-    return {"ruleId": f.rule, "level": f.level, "message": {"text": f"{f.object}: {f.message}"},
-            "locations": [location]}
-
-
 def to_sarif(findings: Iterable[Finding], version: str) -> dict[str, Any]:
     """SARIF 2.1.0, one run, every rule described (code-scanning UIs show rule help)."""
-    rules = [{"id": r.id, "name": r.id, "shortDescription": {"text": r.title},
-              "help": {"text": r.help}, "defaultConfiguration": {"level": r.level}}
-             for r in RULES.values()]
-    return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [{
-        "tool": {"driver": {"name": "corral-audit", "version": version,
-                            "informationUri": "https://github.com/corral-dev/corral",
-                            "rules": rules}},
-        "results": [_sarif_result(f) for f in findings],
-    }]}
+    return sarif_document(findings, RULES, "corral-audit", version)
 
 
 def to_text(findings: list[Finding], checked: int) -> str:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from typing import Any
+
+from hypothesis import strategies as st
 
 from corral.check.engine import Checker, Outcome
 from corral.check.read import Document
@@ -87,3 +90,16 @@ def run(checker: Checker, obj: dict[str, Any], operation: str = "CREATE",
 
 def failing(checker: Checker, obj: dict[str, Any], **kw: Any) -> set[str]:
     return {v.control for v in run(checker, obj, **kw).violations}
+
+
+def draw_containers(draw: st.DrawFn,
+                    make: Callable[[bool], st.SearchStrategy[dict[str, Any]]],
+                    ephemeral_one_in: int) -> dict[str, Any]:
+    """A pod spec's container lists from ``make(ephemeral)``: one or two containers, maybe an
+    init container, and an ephemeral one in about ``ephemeral_one_in`` specs."""
+    spec: dict[str, Any] = {"containers": draw(st.lists(make(False), min_size=1, max_size=2))}
+    if draw(st.booleans()):
+        spec["initContainers"] = draw(st.lists(make(False), min_size=1, max_size=1))
+    if draw(st.integers(1, ephemeral_one_in)) == 1:
+        spec["ephemeralContainers"] = draw(st.lists(make(True), min_size=1, max_size=1))
+    return spec

@@ -17,6 +17,7 @@ from corral.model.images import image_admitted, parse_registry_prefix
 from corral.model.policy import Policy
 from tests.admission.helpers import (
     GOOD_CONTAINER,
+    draw_containers,
     failing,
     make_policy,
     only,
@@ -107,11 +108,7 @@ def containers(draw: st.DrawFn, ephemeral: bool = False) -> dict[str, Any]:
 
 @st.composite
 def pod_specs(draw: st.DrawFn) -> dict[str, Any]:
-    spec: dict[str, Any] = {"containers": draw(st.lists(containers(), min_size=1, max_size=2))}
-    if draw(st.booleans()):
-        spec["initContainers"] = draw(st.lists(containers(), min_size=1, max_size=1))
-    if draw(st.integers(0, 4)) == 0:
-        spec["ephemeralContainers"] = draw(st.lists(containers(True), min_size=1, max_size=1))
+    spec = draw_containers(draw, containers, 5)
     for key, values in [("hostPID", [True, False]), ("hostIPC", [True, False]),
                         ("hostNetwork", [True, False]),
                         ("automountServiceAccountToken", [True, False, False]),

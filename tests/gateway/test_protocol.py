@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 
 import pytest
@@ -18,6 +19,7 @@ from corral.gateway.protocol.http import (
     RequestReader,
     ResponseReader,
     Tunnel,
+    looks_like_request,
     parse_target,
     split_authority,
     upstream_request,
@@ -65,7 +67,13 @@ def test_connect_keeps_bytes_sent_after_the_head() -> None:
     b"garbage\r\n\r\n",
     b"GET http://a/ HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
     b"GET http://a/ HTTP/1.1\r\nBad Header\r\n\r\n",
-    b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+    b"GET http://a/ HTTP/1.1\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\n",
+    # accepted by llhttp, refused by the gateway (smuggling, issue 10)
+    b"POST http://a/ HTTP/1.1\r\nContent-Length: 3\r\nConnection: content-length\r\n\r\nabc",
+    b"GET http://a/ HTTP/1.1\r\nConnection: close, Host\r\n\r\n",
+    b"POST http://a/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    b"GET http://a/\r\n\r\n",
+    b"GET http://a/ HTTP/2.0\r\n\r\n",
 ])
 def test_malformed_requests_are_400(data: bytes) -> None:
     with pytest.raises(ProtocolError) as err:
@@ -232,9 +240,37 @@ def test_refusal_is_one_actionable_line_with_reason_header() -> None:
     assert reasons.NEXT_STEP[reasons.NOT_IN_ALLOWLIST] in text
     raw = responses.refusal(403, text, reasons.NOT_IN_ALLOWLIST, keep_alive=False,
                             retry_after=7)
-    assert raw.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert raw.startswith(b"HTTP/1.1 403 " + text.strip().encode() + b"\r\n")
     assert b"X-Corral-Reason: not_in_allowlist\r\n" in raw and b"Retry-After: 7\r\n" in raw
     assert raw.endswith(text.encode())
+
+
+def test_reason_phrase_is_the_line_made_safe_for_the_status_line() -> None:
+    phrase = responses.reason_phrase
+    assert phrase(403, "corral: agent 'a' may not reach x.test:443\n") == (
+        "corral: agent 'a' may not reach x.test:443")
+    # CR/LF, controls and non-ASCII from the request cannot end or bend the status line
+    assert phrase(400, "bad \r\nX-Evil: 1\t\x00caf\u00e9 \u2603") == "bad ??X-Evil: 1??caf? ?"
+    assert phrase(403, "a" * 500) == "a" * (responses.PHRASE_MAX - 3) + "..."
+    # too long: the detail goes first, the next step stays
+    text = responses.refusal_text(agent="a", host="h.test", port=80,
+                                  reason=reasons.UPSTREAM_FAILED, rule=None, detail="x; " * 90)
+    assert phrase(502, text) == (
+        "corral: agent 'a' may not reach h.test:80 (reason upstream_failed): "
+        + reasons.NEXT_STEP[reasons.UPSTREAM_FAILED])
+    short = responses.refusal_text(agent="a", host="h.test", port=80,
+                                   reason=reasons.UPSTREAM_FAILED, rule=None, detail="refused")
+    assert phrase(502, short) == short.strip()
+    assert phrase(502, " \n ") == "Bad Gateway" and phrase(599, "") == "Error"
+
+
+@settings(max_examples=200, database=None)
+@given(st.integers(100, 599), st.text())
+def test_reason_phrase_is_always_a_valid_reason_phrase(status: int, text: str) -> None:
+    out = responses.reason_phrase(status, text)
+    assert re.fullmatch(r"[!-~]([ -~]*[!-~])?", out) and len(out) <= responses.PHRASE_MAX
+    raw = responses.refusal(status, text, "r", keep_alive=False)
+    assert raw.split(b"\r\n", 1)[0] == f"HTTP/1.1 {status} {out}".encode()
 
 
 # -- TLS ClientHello
@@ -327,3 +363,86 @@ def test_pool_limits_and_cleanup() -> None:
     pool.put(key, fresh(), 0)
     pool.expire(tick=100, idle_ticks=10)
     assert pool.size == 0 and not pool._idle
+
+
+# -- framing (issue 10: smuggling); the attack suite over sockets is tests/security
+def test_upstream_framing_is_rebuilt_from_the_parse() -> None:
+    head = head_of(b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\ncontent-length:  3 \r\n"
+                   b"X-A: 1\r\n\r\nabc")
+    out = upstream_request(head, parse_target(head))
+    assert out == b"POST / HTTP/1.1\r\nHost: a.test\r\nX-A: 1\r\nContent-Length: 3\r\n\r\n"
+
+
+def test_crlf_only_data_inside_a_body_is_body() -> None:
+    reader = RequestReader(16384, 100)
+    reader.feed(b"POST http://a.test/ HTTP/1.1\r\nContent-Length: 4\r\n\r\n")
+    assert reader.feed(b"\r\n") == [Body(b"\r\n")]
+    assert reader.feed(b"\r\n") == [Body(b"\r\n"), End()]
+    assert reader.feed(b"\r\n") == []  # between requests CRLFs are ignored
+
+
+def test_switching_protocols_from_upstream_is_502() -> None:
+    with pytest.raises(ProtocolError) as err:
+        ResponseReader(head_only=False).feed(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade"
+            b"\r\n\r\n")
+    assert err.value.status == 502
+
+
+# -- upgrades (issue 15): h2c dropped, websocket relayed, others refused with their head
+def test_optional_h2c_upgrade_is_dropped_and_http1_goes_on() -> None:
+    events = feed(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade, "
+                  b"HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAA\r\n\r\n"
+                  b"GET http://a.test/2 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    heads = [e for e in events if isinstance(e, RequestHead)]
+    assert [h.target for h in heads] == [b"http://a.test/", b"http://a.test/2"]
+    assert sum(isinstance(e, End) for e in events) == 2 and not heads[0].upgrade
+    out = upstream_request(heads[0], parse_target(heads[0]))
+    assert out == b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"
+
+
+def test_websocket_upgrade_is_a_request_then_a_tunnel() -> None:
+    events = feed(b"GET http://a.test/ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\n"
+                  b"Upgrade: WebSocket\r\nSec-WebSocket-Key: k\r\n\r\n\x81\x00")
+    head = events[0]
+    assert isinstance(head, RequestHead) and head.upgrade == b"websocket"
+    assert isinstance(events[1], End) and events[2] == Tunnel(b"\x81\x00")
+    assert upstream_request(head, parse_target(head)) == (
+        b"GET /ws HTTP/1.1\r\nHost: a.test\r\nSec-WebSocket-Key: k\r\n"
+        b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+
+
+def test_other_upgrades_are_refused_with_their_head() -> None:
+    with pytest.raises(ProtocolError) as err:
+        feed(b"GET http://a.test/ HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: irc\r\n\r\n")
+    assert err.value.status == 400 and err.value.head is not None
+    assert err.value.head.target == b"http://a.test/"
+
+
+def test_websocket_101_switches_only_when_asked() -> None:
+    answer = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade"
+              b"\r\nSec-WebSocket-Accept: x\r\n\r\n\x81\x02hi")
+    r = ResponseReader(head_only=False)
+    r.upgrade = b"websocket"
+    out = r.feed(answer)
+    assert r.switched and r.done and r.status == 101 and not r.reusable
+    assert out == (b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: x\r\n"
+                   b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x02hi")
+    with pytest.raises(ProtocolError):
+        ResponseReader(head_only=False).feed(answer)
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    (b"GET / HTTP/1.1\r\n", True), (b"POST ", True), (b"", None), (b"GE", None),
+    (b"SSH-2.0-OpenSSH", False), (b"\x16\x03\x01", False), (b"get / HTTP/1.1", False),
+    (b"A" * 30, False),
+])
+def test_what_starts_a_request_inside_a_tunnel(data: bytes, expected: bool | None) -> None:
+    assert looks_like_request(data) is expected
+
+
+def test_h2c_upgrades_in_one_read_are_bounded() -> None:
+    one = (b"GET http://a.test/ HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+    assert sum(isinstance(e, RequestHead) for e in feed(one * 10)) == 10
+    with pytest.raises(ProtocolError):
+        feed(one * 65)

@@ -20,20 +20,39 @@ from corral.decide import reasons
 HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
     b"proxy-authorization", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+    b"http2-settings",  # goes with Upgrade: h2c, which the gateway drops
 })
+# framing and routing: never hop-by-hop, so a Connection header naming one is refused (a proxy
+# that dropped Content-Length but forwarded the body would hand the origin a second request)
+NEVER_HOP = frozenset({b"content-length", b"transfer-encoding", b"host"})
+VERSIONS = frozenset({"1.1", "1.0"})  # HTTP/0.9 (no version) and 2.0+ are not HTTP/1 requests
 
 
 _SPACE = re.compile(r"\s")
+_METHOD = re.compile(rb"[A-Z]{1,20}( )?")
+
+
+def looks_like_request(data: bytes) -> bool | None:
+    """Do the first bytes inside a tunnel start an HTTP request line (a method, a space)?
+    None while only capital letters arrived."""
+    m = _METHOD.match(data)
+    if m is None:
+        return None if not data else False
+    if m.group(1):
+        return True
+    return None if m.end() == len(data) < 21 else False
 
 
 class ProtocolError(Exception):
     """The request cannot be served; ``status`` and ``reason`` go into the reply and the log."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str,
+                 head: RequestHead | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
         self.message = message
+        self.head = head  # the refused request, when its head was parsed (for the log line)
 
 
 @dataclass(slots=True)
@@ -48,11 +67,13 @@ class RequestHead:
     content_length: int = 0
     hosts: tuple[bytes, ...] = ()  # values of every Host header, as sent
     # filled while parsing, for ``upstream_request``: the header lines that may go upstream
-    # (no hop-by-hop, Proxy-* or Host), their lower-cased names, and the names the Connection
-    # header lists (dropped too)
+    # (no hop-by-hop, Proxy-*, Host or Content-Length: framing is rebuilt from what was
+    # parsed), their lower-cased names, and the names the Connection header lists (dropped too)
     forward: list[bytes] = field(default_factory=list)
     forward_names: list[bytes] = field(default_factory=list)
     connection_names: list[bytes] = field(default_factory=list)
+    framed: bool = False  # a Content-Length header was sent (its value is ``content_length``)
+    upgrade: bytes = b""  # the Upgrade protocol asked with Connection: upgrade (lower case)
 
 
 @dataclass(slots=True)
@@ -79,9 +100,9 @@ _END = End()
 class RequestReader:
     """Feed client bytes, get request events. One per client connection (keep-alive aware)."""
 
-    __slots__ = ("_chunked", "_events", "_fwd", "_fwd_names", "_headers", "_hosts", "_length",
-                 "_max_bytes", "_max_headers", "_named", "_over", "_parser", "_pending", "_size",
-                 "_url", "in_head", "upgraded")
+    __slots__ = ("_bad", "_events", "_fwd", "_fwd_names", "_headers", "_hosts", "_length",
+                 "_max_bytes", "_max_headers", "_named", "_over", "_parser", "_pending",
+                 "_proto", "_size", "_te", "_url", "in_body", "in_head", "upgraded")
 
     def __init__(self, max_header_bytes: int, max_headers: int) -> None:
         self._max_bytes = max_header_bytes
@@ -96,10 +117,13 @@ class RequestReader:
         self._url = b""
         self._size = 0
         self._pending = 0
-        self._chunked = False
+        self._te: bytes | None = None  # the Transfer-Encoding value
         self._length = b""
+        self._proto = b""
+        self._bad = ""  # 400 pending: a head llhttp accepts that the gateway does not relay
         self._over = 0  # 431 pending: 1 head too large, 2 too many headers
         self.in_head = False  # some bytes of a head arrived, the head is not complete yet
+        self.in_body = False  # the head is complete, the body is not
         self.upgraded = False
 
     # -- httptools callbacks
@@ -111,8 +135,9 @@ class RequestReader:
         self._named = []
         self._url = b""
         self._size = 0
-        self._chunked = False
+        self._te = None
         self._length = b""
+        self._proto = b""
         self.in_head = True
 
     def on_url(self, url: bytes) -> None:
@@ -134,13 +159,16 @@ class RequestReader:
             return
         if low in HOP_BY_HOP:
             if low == b"transfer-encoding":
-                self._chunked = self._chunked or b"chunked" in value.lower()
+                self._te = b"," if self._te is not None else value  # twice: refused
             elif low == b"connection":
                 self._named.extend(t.strip().lower() for t in value.split(b","))
+            elif low == b"upgrade":
+                self._proto = value.strip().lower()
             return
         if low == b"content-length":
-            self._length = value
-        elif low.startswith(b"proxy-"):
+            self._length = value  # llhttp refuses a second one, a list, a sign, an overflow
+            return
+        if low.startswith(b"proxy-"):
             return
         self._fwd.append(name + b": " + value + b"\r\n")
         self._fwd_names.append(low)
@@ -148,20 +176,33 @@ class RequestReader:
     def on_headers_complete(self) -> None:
         p = self._parser
         self.in_head = False
+        self.in_body = True
         self._pending = 0
+        keep_alive = p.should_keep_alive()
+        if not keep_alive and p.get_http_version() not in VERSIONS:  # 1.1 keeps alive by default
+            self._bad = "an HTTP/1.1 request line ends with the version (HTTP/1.1)"
+        te = self._te
+        chunked = te is not None
+        if te is not None and te.strip().lower() != b"chunked":
+            self._bad = "only Transfer-Encoding: chunked is relayed, once"
+        if self._named and not NEVER_HOP.isdisjoint(self._named):
+            self._bad = "the Connection header may not name Content-Length, Transfer-Encoding " \
+                        "or Host"
         length = self._length.strip()
-        size = int(length) if length.isdigit() else 0
+        size = int(length) if length else 0  # llhttp accepted it: digits only
         self._events.append(RequestHead(
             method=p.get_method().decode("ascii", "replace"), target=self._url,
-            headers=self._headers, keep_alive=p.should_keep_alive(), chunked=self._chunked,
-            has_body=self._chunked or size > 0, size=self._size, content_length=size,
+            headers=self._headers, keep_alive=keep_alive, chunked=chunked,
+            has_body=chunked or size > 0, size=self._size, content_length=size,
             hosts=tuple(self._hosts), forward=self._fwd, forward_names=self._fwd_names,
-            connection_names=self._named))
+            connection_names=self._named, framed=bool(length),
+            upgrade=self._proto if self._proto and b"upgrade" in self._named else b""))
 
     def on_body(self, body: bytes) -> None:
         self._events.append(Body(body))
 
     def on_message_complete(self) -> None:
+        self.in_body = False
         self._events.append(_END)
 
     # -- feeding
@@ -171,18 +212,27 @@ class RequestReader:
             raise ProtocolError(400, reasons.BAD_REQUEST, "data after a tunnel request")
         events: list[Event] = []
         self._events = events
-        if not self.in_head and not data.strip(b"\r\n"):
-            return events
+        if not self.in_head and not self.in_body and not data.strip(b"\r\n"):
+            return events  # CRLFs between requests (inside a body they are data)
         self._pending += len(data)
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            return self._upgrade(data[int(exc.args[0]):])
-        except httptools.HttpParserError as exc:
-            self._check_limits()
-            raise ProtocolError(400, reasons.BAD_REQUEST,
-                                f"malformed HTTP request: {exc}") from None
+        for _ in range(64):  # each turn ends a request that dropped an optional h2c upgrade
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserUpgrade as exc:
+                data = data[int(exc.args[0]):]
+                if self._upgrade(data):
+                    return events
+                continue
+            except httptools.HttpParserError as exc:
+                self._check_limits()
+                raise ProtocolError(400, reasons.BAD_REQUEST,
+                                    f"malformed HTTP request: {exc}") from None
+            break
+        else:
+            raise ProtocolError(400, reasons.BAD_REQUEST, "too many h2c upgrade requests at once")
         self._check_limits()
+        if self._bad:
+            raise ProtocolError(400, reasons.BAD_REQUEST, self._bad)
         return events
 
     def _check_limits(self) -> None:
@@ -195,16 +245,34 @@ class RequestReader:
             raise ProtocolError(431, reasons.BAD_REQUEST,
                                 f"more than {self._max_headers} request headers")
 
-    def _upgrade(self, rest: bytes) -> list[Event]:
+    def _upgrade(self, rest: bytes) -> bool:
+        """llhttp stopped after a CONNECT or an ``Upgrade`` request. True: ``rest`` belongs to a
+        tunnel (CONNECT, WebSocket), a ``Tunnel`` event carries it. False: the optional h2c
+        upgrade was dropped and ``rest`` is HTTP/1.1 again, for a fresh parser (llhttp stays
+        paused after an upgrade)."""
         self._check_limits()
-        self.upgraded = True
-        events: list[Event] = [e for e in self._events if not isinstance(e, End)]
-        head = next((e for e in events if isinstance(e, RequestHead)), None)
-        if head is None or head.method != "CONNECT":
+        if self._bad:
+            raise ProtocolError(400, reasons.BAD_REQUEST, self._bad)
+        events = self._events
+        head = next((e for e in reversed(events) if isinstance(e, RequestHead)), None)
+        if head is None:
+            raise ProtocolError(400, reasons.BAD_REQUEST, "protocol upgrade without a request")
+        if head.method == "CONNECT":
+            if events and isinstance(events[-1], End):
+                events.pop()
+            head.upgrade = b""
+        elif head.upgrade == b"h2c":
+            head.upgrade = b""  # optional: the client goes on in HTTP/1.1 when not upgraded
+            self._parser = httptools.HttpRequestParser(self)
+            self.in_body = False
+            return False
+        elif head.upgrade != b"websocket":
             raise ProtocolError(400, reasons.BAD_REQUEST,
-                                "protocol upgrade is not supported on plain HTTP; use CONNECT")
+                                f"Upgrade {head.upgrade.decode('latin-1')[:40]!r} is not relayed "
+                                "(only websocket; use CONNECT for anything else)", head)
+        self.upgraded = True
         events.append(Tunnel(rest))
-        return events
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +330,7 @@ def parse_target(head: RequestHead) -> Target:
         raise _bad(f"invalid request target {raw[:200]!r}") from None
     if url.schema is None or url.host is None:
         raise _bad("a proxy request needs an absolute URI (http://host/path)")
-    if url.schema.lower() != b"http":
+    if url.schema.lower() not in (b"http", b"ws"):  # ws:// is how clients spell a WebSocket
         raise _bad("only http:// URIs are proxied; use CONNECT for https")
     host = url.host.decode("latin-1")
     port = 80 if url.port is None else url.port
@@ -301,7 +369,8 @@ def upstream_request(head: RequestHead, target: Target) -> bytes:
     """The request head sent upstream: origin-form, hop-by-hop and Proxy-* headers removed.
 
     The header lines were sorted while parsing (``RequestHead.forward``); only headers the
-    Connection header names are filtered here."""
+    Connection header names are filtered here. Host and the body framing are rebuilt from what
+    the parser used (the URI, ``chunked``, ``content_length``), never copied from the client."""
     lines = head.forward
     if head.connection_names:
         named = set(head.connection_names)
@@ -311,7 +380,14 @@ def upstream_request(head: RequestHead, target: Target) -> bytes:
     authority = host if target.port == 80 else f"{host}:{target.port}"
     start = f"{head.method} {target.path} HTTP/1.1\r\nHost: {authority}\r\n".encode("latin-1")
     # HTTP/1.1 upstream: persistent unless the origin says otherwise
-    end = b"Transfer-Encoding: chunked\r\n\r\n" if head.chunked else b"\r\n"
+    if head.upgrade:
+        end = b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n"  # only one relayed
+    elif head.chunked:
+        end = b"Transfer-Encoding: chunked\r\n\r\n"
+    elif head.framed:
+        end = b"Content-Length: %d\r\n\r\n" % head.content_length
+    else:
+        end = b"\r\n"
     return start + b"".join(lines) + end
 
 
@@ -330,8 +406,9 @@ class ResponseReader:
     ``reusable`` whether the upstream connection may (clean end, origin keeps it alive).
     """
 
-    __slots__ = ("_chunked", "_framed", "_headers", "_length", "_out", "_parser", "_reason",
-                 "done", "head_only", "keep_alive", "reusable", "status")
+    __slots__ = ("_chunked", "_framed", "_headers", "_length", "_out", "_parser", "_proto",
+                 "_reason", "done", "head_only", "keep_alive", "reusable", "status", "switched",
+                 "upgrade")
 
     def __init__(self, head_only: bool, keep_alive: bool = True) -> None:
         self.head_only = head_only  # a HEAD request: the response has no body whatever it says
@@ -345,6 +422,9 @@ class ResponseReader:
         self._chunked = False
         self._length = False
         self._framed = False
+        self._proto = b""
+        self.upgrade = b""  # the protocol the request asked for (websocket): a 101 may switch
+        self.switched = False  # the origin answered 101: the connection is a tunnel now
         self._parser = httptools.HttpResponseParser(self)
 
     def reset(self, head_only: bool, keep_alive: bool = True) -> None:
@@ -356,6 +436,7 @@ class ResponseReader:
         self.reusable = False
         self.status = 0
         self._framed = False
+        self.upgrade = b""
 
     def on_message_begin(self) -> None:
         if self.done:  # bytes after the final response: never reuse this connection
@@ -373,6 +454,8 @@ class ResponseReader:
         if low in HOP_BY_HOP:
             if low == b"transfer-encoding":
                 self._chunked = self._chunked or b"chunked" in value.lower()
+            elif low == b"upgrade":
+                self._proto = value.strip().lower()
             return
         if low.startswith(b"proxy-"):
             return
@@ -382,6 +465,8 @@ class ResponseReader:
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
+        if status == 101:
+            return  # written by ``_switch`` if the request asked for this upgrade, else a 502
         no_body = self.head_only or status in (204, 304) or status < 200
         self._framed = no_body or self._chunked or self._length
         if status >= 200:
@@ -414,6 +499,8 @@ class ResponseReader:
             return b""
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            return self._switch(data[int(exc.args[0]):])
         except httptools.HttpParserError as exc:
             if self.done:
                 self.reusable = False
@@ -421,6 +508,19 @@ class ResponseReader:
             raise ProtocolError(502, reasons.UPSTREAM_FAILED,
                                 f"invalid response from upstream: {exc}") from None
         return b"".join(self._out)
+
+    def _switch(self, rest: bytes) -> bytes:
+        """The origin answered 101: relayed when it switched to the protocol asked for."""
+        if not self.upgrade or self._proto != self.upgrade:
+            raise ProtocolError(502, reasons.UPSTREAM_FAILED,
+                                "the destination switched protocols (101) unasked; the gateway "
+                                "relays only a WebSocket upgrade the client asked for")
+        self.switched = self.done = True
+        self.status = 101
+        self.keep_alive = self.reusable = False
+        head = b"HTTP/1.1 101 %b\r\n%bConnection: Upgrade\r\nUpgrade: %b\r\n\r\n" % (
+            self._reason, b"".join(self._headers), self.upgrade)
+        return b"".join(self._out) + head + rest
 
     def eof(self) -> bool:
         """Upstream closed: True when that ended the response cleanly (close-delimited body)."""

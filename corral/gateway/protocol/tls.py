@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 MAX_HELLO = 32 * 1024
+# a fatal TLS alert record, access_denied (49): what a client refused at the SNI check reads
+# instead of the server's hello, so its TLS library names the refusal rather than an EOF
+ACCESS_DENIED_ALERT = b"\x15\x03\x03\x00\x02\x02\x31"
 _HANDSHAKE = 0x16
 _CLIENT_HELLO = 0x01
 _EXT_SERVER_NAME = 0x0000

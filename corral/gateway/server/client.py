@@ -8,6 +8,7 @@ ClientHello) -> TUNNEL; CLOSED at the end. The flow is logged exactly once when 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,10 +28,13 @@ from corral.gateway.protocol.http import (
     ResponseReader,
     Tunnel,
     chunk,
+    looks_like_request,
+    parse_target,
     upstream_request,
 )
-from corral.gateway.protocol.tls import MAX_HELLO, Hello
+from corral.gateway.protocol.tls import ACCESS_DENIED_ALERT, MAX_HELLO, Hello
 from corral.gateway.server.upstream import PoolKey, Upstream, const
+from corral.gateway.steps import decide as decide_step
 
 if TYPE_CHECKING:
     from corral.gateway.server.listeners import Gateway
@@ -45,9 +49,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # retried once on a stale 
 class ClientConnection(asyncio.Protocol):
     """One agent connection: a keep-alive series of plain HTTP requests, or one tunnel."""
 
-    __slots__ = ("client", "flow", "gw", "head_since", "paused", "peek", "port", "pumping",
-                 "queue", "reader", "req_done", "resp", "reused", "seen", "state", "task",
-                 "transport", "up")
+    __slots__ = ("client", "client_eof", "counted", "flow", "gw", "head_since", "inner", "paused",
+                 "peek", "port", "pumping", "queue", "reader", "req_done", "resp", "reused",
+                 "seen", "state", "task", "transport", "up")
 
     def __init__(self, gw: Gateway, port: int) -> None:
         self.gw = gw
@@ -65,7 +69,12 @@ class ClientConnection(asyncio.Protocol):
         self.reused = False
         self.paused = False
         self.pumping = False
+        self.client_eof = False  # the client half-closed after a complete request
+        self.counted = False  # admitted under the connection caps (``Gateway.admit``)
+        self.inner: bytes | None = None  # http://authority of a CONNECT that carries plain HTTP
         self.seen = gw.tick
+        # the header deadline runs from the first byte of a head (from accept for the first
+        # request): CRLFs or a trickled head never move it
         self.head_since: int | None = gw.tick
         self.client = ""
         self.transport: asyncio.Transport | None = None
@@ -77,6 +86,10 @@ class ClientConnection(asyncio.Protocol):
         if peer:
             host = f"[{peer[0]}]" if ":" in peer[0] else peer[0]
             self.client = f"{host}:{peer[1]}"
+        if not self.gw.admit(self.port):
+            self._over_cap()
+            return
+        self.counted = True
         self.gw.conns.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -92,7 +105,7 @@ class ClientConnection(asyncio.Protocol):
             if state == SETUP:
                 self.pause_client()  # at most one read buffered until the tunnel is open
         else:
-            if state == HEAD and not self.reader.in_head:
+            if state == HEAD and self.head_since is None:
                 self.head_since = self.gw.tick
             try:
                 events = self.reader.feed(data)
@@ -112,10 +125,17 @@ class ClientConnection(asyncio.Protocol):
             if self.up.transport.can_write_eof():
                 self.up.transport.write_eof()
             return True  # half-close: let the destination finish its answer
+        if self.state in (SETUP, RELAY) and (self.req_done or any(
+                isinstance(e, End) for e in self.queue)):
+            self.client_eof = True
+            return True  # half-close after a complete request: answer it, then close
         self._close()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.counted:
+            self.counted = False
+            self.gw.release(self.port)
         self.gw.conns.discard(self)
         if self.task is not None and not self.task.done():
             self.task.cancel()
@@ -183,6 +203,12 @@ class ClientConnection(asyncio.Protocol):
     def _start(self, head: RequestHead) -> None:
         self.state = SETUP
         self.head_since = None
+        if self.inner is not None:  # inside a CONNECT to an HTTP port: origin-form only
+            if head.method == "CONNECT" or not head.target.startswith(b"/"):
+                self._protocol_error(ProtocolError(
+                    400, reasons.BAD_REQUEST, "inside a tunnel a request names a /path"))
+                return
+            head.target = self.inner + head.target
         flow = Flow(self.gw.snapshot, self.port, self.client, head,
                     started=time.perf_counter(), wall=self.gw.wall())
         self.flow = flow
@@ -228,7 +254,7 @@ class ClientConnection(asyncio.Protocol):
         """Reuse an idle upstream, only for a bodiless safe request: if the origin closed it
         meanwhile, such a request is retried on a new connection; anything else gets a new one."""
         head = flow.head
-        if head is None or head.has_body or head.method not in SAFE_METHODS:
+        if head is None or head.has_body or head.method not in SAFE_METHODS or head.upgrade:
             return False
         for addr in flow.addrs:
             up = self.gw.pool.take((flow.agent, flow.host, addr, flow.port))
@@ -270,7 +296,12 @@ class ClientConnection(asyncio.Protocol):
         head = flow.head
         keep = (flow.kind == "http" and head is not None and head.keep_alive
                 and self.req_done and refusal.status < 500 and not self.gw.draining)
-        if refusal.status != 200 and self.transport is not None:  # 200: tunnel already answered
+        if self.transport is None:
+            pass
+        elif self.state == PEEK:  # the tunnel was answered 200: refuse the TLS handshake
+            if self.peek.startswith(b"\x16"):
+                self.transport.write(ACCESS_DENIED_ALERT)
+        else:
             text = responses.refusal_text(agent=flow.agent, host=flow.host, port=flow.port,
                                           reason=refusal.reason, rule=flow.rule,
                                           detail=refusal.detail)
@@ -283,9 +314,20 @@ class ClientConnection(asyncio.Protocol):
         else:
             self._close()
 
+    def _over_cap(self) -> None:
+        """Refused at accept: the agent (or the process) holds its maximum of connections."""
+        self.state = SETUP
+        self.flow = Flow(self.gw.snapshot, self.port, self.client, None,
+                         started=time.perf_counter(), wall=self.gw.wall())
+        self._refuse(self.flow, Refusal(503, reasons.CONNECTION_LIMIT, "connections"))
+
     def _protocol_error(self, exc: ProtocolError) -> None:
-        flow = Flow(self.gw.snapshot, self.port, self.client, None,
+        flow = Flow(self.gw.snapshot, self.port, self.client, exc.head,
                     started=time.perf_counter(), wall=self.gw.wall())
+        if exc.head is not None:  # a head refused as a whole: log where it wanted to go
+            with contextlib.suppress(ProtocolError):
+                target = parse_target(exc.head)
+                flow.host, flow.port, flow.path = target.host, target.port, target.path
         self.state = SETUP
         if self.flow is not None:  # a broken body of a request being relayed
             self._close()
@@ -297,6 +339,7 @@ class ClientConnection(asyncio.Protocol):
     def _relay_http(self, flow: Flow) -> None:
         assert flow.head is not None and flow.target is not None and self.up is not None
         self.resp = self.up.response_reader(flow.head.method == "HEAD", flow.head.keep_alive)
+        self.resp.upgrade = flow.head.upgrade
         self.state = RELAY
         self.up.go_live()
         self._to_upstream(upstream_request(flow.head, flow.target))
@@ -320,7 +363,9 @@ class ClientConnection(asyncio.Protocol):
             return
         flow.bytes_down += len(out)
         self.transport.write(out)
-        if self.resp.done:
+        if self.resp.switched:
+            self._switched(flow)
+        elif self.resp.done:
             self._http_done(flow)
 
     def _upstream_broken(self, flow: Flow, exc: ProtocolError) -> None:
@@ -331,11 +376,28 @@ class ClientConnection(asyncio.Protocol):
         else:
             self._close()
 
+    def _switched(self, flow: Flow) -> None:
+        """The origin accepted the WebSocket upgrade (101, already written to the client):
+        from now on bytes go both ways, counted, and the flow is logged when it closes."""
+        flow.status = 101
+        self.resp = None
+        rest = b"".join(e.rest for e in self.queue if isinstance(e, Tunnel))
+        self.queue.clear()
+        data, self.peek = rest + self.peek, b""
+        self.reader = None
+        flow.head = None
+        self.state = TUNNEL
+        self.resume_client()
+        if data:
+            self._to_upstream(data)
+
     def _http_done(self, flow: Flow) -> None:
         assert self.resp is not None
         flow.status = self.resp.status
-        keep = self.resp.keep_alive and self.req_done and not self.gw.draining
         head = flow.head
+        # a refused upgrade: the client may not know what comes next, and the reader is spent
+        keep = (self.resp.keep_alive and self.req_done and not self.gw.draining
+                and (head is None or not head.upgrade))
         if (self.resp.reusable and self.req_done and not self.gw.draining and self.up is not None
                 and head is not None and not head.has_body):
             # after a request body the origin may not have read it all (it answered early):
@@ -416,10 +478,22 @@ class ClientConnection(asyncio.Protocol):
     def _check_hello(self) -> None:
         flow = self.flow
         assert flow is not None
+        peek = self.peek
+        if flow.http_only or peek[:1].isupper():  # plain HTTP inside starts with a method
+            http = looks_like_request(peek)
+            if http is None:
+                return
+            if http and decide_step.allows_http(flow):
+                self._http_inside(flow)
+                return
+            if flow.http_only:
+                self._refuse(flow, Refusal(403, reasons.PORT_NOT_ALLOWED, flow.rule,
+                                           "only plain HTTP may use this port"))
+                return
         verdict = self.gw.pipeline.hello(flow, self.peek)
         if isinstance(verdict, Hello):
             if len(self.peek) > MAX_HELLO:
-                self._refuse(flow, Refusal(200, reasons.SNI_MISSING, "sni_check"))
+                self._refuse(flow, Refusal(403, reasons.SNI_MISSING, "sni_check"))
             return
         if isinstance(verdict, Refusal):
             self._refuse(flow, verdict)
@@ -429,6 +503,25 @@ class ClientConnection(asyncio.Protocol):
         self.head_since = None
         if data:
             self._to_upstream(data)
+
+    def _http_inside(self, flow: Flow) -> None:
+        """The tunnel carries plain HTTP to an HTTP port: from now on the connection is a
+        keep-alive series of plain requests to the CONNECT authority, each decided and logged
+        as plain HTTP (no SNI check); the CONNECT itself is not logged."""
+        assert flow.target is not None
+        host = flow.target.host
+        host = f"[{host}]" if ":" in host else host
+        self.inner = f"http://{host}:{flow.target.port}".encode("latin-1")
+        flow.carrier = True
+        self._drop_upstream()
+        self._end_flow()
+        data, self.peek = self.peek, b""
+        lim = self.gw.snapshot.limits
+        self.reader = RequestReader(lim.header_bytes, lim.headers)
+        self.queue.clear()
+        self.state = HEAD
+        self.head_since = self.gw.tick
+        self.data_received(data)
 
     def _to_upstream(self, data: bytes) -> None:
         flow, up = self.flow, self.up
@@ -455,10 +548,13 @@ class ClientConnection(asyncio.Protocol):
             self._close()
             return
         self.state = HEAD
-        self.head_since = None
+        reader = self.reader
+        self.head_since = self.gw.tick if reader is not None and reader.in_head else None
         self.seen = self.gw.tick
         self.resume_client()
         self._pump()
+        if self.client_eof and self.state == HEAD:
+            self._close()  # every request sent before the half-close is answered
 
     def _close(self) -> None:
         if self.state == CLOSED:
@@ -495,7 +591,7 @@ class ClientConnection(asyncio.Protocol):
                 self._close()
         elif state == PEEK and self.head_since is not None and self.flow is not None:
             if tick - self.head_since > header_ticks:
-                self._refuse(self.flow, Refusal(200, reasons.SNI_MISSING, "sni_check",
+                self._refuse(self.flow, Refusal(403, reasons.SNI_MISSING, "sni_check",
                                                 "no TLS ClientHello in time"))
         elif state in (RELAY, TUNNEL) and tick - self.seen > idle_ticks:
             self._close()

@@ -2,13 +2,15 @@
 
 The snapshot is swapped on reload; new flows read it, open ones keep theirs. The sweeper ticks
 coarsely and enforces header and idle timeouts by comparing tick counts (no timer per
-connection), and expires idle pooled upstream connections.
+connection), and expires idle pooled upstream connections. ``admit`` caps client connections per
+agent and per process (below what the descriptor limit can hold), keeping a reserve per agent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import resource
 import time
 from collections.abc import Callable
 
@@ -17,6 +19,18 @@ from corral.gateway.server.client import ClientConnection, Wall
 from corral.gateway.server.upstream import POOL_IDLE_S, UpstreamPool
 from corral.gateway.state import Snapshot
 from corral.gateway.steps import Pipeline
+
+AGENT_RESERVE = 64  # connections every agent may open even when the process total is reached
+FD_SPARE = 512  # descriptors kept for the admin port, DNS, logs and the reserves
+
+
+def fd_capacity() -> int:
+    """Client connections the descriptor limit can hold: two descriptors each (client and
+    upstream), after ``FD_SPARE``."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 30
+    return max(AGENT_RESERVE, (soft - FD_SPARE) // 2)
 
 
 class Gateway:
@@ -31,6 +45,8 @@ class Gateway:
         self.wall = wall
         self.servers: dict[int, asyncio.Server] = {}
         self.conns: set[ClientConnection] = set()
+        self.per_port: dict[int, int] = {}  # admitted connections by listener port (agent)
+        self.fd_cap = fd_capacity()
         self.tick = 0
         self.draining = False
         self.pool = UpstreamPool()
@@ -75,6 +91,21 @@ class Gateway:
         for conn in mine:
             conn.cut(reasons.QUARANTINED)
         return len(mine)
+
+    # -- connection caps
+    def admit(self, port: int) -> bool:
+        """May this listener take one more connection? Under its agent's cap, and under the
+        process total unless the agent holds fewer than ``AGENT_RESERVE`` (kept for it)."""
+        held = self.per_port.get(port, 0)
+        lim = self.snapshot.limits
+        if held >= lim.agent_connections or (
+                held >= AGENT_RESERVE and len(self.conns) >= min(lim.connections, self.fd_cap)):
+            return False
+        self.per_port[port] = held + 1
+        return True
+
+    def release(self, port: int) -> None:
+        self.per_port[port] -= 1
 
     # -- timeouts
     async def _sweep(self) -> None:

@@ -1,4 +1,7 @@
-"""Last steps: count the flow in Prometheus and write its one canonical access line."""
+"""Last steps: count the flow in Prometheus and write its one canonical access line.
+
+A CONNECT that turned out to carry plain HTTP (``Flow.carrier``) is neither counted nor logged:
+each request inside it is, as plain HTTP."""
 
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ class Metrics:
         self._metrics = metrics
 
     def done(self, flow: Flow) -> None:
+        if flow.carrier:
+            return  # each request it carried was counted
         self._metrics.request(flow.agent, flow.decision, flow.reason, flow.bytes_up,
                               flow.bytes_down)
 
@@ -26,5 +31,7 @@ class Log:
         self._time = TimeText()
 
     def done(self, flow: Flow) -> None:
+        if flow.carrier:
+            return  # each request it carried has its own line
         duration = round((time.perf_counter() - flow.started) * 1000.0, 3)
         self._log.write(flow.record(self._time(flow.wall), duration))

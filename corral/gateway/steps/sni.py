@@ -52,4 +52,4 @@ class SniCheck:
                 flow.decision = "would_deny"
                 flow.reason = reason
             return None
-        return Refusal(200, reason, "sni_check", detail)
+        return Refusal(403, reason, "sni_check", detail)
