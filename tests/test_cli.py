@@ -100,7 +100,8 @@ def test_one_summary_says_1_agent_1_warning(tmp_path: Path,
 
 
 @pytest.mark.parametrize("verb", ["validate", "render", "check", "gateway", "serve", "up",
-                                  "review", "verify", "drill", "run"])
+                                  "images", "threats", "topology", "review", "verify", "drill",
+                                  "run"])
 def test_every_verb_reads_the_same_default_policy(verb: str, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
