@@ -83,6 +83,8 @@ class Handler(BaseHTTPRequestHandler):
     label: str | None = None
 
     def _drain_body(self) -> int:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._drain_chunked()
         length = int(self.headers.get("Content-Length") or 0)
         got = 0
         while got < min(length, _MAX_BODY):
@@ -90,6 +92,21 @@ class Handler(BaseHTTPRequestHandler):
             if not chunk:
                 break
             got += len(chunk)
+        return got
+
+    def _drain_chunked(self) -> int:
+        """Read a chunked body to its end: left unread, it would be parsed as the next request
+        and the close that follows would reset the connection before the proxy reads the
+        answer."""
+        got = 0
+        while got <= _MAX_BODY:
+            size = int(self.rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailers, up to the blank line
+                    pass
+                break
+            got += len(self.rfile.read(size))
+            self.rfile.readline(16)  # the CRLF after the chunk
         return got
 
     def _answer(self) -> None:
