@@ -7,6 +7,7 @@ import http.server
 import ipaddress
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -126,13 +127,16 @@ def test_the_command_reaches_only_its_listener(tmp_path: Path, origin: int) -> N
     assert {(x["agent"], x["decision"]) for x in lines} == {("research", "allow"),
                                                           ("research", "deny")}
     assert "1 allow, 1 deny" in done.stderr
-    # everything is gone: namespace, nftables table, resolv.conf folder
+    # everything of this run is gone: namespace, nftables table (another suite running at the
+    # same time may have its own)
+    tag = re.search(r"in namespace crlrun-([0-9a-f]+);", done.stderr)
+    assert tag is not None, done.stderr
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                           check=False).stdout
-    assert "crlrun-" not in left
+    assert f"crlrun-{tag[1]}" not in left
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
                             check=False).stdout
-    assert "corral_run_" not in tables
+    assert f"corral_run_{tag[1]}" not in tables
 
 
 def free_subnet() -> ipaddress.IPv4Network:
