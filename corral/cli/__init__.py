@@ -67,7 +67,11 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(argv).parse_args(argv)
+    parser = build_parser(argv)
+    if not argv:  # no verb: show them all, not argparse's "arguments are required"
+        parser.print_help(sys.stderr)
+        return _common.EXIT_USAGE
+    args = parser.parse_args(argv)
     try:
         code: int = args.run(args)
     except _common.CliError as exc:

@@ -14,11 +14,12 @@ from rich.console import Console
 from corral.model.errors import PolicyError, Problem
 from corral.model.load import load_policy_checked
 from corral.model.policy import Policy
+from corral.model.wording import counted
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
-DEFAULT_POLICY = "corral.yaml"
+DEFAULT_POLICY = "corral.yaml"  # every verb's default, relative to the current folder
 
 
 class CliError(Exception):
@@ -59,16 +60,24 @@ def print_problems(problems: list[Problem]) -> None:
         con.print(str(prob), markup=False)
 
 
+def require_policy(path: str) -> None:
+    """Exit 2 with one message, the same for every verb, when the policy file is missing."""
+    if Path(path).exists():
+        return
+    hint = ("pass -f FILE, or start from the commented example: "
+            "cp examples/corral.yaml corral.yaml" if path == DEFAULT_POLICY else "pass -f FILE")
+    raise CliError(f"policy file {path!r} not found; {hint}")
+
+
 def load(path: str, *, quiet_warnings: bool = False) -> Policy:
     """Load a policy or exit 2 with every problem listed (file, line, path, expectation)."""
-    if not Path(path).exists():
-        raise CliError(f"policy file {path!r} not found (pass -f FILE)")
+    require_policy(path)
     try:
         policy, warnings = load_policy_checked(path)
     except PolicyError as exc:
         print_problems(list(exc.problems))
-        n = len(exc.problems)
-        raise CliError(f"{path}: {n} error{'s' if n != 1 else ''}; nothing was written") from None
+        raise CliError(f"{path}: {counted(len(exc.problems), 'error')}; nothing was written"
+                       ) from None
     if warnings and not quiet_warnings:
         print_problems(warnings)
     return policy

@@ -17,6 +17,7 @@ from corral.learn.apply import unified_diff, write_policy
 from corral.maintain import conformance as conf
 from corral.model import findings as fnd
 from corral.model.errors import PolicyError
+from corral.model.wording import counted
 
 
 def register(sub: Any) -> None:
@@ -55,8 +56,9 @@ def _report(rep: conf.Conformance, args: argparse.Namespace) -> None:
         who = f"{c.agent}: " if c.agent else ""
         out += f"suggest {c.kind} {who}{c.field} {c.value}{' (risky)' if c.risky else ''}" \
                f" - {c.reason}\n"
-    sys.stdout.write(out + f"{len(rep.findings)} findings over {rep.window_days} days, "
-                           f"{len(rep.changes)} suggested changes\n")
+    sys.stdout.write(out + f"{counted(len(rep.findings), 'finding')} over "
+                           f"{counted(rep.window_days, 'day')}, "
+                           f"{counted(len(rep.changes), 'suggested change')}\n")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from corral.cli import _common
-from corral.compile.render import TARGETS, render_all
+from corral.compile.render import TARGETS, render_all, with_kustomization
 from corral.compile.write import WriteError, write_all
+from corral.model.wording import counted
 
 
 def register(sub: Any) -> None:
@@ -29,7 +30,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     policy = _common.load(args.policy)
-    rendered = render_all(policy, set(args.only) if args.only else None)
+    rendered = {folder: with_kustomization(files) for folder, files in
+                render_all(policy, set(args.only) if args.only else None).items()}
     try:
         written = write_all(Path(args.out), rendered)
     except (WriteError, OSError) as exc:
@@ -41,8 +43,10 @@ def run(args: argparse.Namespace) -> int:
     con = _common.stdout()
     total = sum(w.objects for w in written)
     for w in written:
-        con.print(f"{args.out}/{w.folder}/: {len(w.files)} files, {w.objects} objects",
+        con.print(f"{Path(args.out) / w.folder}/: {counted(len(w.files), 'file')}, "
+                  f"{counted(w.objects, 'object')}",
                   markup=False)
-    con.print(f"wrote {total} objects for policy {policy.metadata.name!r} "
-              f"({len(policy.spec.agents)} agents) to {args.out}", markup=False)
+    con.print(f"wrote {counted(total, 'object')} for policy {policy.metadata.name!r} "
+              f"({counted(len(policy.spec.agents), 'agent')}) to {Path(args.out)}",
+              markup=False)
     return _common.EXIT_OK

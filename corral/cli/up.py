@@ -22,7 +22,6 @@ from corral.cli import _common, serve
 from corral.gateway import app
 from corral.gateway.resolver import parse_nameserver
 
-DEFAULT_POLICY = "examples/corral.yaml"
 STATE_DIR = ".corral"
 
 
@@ -41,8 +40,7 @@ def register(sub: Any) -> None:
         "up", help="run the local stack (gateway) from one policy file",
         description="Start corral on this machine: the egress gateway on loopback (one port per "
                     "agent). Runs until Ctrl-C or SIGTERM.")
-    p.add_argument("-f", "--policy", default=DEFAULT_POLICY, metavar="FILE",
-                   help=f"policy file (default: {DEFAULT_POLICY})")
+    _common.add_policy_arg(p)
     p.add_argument("--log", default=None, metavar="FILE",
                    help=f"gateway access log (default: {STATE_DIR}/gateway-access.log)")
     p.add_argument("--admin-port", type=int, default=None, metavar="N",
@@ -52,6 +50,13 @@ def register(sub: Any) -> None:
     p.add_argument("--check", action="store_true",
                    help="start, verify readiness, print the summary and exit 0")
     p.set_defaults(run=run)
+
+
+def proxy_env(url: str) -> str:
+    """The variables that point a client at ``url``: curl reads only the lower-case http_proxy,
+    other tools only the upper-case ones, so both."""
+    return " ".join(f"{name}={url}" for name in
+                    ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"))
 
 
 def gateway_service(args: argparse.Namespace) -> Service:
@@ -71,8 +76,7 @@ def gateway_service(args: argparse.Namespace) -> Service:
         await rt.start()
         lines = [f"gateway: policy {args.policy} (version {rt.snapshot.version})"]
         for agent, port in sorted(rt.gateway.bound().items(), key=lambda kv: kv[1]):
-            lines.append(f"  agent {agent:<12} HTTPS_PROXY=http://127.0.0.1:{port} "
-                         f"HTTP_PROXY=http://127.0.0.1:{port}")
+            lines.append(f"  agent {agent:<12} {proxy_env(f'http://127.0.0.1:{port}')}")
         lines.append(f"  admin        http://127.0.0.1:{rt.admin_port}/metrics  /readyz  "
                      "/v1/quarantine")
         lines.append(f"  access log   {os.path.abspath(log_path) if log_path != '-' else 'stdout'}")

@@ -21,6 +21,7 @@ from corral.maintain import vulns as vuln_mod
 from corral.maintain.reports import ReportError, read_reports
 from corral.maintain.scanner import DEFAULT_IMAGES, ScannerSettings, render_scanner
 from corral.model import findings as fnd
+from corral.model.wording import counted
 
 
 def register(sub: Any) -> None:
@@ -60,8 +61,8 @@ def _render(args: argparse.Namespace, images: list[str]) -> int:
     except (WriteError, OSError) as exc:
         raise _common.CliError(str(exc)) from None
     for w in written:
-        sys.stdout.write(f"{args.render_scanner / w.folder}: {len(w.files)} files, "
-                         f"{len(images)} images\n")
+        sys.stdout.write(f"{args.render_scanner / w.folder}: {counted(len(w.files), 'file')}, "
+                         f"{counted(len(images), 'image')}\n")
     return _common.EXIT_OK
 
 

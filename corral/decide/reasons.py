@@ -44,6 +44,8 @@ NEXT_STEP: Final[dict[str, str]] = {
     SNI_MISMATCH: "the TLS server name must equal the CONNECT host (no domain fronting)",
     HOST_MISMATCH: "the Host header must equal the host of the absolute URI",
     BAD_REQUEST: "send a valid HTTP/1.1 proxy request (absolute URI or CONNECT host:port)",
-    RESOLVE_FAILED: "the name did not resolve; check the spelling",
+    RESOLVE_FAILED: "not a denial: the gateway's own DNS lookup of this name failed (how is "
+                    "said before); if the name is spelled right, retry later or tell the "
+                    "platform team that the gateway's resolver fails",
     UPSTREAM_FAILED: "the destination did not accept the connection; retry later",
 }

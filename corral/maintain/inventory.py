@@ -21,6 +21,7 @@ from corral.model import findings as fnd
 from corral.model.findings import Finding, Rule
 from corral.model.images import ImageError, ImageRef, parse_image
 from corral.model.policy import Policy
+from corral.model.wording import counted
 from corral.verify.objects import Located, labels_of, pods_of
 
 Source = Literal["manifest", "cluster", "falco"]
@@ -315,5 +316,5 @@ def to_text(inv: Inventory) -> str:
             lines.append(f"  {e.ref}  [{approved}; {_pin(e)}; seen in {', '.join(e.sources)}]")
     errors = sum(RULES[f.rule].level == "error" for f in inv.findings)
     return ("\n".join(lines) + "\n\n" + fnd.to_text(inv.findings, RULES)
-            + f"{len(inv.images)} images: {errors} errors, "
-              f"{len(inv.findings) - errors} warnings\n")
+            + f"{counted(len(inv.images), 'image')}: {counted(errors, 'error')}, "
+              f"{counted(len(inv.findings) - errors, 'warning')}\n")

@@ -18,6 +18,7 @@ from corral.maintain.inventory import ImageEntry, Inventory
 from corral.maintain.reports import ScanReport, Vuln
 from corral.model.findings import Finding, Rule
 from corral.model.images import ImageError, ImageRef, parse_image
+from corral.model.wording import counted
 
 SERIOUS = ("critical", "high")
 
@@ -226,7 +227,7 @@ def to_text(rep: VulnReport) -> str:
                      f"({', '.join(v.id for v in c.new) or '-'}), -{len(c.fixed)} gone "
                      f"({', '.join(v.id for v in c.fixed) or '-'})")
     crit = sum(e.vuln.severity == "critical" for e in rep.exposures)
-    lines.append(f"{len(rep.exposures)} serious findings on running agent images ({crit} "
-                 f"critical), {len(rep.stale)} stale reports, {len(rep.unscanned)} images "
-                 "without a trusted scan")
+    lines.append(f"{counted(len(rep.exposures), 'serious finding')} on running agent images "
+                 f"({crit} critical), {counted(len(rep.stale), 'stale report')}, "
+                 f"{counted(len(rep.unscanned), 'image')} without a trusted scan")
     return "\n".join(lines) + "\n"

@@ -104,9 +104,17 @@ def _message(err: ErrorDetails) -> str:
     return f"{msg} (got {err['input']!r})" if _is_scalar(err["input"]) else msg
 
 
+def _meaningful(errors: list[ErrorDetails]) -> list[ErrorDetails]:
+    """Drop a list's "too short" error when its items have errors of their own: pydantic counts
+    only the items that validated, so a list whose every item is wrong is also "empty"."""
+    def nested(loc: Loc) -> bool:
+        return any(len(e["loc"]) > len(loc) and tuple(e["loc"][:len(loc)]) == loc for e in errors)
+    return [e for e in errors if e["type"] != "too_short" or not nested(tuple(e["loc"]))]
+
+
 def problems_from_validation(file: str, doc: Any, exc: ValidationError) -> list[Problem]:
     out = []
-    for err in exc.errors(include_url=False):
+    for err in _meaningful(exc.errors(include_url=False)):
         loc = tuple(err["loc"])
         line, col = _position(doc, loc)
         out.append(Problem(file, format_path(loc), _message(err), line, col))

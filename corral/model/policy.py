@@ -28,7 +28,7 @@ from corral.model.domains import (
     parse_address_pattern,
     parse_pattern,
 )
-from corral.model.images import RegistryPrefix, parse_registry_prefix
+from corral.model.images import RegistryPrefix, parse_image, parse_registry_prefix
 from corral.model.ingress import Ingress
 from corral.model.policy_base import Strict
 from corral.model.quantity import format_bytes, parse_bytes
@@ -61,11 +61,21 @@ def _label_key(key: str) -> str:
     return key
 
 
+def _unquoted(key: object, value: object) -> str:
+    """YAML 1.2 reads unquoted 08, 1e3, true or null as a number, boolean or null, never as the
+    text the user typed; guessing the text back is unreliable (08 and 8 both read as 8)."""
+    kind = "null" if value is None else "a boolean" if isinstance(value, bool) else "a number"
+    return (f"label {key!s}: the unquoted value was read as {kind} ({value!r}), not as text; "
+            f"label values are strings: quote it as you mean it, e.g. {key!s}: \"...\"")
+
+
 def _labels(value: object) -> dict[str, str]:
     if not isinstance(value, dict) or not value:
         raise ValueError("expected a non-empty map of Kubernetes labels (matchLabels)")
     out: dict[str, str] = {}
     for k, v in value.items():
+        if isinstance(v, bool | int | float) or v is None:
+            raise ValueError(_unquoted(k, v))
         if not isinstance(v, str) or not _LABEL_VALUE.match(v):
             raise ValueError(f"label {k!r}: {v!r} is not a Kubernetes label value")
         out[_label_key(str(k))] = v
@@ -100,6 +110,15 @@ def _prefix(value: object) -> RegistryPrefix:
     return parse_registry_prefix(value)
 
 
+def _image(value: object) -> str:
+    """An image reference, kept as written (a tag, or a digest to pin exactly what runs)."""
+    if not isinstance(value, str):
+        raise ValueError("expected an image reference like registry.example.com/corral:0.1.0 "
+                         "or registry.example.com/corral@sha256:<64 hex digits>")
+    parse_image(value)
+    return value
+
+
 def _cidr(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
         return value
@@ -120,6 +139,7 @@ def _process(value: object) -> str:
 
 Name = Annotated[str, BeforeValidator(_dns_label)]
 Labels = Annotated[dict[str, str], BeforeValidator(_labels)]
+ImageName = Annotated[str, BeforeValidator(_image)]
 _PATTERN_SCHEMA = WithJsonSchema({
     "type": "string", "examples": ["api.openai.com", "*.weather.gov", "git.corp.example:8443"],
     "description": "exact name or *.name (any depth below, never the apex), optional :port",
@@ -227,7 +247,7 @@ class GatewayLimits(Strict):
 class Gateway(Strict):
     namespace: Name = "egress-gateway"
     replicas: int = Field(default=2, ge=1)
-    image: str = "ghcr.io/corral-dev/corral:0.1.0"
+    image: ImageName = "ghcr.io/corral-dev/corral:0.1.0"  # tag or @sha256: digest
     base_port: Port = 8080
     admin_port: Port = 9090
     resources: Resources = Resources()
@@ -263,7 +283,7 @@ class Spec(Strict):
     def _identities_unique(self) -> Spec:
         seen_names: set[str] = set()
         seen_ports: dict[int, str] = {}
-        for agent, port in zip(self.agents, self.listener_ports().values(), strict=True):
+        for agent, port in self._agent_ports():
             if agent.name in seen_names:
                 raise ValueError(f"agent name {agent.name!r} is used twice; names must be unique")
             seen_names.add(agent.name)
@@ -276,12 +296,14 @@ class Spec(Strict):
             seen_ports[port] = agent.name
         return self
 
+    def _agent_ports(self) -> list[tuple[Agent, int]]:
+        """Each agent with its listener port (explicit ``port`` or base_port + index)."""
+        return [(a, a.port if a.port is not None else self.gateway.base_port + i)
+                for i, a in enumerate(self.agents)]
+
     def listener_ports(self) -> dict[str, int]:
-        """Agent name -> gateway listener port (explicit ``port`` or base_port + index)."""
-        return {
-            a.name: a.port if a.port is not None else self.gateway.base_port + i
-            for i, a in enumerate(self.agents)
-        }
+        """Agent name -> gateway listener port (names are unique once validated)."""
+        return {a.name: port for a, port in self._agent_ports()}
 
     def agent(self, name: str) -> Agent:
         for a in self.agents:

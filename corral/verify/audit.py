@@ -22,6 +22,7 @@ from corral.compile.render import render_all
 from corral.model.findings import Level, Rule
 from corral.model.findings import to_sarif as sarif_document
 from corral.model.policy import Policy
+from corral.model.wording import counted
 from corral.verify import objects as k
 from corral.verify.objects import Located, PodLike
 
@@ -349,5 +350,6 @@ def to_text(findings: list[Finding], checked: int) -> str:
     lines = [f"{f.level}: {f.rule}: {f.object}: {f.message}\n  fix: {RULES[f.rule].help}"
              for f in findings]
     errors = sum(f.level == "error" for f in findings)
-    lines.append(f"{checked} objects audited: {errors} errors, {len(findings) - errors} warnings")
+    lines.append(f"{counted(checked, 'object')} audited: {counted(errors, 'error')}, "
+                 f"{counted(len(findings) - errors, 'warning')}")
     return "\n".join(lines) + "\n"

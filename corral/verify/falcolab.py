@@ -29,6 +29,7 @@ import yaml
 
 from corral.compile import falco
 from corral.compile.falco_expand import Expanded, ExpandedRule, expand
+from corral.model.images import parse_image
 from corral.model.policy import Agent, Policy
 from corral.model.runtime import RuleKind
 
@@ -128,7 +129,7 @@ def alert(policy: Policy, agent: Agent, kind: RuleKind, *, pod: str, process: st
     fields = {
         "k8s.ns.name": policy.spec.namespace, "k8s.pod.name": pod,
         "k8s.pod.labels": labels, "container.id": "0c0ffee0cafe",
-        "container.image.repository": policy.spec.gateway.image.rsplit(":", 1)[0],
+        "container.image.repository": parse_image(policy.spec.gateway.image).name,
         "proc.name": process, "proc.pname": parent,
         "proc.cmdline": process, "proc.exepath": f"/usr/bin/{process}",
         "user.name": "nonroot", "user.uid": 65532,

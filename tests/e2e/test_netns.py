@@ -61,7 +61,8 @@ def test_cleanup_stale_removes_namespaces_of_dead_creators(tmp_path: Path) -> No
     script = (
         "import pathlib, os, sys; from corral.verify import netns; "
         f"bed = netns.TestBed(pathlib.Path({str(tmp_path)!r})); bed.__enter__(); "
-        "print(bed.namespace('orphan').name); os._exit(0)"
+        # flush before os._exit: stdout is a pipe here, block-buffered unless PYTHONUNBUFFERED
+        "print(bed.namespace('orphan').name, flush=True); os._exit(0)"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=30, check=True)

@@ -6,6 +6,7 @@ capture here. A missing sysdig skips the engine tests (CI installs it via script
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -94,7 +95,9 @@ def policy(agent: dict[str, Any] | None = None, runtime: dict[str, Any] | None =
     doc["spec"]["agents"] += more_agents or []
     if runtime is not None:
         doc["spec"]["runtime"] = runtime
-    parsed, _warnings = parse_policy(yaml.safe_dump(doc), "test.yaml")
+    # JSON is YAML 1.2 as the loader reads it; PyYAML writes YAML 1.1, where a string like 08 or
+    # 0E0 goes out unquoted and comes back as a number.
+    parsed, _warnings = parse_policy(json.dumps(doc), "test.yaml")
     return parsed
 
 

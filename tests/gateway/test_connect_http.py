@@ -5,6 +5,7 @@ not a line. TLS to a port only plain HTTP may use is refused."""
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 from collections.abc import Iterator
@@ -18,7 +19,9 @@ from corral.model import records as R
 from tests.gateway.helpers import agent, connect, make_policy
 from tests.security.origin import RawOrigin
 
-ADDRESS = "127.0.0.7"  # an origin on port 80 of its own loopback address (tests run as root)
+# An origin on port 80 of its own loopback address (tests run as root), one per process, so two
+# suites running at once on one machine do not take each other's port 80.
+ADDRESS = f"127.0.{os.getpid() % 250 + 1}.7"
 
 
 @pytest.fixture()

@@ -31,6 +31,13 @@ from tests.gateway.helpers import agent, connect, make_policy, request
 LOOP = ["127.0.0.0/8"]
 
 
+def quarantined(gw: GatewayProcess) -> list[str]:
+    status, body = gw.admin_call("GET", "/v1/quarantine")
+    assert status == 200, body
+    names: list[str] = json.loads(body)["quarantined"]
+    return names
+
+
 @pytest.fixture()
 def ports(origin_http: ThreadingHTTPServer, origin_https: ThreadingHTTPServer) -> tuple[int, int]:
     return origin_http.server_address[1], origin_https.server_address[1]
@@ -168,7 +175,11 @@ def test_overlay_file_quarantines(tmp_path: Path, dns_server: StaticDns,
                         extra_args=("--overlay", str(overlay))) as gw:
         assert request(gw.ports["a"], "GET", url)[0] == 200
         overlay.write_text('{"quarantined": ["a"]}')
-        assert eventually(lambda: request(gw.ports["a"], "GET", url)[0] == 403)
+        # Wait on the admin port, not on the agent's own traffic: applying a quarantine cuts
+        # the agent's open connections, and a poll in flight at that moment would be cut too.
+        # The gateway applies it (and cuts) before the admin port can list it.
+        assert eventually(lambda: quarantined(gw) == ["a"])
+        assert request(gw.ports["a"], "GET", url)[0] == 403
         assert gw.admin_call("DELETE", "/v1/quarantine/a")[0] == 200
         assert yaml.safe_load(overlay.read_text()) == {"quarantined": []}
         assert request(gw.ports["a"], "GET", url)[0] == 200
@@ -184,10 +195,13 @@ def test_corral_up_check(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "corral", "up", "-f", str(policy), "--check",
          "--admin-port", str(admin), "--log", str(tmp_path / "access.log")],
-        capture_output=True, text=True, timeout=60, check=False)
+        capture_output=True, text=True, timeout=60, check=False,
+        cwd=tmp_path)  # `corral up` keeps its state in ./.corral: never in the checkout
+    assert (tmp_path / ".corral").is_dir()
     assert out.returncode == 0, out.stderr
     port = doc["spec"]["agents"][0]["port"]
-    assert f"HTTPS_PROXY=http://127.0.0.1:{port}" in out.stdout
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):  # curl: lower case
+        assert f"{name}=http://127.0.0.1:{port}" in out.stdout
     assert str(tmp_path / "access.log") in out.stdout and "ready" in out.stdout
 
 

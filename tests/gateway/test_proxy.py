@@ -440,8 +440,9 @@ def test_unreachable_and_unresolvable_destinations_are_502(
         status, headers, body = request(g.ports["a"], "GET", f"http://allowed.test:{closed}/")
         assert status == 502 and headers["x-corral-reason"] == reasons.UPSTREAM_FAILED
         assert b"refused" in body
-        status, headers, _ = request(g.ports["a"], "GET", "http://nowhere.test/")
+        status, headers, body = request(g.ports["a"], "GET", "http://nowhere.test/")
         assert status == 502 and headers["x-corral-reason"] == reasons.RESOLVE_FAILED
+        assert b"not a denial: the gateway's own DNS lookup" in body  # not "check the spelling"
         s, status, _ = connect(g.ports["a"], "nowhere.test:443")
         s.close()
         assert status == 502

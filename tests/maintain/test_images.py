@@ -55,7 +55,7 @@ def test_text_groups_by_agent_then_namespace(site: Path,
                                                                                  "warning"))]
     assert heads[:4] == ["agent coder", "agent research", "namespace egress-gateway",
                          "namespace kube-system"]
-    assert "6 images: 5 errors, 1 warnings" in out
+    assert "6 images: 5 errors, 1 warning" in out
 
 
 def test_sarif_names_rules_and_results(site: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -110,7 +110,7 @@ def test_text_and_sarif(reports: Path, site: Path, capsys: pytest.CaptureFixture
     assert code == 1
     assert "no fix; 31 days; agents research" in out
     assert "STALE    python:3.12" in out
-    assert "4 serious findings on running agent images (2 critical), 1 stale reports" in out
+    assert "4 serious findings on running agent images (2 critical), 1 stale report" in out
     _, out = _vulns(site, capsys, "-o", "sarif")
     results = json.loads(out)["runs"][0]["results"]
     assert sorted(r["ruleId"] for r in results) == [

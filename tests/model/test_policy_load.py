@@ -100,3 +100,54 @@ def test_invalid_policy_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFix
     assert not out.exists()
     err = capsys.readouterr().err
     assert err.count("error:") >= 3 and "nothing was written" in err
+
+
+TWO_AGENTS = """\
+apiVersion: corral.dev/v1alpha1
+kind: Policy
+metadata: {name: p}
+spec:
+  namespace: ns
+  agents:
+    - {name: a, selector: {app: a}, egress: {mode: enforce}}
+    - {name: b, selector: {app: b}, egress: {mode: enforce}}
+"""
+
+
+def test_duplicate_agent_names_get_the_names_message() -> None:
+    with pytest.raises(PolicyError) as info:
+        parse_policy(TWO_AGENTS.replace("name: b", "name: a"), "x.yaml")
+    assert [p.message for p in info.value.problems] == [
+        "agent name 'a' is used twice; names must be unique"]
+
+
+def test_every_agent_wrong_gives_only_their_errors() -> None:
+    with pytest.raises(PolicyError) as info:
+        parse_policy(TWO_AGENTS.replace("mode: enforce", "mode: bad"), "x.yaml")
+    assert [(p.path, p.line) for p in info.value.problems] == [
+        ("spec.agents[0].egress.mode", 7), ("spec.agents[1].egress.mode", 8)]
+
+
+def test_empty_agent_list_still_says_so() -> None:
+    text = TWO_AGENTS.split("  agents:", maxsplit=1)[0] + "  agents: []\n"
+    with pytest.raises(PolicyError) as info:
+        parse_policy(text, "x.yaml")
+    assert [p.path for p in info.value.problems] == ["spec.agents"]
+
+
+@pytest.mark.parametrize(("value", "kind"), [
+    ("08", "a number"), ("0E0", "a number"), ("1e3", "a number"), ("true", "a boolean"),
+    ("null", "null"),
+])
+def test_unquoted_label_value_read_as_non_text_says_to_quote_it(value: str, kind: str) -> None:
+    """YAML 1.2 reads 08 as the number 8: the user meant the text, so the error says to quote."""
+    with pytest.raises(PolicyError) as info:
+        parse_policy(TWO_AGENTS.replace("{app: b}", f"{{app: {value}}}"), "x.yaml")
+    (problem,) = info.value.problems
+    assert problem.path == "spec.agents[1].selector" and problem.line == 8
+    assert kind in problem.message and "quote it" in problem.message
+
+
+def test_quoted_label_values_load_as_written() -> None:
+    policy, _ = parse_policy(TWO_AGENTS.replace("{app: b}", '{app: "08", v: "0E0"}'), "x.yaml")
+    assert policy.spec.agents[1].selector == {"app": "08", "v": "0E0"}

@@ -7,6 +7,7 @@ import http.server
 import ipaddress
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -82,7 +83,7 @@ def origin() -> Iterator[int]:
 AGENT = """
 import json, os, socket, urllib.request
 out = {"uid": os.getuid(), "proxy": os.environ["HTTPS_PROXY"], "direct": {}}
-for host, port in [("10.239.201.1", 18490), ("10.239.201.1", 18481), ("10.239.201.1", ORIGIN),
+for host, port in [("HOST", 18490), ("HOST", 18481), ("HOST", ORIGIN),
                    ("192.0.2.1", 443), ("127.0.0.1", ORIGIN)]:
     try:
         socket.create_connection((host, port), timeout=1).close()
@@ -91,7 +92,7 @@ for host, port in [("10.239.201.1", 18490), ("10.239.201.1", 18481), ("10.239.20
         out["direct"][f"{host}:{port}"] = type(e).__name__
 proxies = urllib.request.ProxyHandler({"http": os.environ["HTTP_PROXY"]})
 opener = urllib.request.build_opener(proxies)
-for url in ("http://10.239.201.1:ORIGIN/", "http://denied.test/"):
+for url in ("http://HOST:ORIGIN/", "http://denied.test/"):
     try:
         out[url] = opener.open(url, timeout=5).status
     except urllib.error.HTTPError as e:
@@ -104,33 +105,52 @@ print(json.dumps(out))
 @pytest.mark.skipif(run_mod.unavailable_reason() is not None,
                     reason=run_mod.unavailable_reason() or "")
 def test_the_command_reaches_only_its_listener(tmp_path: Path, origin: int) -> None:
-    policy = tmp_path / "corral.yaml"
+    subnet = free_subnet()
+    host = str(subnet[1])
     doc = copy.deepcopy(DOC)
-    doc["spec"]["agents"][0]["egress"]["allow"].append(f"10.239.201.1:{origin}")
+    doc["spec"]["agents"][0]["egress"]["allow"].append(f"{host}:{origin}")
+    doc["spec"]["agents"][0]["egress"]["resolve_into"] = [str(subnet)]
+    policy = tmp_path / "corral.yaml"
     policy.write_text(yaml.safe_dump(doc))
     log = tmp_path / "access.log"
-    code = AGENT.replace("ORIGIN", str(origin))
+    code = AGENT.replace("ORIGIN", str(origin)).replace("HOST", host)
     done = subprocess.run([sys.executable, "-m", "corral", "run", "--agent", "research",
-                           "-f", str(policy), "--subnet", SUBNET, "--log", str(log),
+                           "-f", str(policy), "--subnet", str(subnet), "--log", str(log),
                            "--user", "65534:65534", "--", sys.executable, "-c", code],
                           capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["uid"] == 65534 and out["proxy"] == "http://10.239.201.1:18480"
+    assert out["uid"] == 65534 and out["proxy"] == f"http://{host}:18480"
     assert all(v != "open" for v in out["direct"].values()), out["direct"]
-    assert out[f"http://10.239.201.1:{origin}/"] == 200  # allowed CIDR, through the gateway
+    assert out[f"http://{host}:{origin}/"] == 200  # allowed CIDR, through the gateway
     assert out["http://denied.test/"] == [403, "not_in_allowlist"]
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert {(x["agent"], x["decision"]) for x in lines} == {("research", "allow"),
                                                           ("research", "deny")}
     assert "1 allow, 1 deny" in done.stderr
-    # everything is gone: namespace, nftables table, resolv.conf folder
+    # everything of this run is gone: namespace, nftables table (another suite running at the
+    # same time may have its own)
+    tag = re.search(r"in namespace crlrun-([0-9a-f]+);", done.stderr)
+    assert tag is not None, done.stderr
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                           check=False).stdout
-    assert "crlrun-" not in left
+    assert f"crlrun-{tag[1]}" not in left
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
                             check=False).stdout
-    assert "corral_run_" not in tables
+    assert f"corral_run_{tag[1]}" not in tables
+
+
+def free_subnet() -> ipaddress.IPv4Network:
+    """A /30 of 10.239.128.0/17 no interface uses, starting from this process's id, so two
+    suites running at once on one machine pick different ones."""
+    used = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True,
+                          timeout=15, check=False).stdout
+    base = int(ipaddress.IPv4Address("10.239.128.0"))
+    for i in range(256):
+        net = ipaddress.IPv4Network((base + 4 * ((os.getpid() + 97 * i) % 8192), 30))
+        if f" {net[1]}/" not in used and f" {net[2]}/" not in used:
+            return net
+    pytest.fail("no free /30 in 10.239.128.0/17")
 
 
 def test_cli_usage_errors_are_explained() -> None:
