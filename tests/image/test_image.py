@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -21,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 import yaml
 
+from corral.compile.control import TLS_DIR as CONTROL_TLS
+from corral.compile.control import TOKENS_DIR as CONTROL_TOKENS
 from corral.compile.render import render_all
 from corral.decide import reasons
 from corral.gateway.testing import free_ports
@@ -87,12 +91,40 @@ def example_with_ports(agent_ports: list[int], admin: int) -> dict[str, Any]:
     return doc
 
 
-def ok(url: str) -> bool:
+def ok(url: str, ctx: ssl.SSLContext | None = None, token: str | None = None) -> bool:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token
+                                 else {})
+    opener = NO_PROXY if ctx is None else urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
     try:
-        with NO_PROXY.open(url, timeout=2.0) as resp:
+        with opener.open(req, timeout=2.0) as resp:
             return int(resp.status) == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+class ControlSecrets:
+    """What the control Deployment mounts from its two Secrets (TLS and tokens), made here:
+    a CA of the test's own, a serving certificate for loopback, and two distinct tokens."""
+
+    def __init__(self, root: Path) -> None:
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        self.tls, self.tokens = root / "tls", root / "tokens"
+        for folder in (self.tls, self.tokens):
+            folder.mkdir()
+        cert.cert_chain_pems[0].write_to_path(str(self.tls / "tls.crt"))
+        cert.private_key_pem.write_to_path(str(self.tls / "tls.key"))
+        ca.cert_pem.write_to_path(str(self.tls / "ca.crt"))
+        self.admin = uuid.uuid4().hex
+        (self.tokens / "admin.token").write_text(self.admin + "\n")
+        (self.tokens / "ingest.token").write_text(uuid.uuid4().hex + "\n")
+        for path in [*self.tls.iterdir(), *self.tokens.iterdir()]:
+            path.chmod(0o444)  # the image's user reads them, as defaultMode + fsGroup would
+        self.ctx = ssl.create_default_context(cafile=str(self.tls / "ca.crt"))
+
+    def mounts(self) -> dict[str, str]:
+        return {str(self.tls): CONTROL_TLS, str(self.tokens): CONTROL_TOKENS}
 
 
 def wait_for(check: Callable[[], bool], what: str, alive: Callable[[], str | None]) -> None:
@@ -131,7 +163,10 @@ def test_rendered_args_run_with_the_entrypoint(tmp_path: Path) -> None:
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump(doc))
     (tmp_path / "overlay.json").write_text('{"quarantined": []}')
     (tmp_path / "state").mkdir()
-    mounts = {"/etc/corral/policy.yaml": str(tmp_path / "policy.yaml"),
+    secrets = ControlSecrets(tmp_path)
+    mounts = {f"{inside}/{f.name}": str(f) for outside, inside in secrets.mounts().items()
+              for f in Path(outside).iterdir()}
+    mounts |= {"/etc/corral/policy.yaml": str(tmp_path / "policy.yaml"),
               "/etc/corral-overlay/overlay.json": str(tmp_path / "overlay.json"),
               "/var/lib/corral": str(tmp_path / "state"), "0.0.0.0": "127.0.0.1",
               "0.0.0.0:8765": f"127.0.0.1:{control}"}
@@ -142,9 +177,11 @@ def test_rendered_args_run_with_the_entrypoint(tmp_path: Path) -> None:
                               stdout=outs[k], stderr=subprocess.PIPE, text=True)
              for k, a in args.items()]
     try:
-        for proc, url in zip(procs, (f"http://127.0.0.1:{admin}/readyz",
-                                     f"http://127.0.0.1:{control}/healthz"), strict=True):
-            wait_for(functools.partial(ok, url), url, functools.partial(exited, proc))
+        wait_for(functools.partial(ok, f"http://127.0.0.1:{admin}/readyz"), "gateway",
+                 functools.partial(exited, procs[0]))
+        wait_for(functools.partial(ok, f"https://127.0.0.1:{control}/v1/incidents", secrets.ctx,
+                                   secrets.admin), "control plane (TLS, admin token)",
+                 functools.partial(exited, procs[1]))
         status, body = proxy_get(agents[0], "http://pastebin.com/")
         assert status == 403 and b"not_in_allowlist" in body
         # The workers' access lines reach the gateway's stdout (the cluster's log pipeline).
@@ -245,15 +282,19 @@ def test_image_serves_gateway_and_control_plane(image: str, tmp_path: Path) -> N
     gw = Container(image, args["gateway"], {8080: agent, 9090: admin},
                    {str(policy): "/etc/corral:ro", str(overlay): "/etc/corral-overlay:ro"})
     try:
+        secrets = ControlSecrets(tmp_path)
         cp = Container(image, args["control"], {8765: control},
-                       {str(policy): "/etc/corral:ro", str(state): "/var/lib/corral"})
+                       {str(policy): "/etc/corral:ro", str(state): "/var/lib/corral",
+                        **{k: f"{v}:ro" for k, v in secrets.mounts().items()}})
         try:
             wait_for(lambda: ok(f"http://127.0.0.1:{admin}/readyz"), "gateway", gw.exited)
-            wait_for(lambda: ok(f"http://127.0.0.1:{control}/healthz"), "control", cp.exited)
+            wait_for(lambda: ok(f"https://127.0.0.1:{control}/healthz", secrets.ctx), "control",
+                     cp.exited)
             status, body = proxy_get(agent, "http://pastebin.com/")
             assert status == 403 and b"agent 'research'" in body
             wait_for(lambda: denied_line(gw.logs()), "the access line on stdout", gw.exited)
-            assert ok(f"http://127.0.0.1:{control}/v1/incidents")
+            assert ok(f"https://127.0.0.1:{control}/v1/incidents", secrets.ctx, secrets.admin)
+            assert not ok(f"https://127.0.0.1:{control}/v1/incidents", secrets.ctx)
         finally:
             cp.remove()
     finally:
