@@ -275,11 +275,13 @@ def pss_control(policy: Policy, check: pss.Check) -> CelControl:
     if container is None:
         return CelControl(pss.control_name(check), expr,
                           _quote(f"{head}: the pod {check.text}"), f"{head}: {check.text}", None)
-    bad = f"variables.allContainers.filter(c, !({container}))"
-    message = (f"{_quote(head + ': ')} + ({bad}.size() > 0 ? 'container ' + {bad}[0].name "
-               f": 'the pod') + {_quote(' ' + check.text)}")
+    # one loop each (the three-argument map filters and maps in one pass): the first failing
+    # container's name, else the pod (its pod-level part failed)
+    named = f"variables.allContainers.map(c, !({container}), 'container ' + c.name)"
+    message = (f"{_quote(head + ': ')} + ({named} + ['the pod'])[0] + "
+               f"{_quote(' ' + check.text)}")
     return CelControl(pss.control_name(check), expr, message, f"{head}: {check.text}",
-                      f"{bad}.map(c, c.name)")
+                      f"variables.allContainers.map(c, !({container}), c.name)")
 
 
 def pss_checks(policy: Policy) -> tuple[pss.Check, ...]:

@@ -299,7 +299,11 @@ def _probe_hosts(_: int) -> Pieces:
              for h in ("httpGet", "tcpSocket")]
     paths += [f"lifecycle.{p}.{h}.host" for p in ("postStart", "preStop")
               for h in ("httpGet", "tcpSocket")]
-    return None, " && ".join(_unset_or("c", p, "{v} == ''") for p in paths)
+    # most containers set none of these fields: test that first, in four steps
+    absent = " && ".join(f"!has(c.{f})"
+                         for f in ("livenessProbe", "readinessProbe", "startupProbe", "lifecycle"))
+    each = " && ".join(_unset_or("c", p, "{v} == ''") for p in paths)
+    return None, f"(({absent}) || ({each}))"
 
 
 def _restricted_volumes(_: int) -> Pieces:
