@@ -253,12 +253,13 @@ def compile_control(policy: Policy, name: str, ctl: Control) -> CelControl:
         return CelControl(name, expr, _quote(f"{name}: the pod {text}"), f"{name}: pod {text}",
                           None)
     items = _container_list(var)
-    bad = f"{items}.filter(c, !({pred}))"
-    message = f"{_quote(name + ': container ')} + {bad}[0].name + {_quote(' ' + text)}"
+    # the failing containers' names in one loop (the three-argument map filters and maps)
+    names = f"{items}.map(c, !({pred}), c.name)"
+    message = f"{_quote(name + ': container ')} + {names}[0] + {_quote(' ' + text)}"
     if name in IMAGE_CONTROLS:
-        message += f" + ' (' + ({bad}[0].image) + ')'"
+        message += f" + ' (' + ({items}.filter(c, !({pred}))[0].image) + ')'"
     return CelControl(name, f"{guard}{items}.all(c, {pred})", message,
-                      f"{name}: a container {text}", f"{bad}.map(c, c.name)")
+                      f"{name}: a container {text}", names)
 
 
 def pss_control(policy: Policy, check: pss.Check) -> CelControl:
