@@ -315,7 +315,7 @@ def variables(policy: Policy) -> tuple[tuple[str, str], ...]:
     them)."""
     if policy.spec.admission.pod_security is None:
         return VARIABLES
-    return (*VARIABLES, pss.ANNOTATIONS_VARIABLE)
+    return (*VARIABLES, pss.ANNOTATIONS_VARIABLE, *pss.INHERITED_VARIABLES)
 
 
 def policy_name(policy: Policy) -> str:

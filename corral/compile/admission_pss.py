@@ -231,6 +231,13 @@ def _selinux(base: str, types: tuple[str, ...]) -> str:
     return f"(!{_has(base, 'securityContext.seLinuxOptions')} || ({ok}))"
 
 
+# what a container without its own value inherits: evaluated once per pod, not per container
+POD_NON_ROOT = ("podRunAsNonRoot",
+                f"({_has(_S, 'securityContext.runAsNonRoot')} && "
+                f"{_S}.securityContext.runAsNonRoot == true)")
+POD_SECCOMP = ("podSeccompProfile", _set(_S, "securityContext.seccompProfile", _PROFILE))
+INHERITED_VARIABLES = (POD_NON_ROOT, POD_SECCOMP)
+
 Pieces = tuple[str | None, str | None]  # (pod predicate, container predicate over `c`)
 _SC = "securityContext"
 
@@ -318,7 +325,7 @@ def _privilege_escalation(_: int) -> Pieces:
 def _run_as_non_root(_: int) -> Pieces:
     field = f"{_SC}.runAsNonRoot"
     return (f"!{_set(_S, field, '{v} == false')}",
-            f"({_has('c', field)} ? c.{field} == true : {_set(_S, field, '{v} == true')})")
+            f"({_has('c', field)} ? c.{field} == true : variables.{POD_NON_ROOT[0]})")
 
 
 def _run_as_user(_: int) -> Pieces:
@@ -330,7 +337,7 @@ def _seccomp_restricted(_: int) -> Pieces:
     field = f"{_SC}.seccompProfile"
     return (_unset_or(_S, field, _PROFILE),
             f"({_has('c', field)} ? {_PROFILE.format(v='c.' + field)} : "
-            f"{_set(_S, field, _PROFILE)})")
+            f"variables.{POD_SECCOMP[0]})")
 
 
 def _capabilities_restricted(_: int) -> Pieces:
