@@ -232,9 +232,7 @@ def _selinux(base: str, types: tuple[str, ...]) -> str:
 
 
 # what a container without its own value inherits: evaluated once per pod, not per container
-POD_NON_ROOT = ("podRunAsNonRoot",
-                f"({_has(_S, 'securityContext.runAsNonRoot')} && "
-                f"{_S}.securityContext.runAsNonRoot == true)")
+POD_NON_ROOT = ("podRunAsNonRoot", _set(_S, "securityContext.runAsNonRoot", "{v} == true"))
 POD_SECCOMP = ("podSeccompProfile", _set(_S, "securityContext.seccompProfile", _PROFILE))
 INHERITED_VARIABLES = (POD_NON_ROOT, POD_SECCOMP)
 
