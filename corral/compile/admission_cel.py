@@ -253,12 +253,13 @@ def compile_control(policy: Policy, name: str, ctl: Control) -> CelControl:
         return CelControl(name, expr, _quote(f"{name}: the pod {text}"), f"{name}: pod {text}",
                           None)
     items = _container_list(var)
-    bad = f"{items}.filter(c, !({pred}))"
-    message = f"{_quote(name + ': container ')} + {bad}[0].name + {_quote(' ' + text)}"
+    # the failing containers' names in one loop (the three-argument map filters and maps)
+    names = f"{items}.map(c, !({pred}), c.name)"
+    message = f"{_quote(name + ': container ')} + {names}[0] + {_quote(' ' + text)}"
     if name in IMAGE_CONTROLS:
-        message += f" + ' (' + ({bad}[0].image) + ')'"
+        message += f" + ' (' + ({items}.filter(c, !({pred}))[0].image) + ')'"
     return CelControl(name, f"{guard}{items}.all(c, {pred})", message,
-                      f"{name}: a container {text}", f"{bad}.map(c, c.name)")
+                      f"{name}: a container {text}", names)
 
 
 def pss_control(policy: Policy, check: pss.Check) -> CelControl:
@@ -275,11 +276,13 @@ def pss_control(policy: Policy, check: pss.Check) -> CelControl:
     if container is None:
         return CelControl(pss.control_name(check), expr,
                           _quote(f"{head}: the pod {check.text}"), f"{head}: {check.text}", None)
-    bad = f"variables.allContainers.filter(c, !({container}))"
-    message = (f"{_quote(head + ': ')} + ({bad}.size() > 0 ? 'container ' + {bad}[0].name "
-               f": 'the pod') + {_quote(' ' + check.text)}")
+    # one loop each (the three-argument map filters and maps in one pass): the first failing
+    # container's name, else the pod (its pod-level part failed)
+    named = f"variables.allContainers.map(c, !({container}), 'container ' + c.name)"
+    message = (f"{_quote(head + ': ')} + ({named} + ['the pod'])[0] + "
+               f"{_quote(' ' + check.text)}")
     return CelControl(pss.control_name(check), expr, message, f"{head}: {check.text}",
-                      f"{bad}.map(c, c.name)")
+                      f"variables.allContainers.map(c, !({container}), c.name)")
 
 
 def pss_checks(policy: Policy) -> tuple[pss.Check, ...]:
@@ -312,7 +315,7 @@ def variables(policy: Policy) -> tuple[tuple[str, str], ...]:
     them)."""
     if policy.spec.admission.pod_security is None:
         return VARIABLES
-    return (*VARIABLES, pss.ANNOTATIONS_VARIABLE)
+    return (*VARIABLES, pss.ANNOTATIONS_VARIABLE, *pss.INHERITED_VARIABLES)
 
 
 def policy_name(policy: Policy) -> str:

@@ -231,6 +231,11 @@ def _selinux(base: str, types: tuple[str, ...]) -> str:
     return f"(!{_has(base, 'securityContext.seLinuxOptions')} || ({ok}))"
 
 
+# what a container without its own value inherits: evaluated once per pod, not per container
+POD_NON_ROOT = ("podRunAsNonRoot", _set(_S, "securityContext.runAsNonRoot", "{v} == true"))
+POD_SECCOMP = ("podSeccompProfile", _set(_S, "securityContext.seccompProfile", _PROFILE))
+INHERITED_VARIABLES = (POD_NON_ROOT, POD_SECCOMP)
+
 Pieces = tuple[str | None, str | None]  # (pod predicate, container predicate over `c`)
 _SC = "securityContext"
 
@@ -299,7 +304,11 @@ def _probe_hosts(_: int) -> Pieces:
              for h in ("httpGet", "tcpSocket")]
     paths += [f"lifecycle.{p}.{h}.host" for p in ("postStart", "preStop")
               for h in ("httpGet", "tcpSocket")]
-    return None, " && ".join(_unset_or("c", p, "{v} == ''") for p in paths)
+    # most containers set none of these fields: test that first, in four steps
+    absent = " && ".join(f"!has(c.{f})"
+                         for f in ("livenessProbe", "readinessProbe", "startupProbe", "lifecycle"))
+    each = " && ".join(_unset_or("c", p, "{v} == ''") for p in paths)
+    return None, f"(({absent}) || ({each}))"
 
 
 def _restricted_volumes(_: int) -> Pieces:
@@ -314,7 +323,7 @@ def _privilege_escalation(_: int) -> Pieces:
 def _run_as_non_root(_: int) -> Pieces:
     field = f"{_SC}.runAsNonRoot"
     return (f"!{_set(_S, field, '{v} == false')}",
-            f"({_has('c', field)} ? c.{field} == true : {_set(_S, field, '{v} == true')})")
+            f"({_has('c', field)} ? c.{field} == true : variables.{POD_NON_ROOT[0]})")
 
 
 def _run_as_user(_: int) -> Pieces:
@@ -326,7 +335,7 @@ def _seccomp_restricted(_: int) -> Pieces:
     field = f"{_SC}.seccompProfile"
     return (_unset_or(_S, field, _PROFILE),
             f"({_has('c', field)} ? {_PROFILE.format(v='c.' + field)} : "
-            f"{_set(_S, field, _PROFILE)})")
+            f"variables.{POD_SECCOMP[0]})")
 
 
 def _capabilities_restricted(_: int) -> Pieces:
