@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import copy
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
+from corral.gateway.testing import eventually
 from corral.model import records as R
 
 from . import client
@@ -21,15 +21,6 @@ from . import conftest as cf
 from .test_gateway import proxy, record_for
 
 pytestmark = pytest.mark.netns
-
-
-def _until(check: Callable[[], bool], *, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def _status(world: cf.World, url: str) -> int:
@@ -42,8 +33,8 @@ def restore_policy(world: cf.World) -> Iterator[None]:
     cf.install_policy(world.policy_path, cf.policy_document(), "v1")
     assert world.gateway is not None
     world.gateway.signal(signal.SIGHUP)
-    assert _until(lambda: _status(world, "http://denied.test/") == 403
-                  and _status(world, "http://allowed.test/") == 200)
+    assert eventually(lambda: _status(world, "http://denied.test/") == 403
+                      and _status(world, "http://allowed.test/") == 200, 15)
 
 
 def test_reload_applies_new_rules_and_keeps_open_tunnels(world: cf.World,
@@ -63,7 +54,7 @@ def test_reload_applies_new_rules_and_keeps_open_tunnels(world: cf.World,
         widened = copy.deepcopy(cf.policy_document())
         widened["spec"]["agents"][0]["egress"]["allow"].append("denied.test")
         cf.install_policy(world.policy_path, widened, "v2")  # file watch only, no signal
-        assert _until(lambda: _status(world, "http://denied.test/") == 200), \
+        assert eventually(lambda: _status(world, "http://denied.test/") == 200, 15), \
             "the swapped policy file was not picked up"
 
         tls.sendall(b"GET /after HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
@@ -73,7 +64,7 @@ def test_reload_applies_new_rules_and_keeps_open_tunnels(world: cf.World,
         narrowed["spec"]["agents"][0]["egress"]["allow"].remove("allowed.test")
         cf.install_policy(world.policy_path, narrowed, "v3")
         world.gateway.signal(signal.SIGHUP)
-        assert _until(lambda: _status(world, "http://allowed.test/") == 403)
+        assert eventually(lambda: _status(world, "http://allowed.test/") == 403, 15)
         tls.sendall(b"GET /still HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
         # an established tunnel was allowed when opened; reload does not cut it
         assert client.read_response(tls).json()["path"] == "/still"
@@ -98,7 +89,7 @@ def test_an_invalid_policy_is_refused_and_the_old_one_stays(world: cf.World,
     cf.install_policy(world.policy_path, broken, "broken")
     world.gateway.signal(signal.SIGHUP)
     # the gateway says why it kept the old policy, naming the file, the path and the problem
-    assert _until(lambda: refusals() > before, timeout=10), world.gateway.tail()
+    assert eventually(lambda: refusals() > before, 10), world.gateway.tail()
     assert "egress.allow[8]" in world.gateway.tail()
     assert _status(world, "http://allowed.test/") == 200
     assert _status(world, "http://denied.test/") == 403
