@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -160,8 +161,12 @@ def main(argv: list[str]) -> int:
                 stats.errors.extend(bad[:10])
             else:
                 stats = store.ingest_access_lines(lines, where="gateway", live=True)
-            out.write(orjson.dumps(stats.as_dict()) + b"\n")
-            out.flush()
+            try:
+                out.write(orjson.dumps(stats.as_dict()) + b"\n")
+                out.flush()
+            except BrokenPipeError:  # serve is gone (killed): the batch is stored, nobody asks
+                os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())  # no flush error at exit
+                return 0
     return 0
 
 

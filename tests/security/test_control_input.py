@@ -12,10 +12,14 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import orjson
 
+from tests.control.conftest import access
 from tests.security.serve import ADMIN_TOKEN, INGEST_TOKEN, Serve
 
 
@@ -119,3 +123,17 @@ def test_no_traceback_for_any_odd_input(serve: Serve) -> None:
             assert not answer.startswith(b"HTTP/1.1 5"), answer
     _settled(serve, 1.0)
     assert serve.metric("corral_control_worker_restarts_total") == 0
+
+
+def test_behaviour_worker_exits_quietly_when_serve_is_gone(tmp_path: Path) -> None:
+    """serve killed with -9 leaves its behaviour worker answering into a pipe nobody reads: it
+    stops with status 0 and no traceback (the kill -9 durability test once caught one)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader (serve) is gone before the answer is written
+    frame = orjson.dumps(access()) + b"\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "corral.control.behaviour", str(tmp_path / "b.db"), "{}"],
+        input=b"A %d\n" % len(frame) + frame, stdout=write_end, stderr=subprocess.PIPE,
+        timeout=60, check=False)
+    os.close(write_end)
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode()
